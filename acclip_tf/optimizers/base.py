@@ -214,6 +214,7 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
         context = {}
         if self.skip_nonfinite:
             context["finite"] = clipping.all_finite(grads)
+            context["skipped"] = ops.subtract(1, ops.cast(context["finite"], "int32"))
         context.update(self._global_context(grads, variables))
         if self.track_clip_fraction:
             context["clip_fraction"] = self._clip_fraction(grads, variables, context)
@@ -232,16 +233,14 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
         return ops.divide(clipped, float(max(total, 1)))
 
     def _diagnostic_updates(self, context):
-        """``(variable, value, "add" | "assign")`` written after each step."""
+        """``(variable, value, "add" | "assign")`` written after each step.
+
+        Values are entries of `context` as they are: under tf.distribute this
+        runs in cross-replica context, where no further math may be done.
+        """
         updates = []
-        if "finite" in context:
-            updates.append(
-                (
-                    self.skipped_steps,
-                    ops.subtract(1, ops.cast(context["finite"], "int32")),
-                    "add",
-                )
-            )
+        if "skipped" in context:
+            updates.append((self.skipped_steps, context["skipped"], "add"))
         if "clip_fraction" in context:
             updates.append((self.clip_fraction, context["clip_fraction"], "assign"))
         return updates
@@ -321,10 +320,18 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             return keras.saving.serialize_keras_object(value)
         return value
 
+    # Constructor arguments that may hold a serialized schedule.
+    _schedule_arguments = ()
+
     @classmethod
-    def _deserialize_threshold(cls, config, key):
-        if isinstance(config.get(key), dict):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)  # the caller's dict stays as it was
+        for key in cls._schedule_arguments:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return super().from_config(config, custom_objects=custom_objects)
 
     def _current_threshold(self, value):
         """The threshold at this step, as a float32 scalar tensor."""

@@ -79,6 +79,8 @@ class CClip(ClippingOptimizer):
         self.momentum = momentum
         self.epsilon = epsilon
 
+    _schedule_arguments = ("tau",)
+
     def _slot_specs(self):
         return [("momentum", "zeros")] if self.momentum > 0 else []
 
@@ -108,11 +110,6 @@ class CClip(ClippingOptimizer):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        cls._deserialize_threshold(config, "tau")
-        return super().from_config(config, custom_objects=custom_objects)
 
 
 CClip.__doc__ = CClip.__doc__.replace(

@@ -86,6 +86,8 @@ class GClip(ClippingOptimizer):
         self.momentum = momentum
         self.epsilon = epsilon
 
+    _schedule_arguments = ("tau",)
+
     def _slot_specs(self):
         return [("momentum", "zeros")] if self.momentum > 0 else []
 
@@ -145,11 +147,6 @@ class GClip(ClippingOptimizer):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        cls._deserialize_threshold(config, "tau")
-        return super().from_config(config, custom_objects=custom_objects)
 
 
 GClip.__doc__ = GClip.__doc__.replace(
