@@ -19,3 +19,19 @@ try:
     )
 except RuntimeError:  # already initialised by an earlier import: keep going
     pass
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests.
+
+    A second MirroredStrategy in the same process restarts the collective
+    instance keys of the first and its all-reduces then collide ("Shape
+    mismatch in the collective instance"), so tests share this one.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    if len(devices) < 2:
+        pytest.skip("two logical CPU devices are not configured")
+    return tf.distribute.MirroredStrategy(devices)

@@ -38,13 +38,6 @@ def _model():
     ])
 
 
-def _mirrored():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    if len(devices) < 2:
-        pytest.skip("two logical CPU devices are not configured")
-    return tf.distribute.MirroredStrategy(devices)
-
-
 def _fit(strategy, make_optimizer):
     x, y = _data()
     with strategy.scope():
@@ -91,18 +84,18 @@ def _assert_same(a, b):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_fit_two_replicas_equals_one_device(name):
+def test_fit_two_replicas_equals_one_device(name, two_replicas):
     one, _ = _fit(tf.distribute.get_strategy(), OPTIMIZERS[name])
-    two, opt = _fit(_mirrored(), OPTIMIZERS[name])
+    two, opt = _fit(two_replicas, OPTIMIZERS[name])
     _assert_same(one, two)
     assert int(opt.iterations.numpy()) == STEPS
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("jit_gradients", [False, True])
-def test_custom_loop_two_replicas_equals_one_device(name, jit_gradients):
+def test_custom_loop_two_replicas_equals_one_device(name, jit_gradients, two_replicas):
     one, opt_one = _custom_loop(tf.distribute.OneDeviceStrategy("/cpu:0"), OPTIMIZERS[name])
-    two, opt_two = _custom_loop(_mirrored(), OPTIMIZERS[name], jit_gradients=jit_gradients)
+    two, opt_two = _custom_loop(two_replicas, OPTIMIZERS[name], jit_gradients=jit_gradients)
     _assert_same(one, two)
     if name.startswith("gclip"):
         # The norm is that of the all-reduced direction, identical on all replicas.
@@ -111,22 +104,22 @@ def test_custom_loop_two_replicas_equals_one_device(name, jit_gradients):
         assert opt_two.global_norm.numpy() > 0.05  # the steps were really clipped
 
 
-def test_keras_global_clipnorm_is_applied_after_the_all_reduce():
+def test_keras_global_clipnorm_is_applied_after_the_all_reduce(two_replicas):
     make = lambda: acclip_tf.CClip(learning_rate=0.1, tau=1e9, global_clipnorm=0.01)
     one, _ = _custom_loop(tf.distribute.OneDeviceStrategy("/cpu:0"), make)
-    two, _ = _custom_loop(_mirrored(), make)
+    two, _ = _custom_loop(two_replicas, make)
     _assert_same(one, two)
     # Keras' own SGD clips each replica's gradient before the all-reduce: the
     # same comparison fails for it, which is why GClip does not rely on it.
     keras_sgd = lambda: keras.optimizers.SGD(learning_rate=0.1, global_clipnorm=0.01)
     one_k, _ = _custom_loop(tf.distribute.OneDeviceStrategy("/cpu:0"), keras_sgd)
-    two_k, _ = _custom_loop(_mirrored(), keras_sgd)
+    two_k, _ = _custom_loop(two_replicas, keras_sgd)
     assert max(np.abs(a - b).max() for a, b in zip(one_k, two_k)) > 1e-4
     _assert_same(one, one_k)
 
 
-def test_mirrored_slots_stay_identical_on_both_replicas():
-    strategy = _mirrored()
+def test_mirrored_slots_stay_identical_on_both_replicas(two_replicas):
+    strategy = two_replicas
     _, opt = _custom_loop(strategy, OPTIMIZERS["acclip"])
     for slot in opt.variables:
         values = [v.numpy() for v in strategy.experimental_local_results(slot.value)]
