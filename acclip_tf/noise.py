@@ -352,6 +352,29 @@ def _unpack(batch):
     )
 
 
+_AVERAGING_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+def _cross_replica_op(loss_fn, cross_replica):
+    """The `tf.distribute.ReduceOp` that aggregates per-replica gradients."""
+    import keras
+    import tensorflow as tf
+
+    if cross_replica == "auto":
+        keras_scaled = (
+            isinstance(loss_fn, keras.losses.Loss)
+            and getattr(loss_fn, "reduction", None) in _AVERAGING_REDUCTIONS
+        )
+        cross_replica = "sum" if keras_scaled else "mean"
+    if cross_replica == "sum":
+        return tf.distribute.ReduceOp.SUM
+    if cross_replica == "mean":
+        return tf.distribute.ReduceOp.MEAN
+    raise ValueError(
+        f"`cross_replica` must be 'auto', 'sum' or 'mean'; received {cross_replica!r}."
+    )
+
+
 def gradient_noise_norms(
     model,
     loss_fn,
@@ -362,6 +385,7 @@ def gradient_noise_norms(
     training=False,
     include_model_losses=False,
     return_full_gradient=False,
+    cross_replica="auto",
 ):
     """Noise norms ``||g_i - grad f(x)||`` of minibatch gradients at fixed weights.
 
@@ -396,6 +420,9 @@ def gradient_noise_norms(
             so the only randomness is the data).
         include_model_losses: add ``sum(model.losses)`` (regularisers).
         return_full_gradient: keep ``gbar`` (numpy) in the result.
+        cross_replica: ``"sum"``, ``"mean"`` or ``"auto"`` (sum for an
+            averaging `keras.losses.Loss`, mean otherwise). Ignored without a
+            strategy.
 
     Returns:
         A `GradientNoiseSample`.
@@ -408,6 +435,7 @@ def gradient_noise_norms(
         raise ValueError(
             f"`dataset` must be a tf.data.Dataset; received {type(dataset).__name__}."
         )
+    reduce_op = _cross_replica_op(loss_fn, cross_replica)
     if num_batches is not None and (not isinstance(num_batches, int) or num_batches < 1):
         raise ValueError(f"`num_batches` must be a positive integer; received {num_batches!r}.")
     variables = list(model.trainable_variables)
@@ -438,7 +466,7 @@ def gradient_noise_norms(
         def minibatch_gradients(batch):
             per_replica = strategy.run(replica_gradients, args=(batch,))
             return [
-                strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None)
+                strategy.reduce(reduce_op, g, axis=None)
                 for g in per_replica
             ]
 
