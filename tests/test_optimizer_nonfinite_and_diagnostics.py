@@ -102,3 +102,16 @@ def test_cclip_and_gclip_clip_fraction():
     np.testing.assert_allclose(float(gclip.global_norm.numpy()), np.linalg.norm(g), rtol=1e-6)
     gclip.apply([g / 100], [variable])
     assert float(gclip.clip_fraction.numpy()) == 0.0
+
+
+def test_clip_fraction_with_unknown_static_gradient_shape():
+    # KerasHub's MLM head gives a kernel gradient of static shape [None, hidden].
+    variable = keras.Variable(np.zeros((3, 4), "float32"))
+    opt = acclip_tf.ACClip(track_clip_fraction=True)
+    opt.build([variable])
+    apply = tf.function(lambda g: opt.apply([g], [variable]),
+                        input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    gradient = np.full((3, 4), 100.0, "float32")
+    gradient[0] = 0.5  # m = 0.05 < tau: not clipped; the other rows are
+    apply(tf.constant(gradient))
+    assert float(opt.clip_fraction.numpy()) == 8 / 12

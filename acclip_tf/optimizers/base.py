@@ -229,7 +229,9 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             gradient = ops.cast(gradient, self._slot_dtype(variable))
             _, _, mask = self._compute(gradient, slots, context, want_mask=True)
             clipped = ops.add(clipped, ops.sum(ops.cast(mask, "float32")))
-            total += int(math.prod(gradient.shape))
+            # The variable's shape, not the gradient's: some layers' gradients
+            # have an unknown static dimension inside tf.function.
+            total += int(math.prod(variable.shape))
         return ops.divide(clipped, float(max(total, 1)))
 
     def _diagnostic_updates(self, context):
