@@ -19,6 +19,9 @@ OPTIMIZERS = {
     "cclip": lambda: acclip_tf.CClip(learning_rate=0.1, tau=0.02, momentum=0.9),
     "gclip": lambda: acclip_tf.GClip(learning_rate=0.1, tau=0.05, momentum=0.5),
     "gclip_no_momentum": lambda: acclip_tf.GClip(learning_rate=0.1, tau=0.05),
+    # mixed_float16's wrapper: scales the loss, unscales and checks the gradients.
+    "gclip_loss_scaled": lambda: keras.optimizers.LossScaleOptimizer(
+        acclip_tf.GClip(learning_rate=0.1, tau=0.05, momentum=0.5)),
 }
 
 
@@ -60,7 +63,7 @@ def _custom_loop(strategy, make_optimizer, jit_gradients=False):
     def gradients(xb, yb):
         with tf.GradientTape() as tape:
             per_example = tf.reduce_mean(tf.square(model(xb) - yb), axis=1)
-            loss = tf.reduce_sum(per_example) / GLOBAL_BATCH
+            loss = optimizer.scale_loss(tf.reduce_sum(per_example) / GLOBAL_BATCH)
         return tape.gradient(loss, model.trainable_variables)
 
     if jit_gradients:
@@ -98,6 +101,8 @@ def test_custom_loop_two_replicas_equals_one_device(name, jit_gradients, two_rep
     two, opt_two = _custom_loop(two_replicas, OPTIMIZERS[name], jit_gradients=jit_gradients)
     _assert_same(one, two)
     if name.startswith("gclip"):
+        opt_one = getattr(opt_one, "inner_optimizer", opt_one)
+        opt_two = getattr(opt_two, "inner_optimizer", opt_two)
         # The norm is that of the all-reduced direction, identical on all replicas.
         np.testing.assert_allclose(opt_one.global_norm.numpy(), opt_two.global_norm.numpy(),
                                    rtol=1e-5)
