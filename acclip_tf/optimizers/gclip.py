@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from acclip_tf import clipping
-from acclip_tf.optimizers.base import ClippingOptimizer, check_range, check_threshold
+from acclip_tf.optimizers.clipped_sgd import ClippedSGD
 
 
 @keras.saving.register_keras_serializable(package="acclip_tf")
-class GClip(ClippingOptimizer):
+class GClip(ClippedSGD):
     """SGD whose direction is clipped by its global norm over all variables.
 
     Eq. (GClip) of "Why are Adaptive Methods Good for Attention Models?": with
@@ -43,72 +43,16 @@ class GClip(ClippingOptimizer):
     pre-clip norm of the last step is kept in the scalar `global_norm`.
     """
 
-    def __init__(
-        self,
-        learning_rate=1e-2,
-        tau=1.0,
-        momentum=0.0,
-        epsilon=0.0,
-        skip_nonfinite=False,
-        track_clip_fraction=False,
-        state_dtype=None,
-        weight_decay=None,
-        clipnorm=None,
-        clipvalue=None,
-        global_clipnorm=None,
-        use_ema=False,
-        ema_momentum=0.99,
-        ema_overwrite_frequency=None,
-        loss_scale_factor=None,
-        gradient_accumulation_steps=None,
-        name=None,
-        **kwargs,
-    ):
-        tau = check_threshold("tau", tau)
-        momentum = check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-        epsilon = check_range("epsilon", epsilon, low=0.0)
-        super().__init__(
-            learning_rate=learning_rate,
-            skip_nonfinite=skip_nonfinite,
-            track_clip_fraction=track_clip_fraction,
-            state_dtype=state_dtype,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
-            **kwargs,
-        )
-        self.tau = tau
-        self.momentum = momentum
-        self.epsilon = epsilon
-
-    _schedule_arguments = ("tau",)
-
-    def _slot_specs(self):
-        return [("momentum", "zeros")] if self.momentum > 0 else []
-
     def _build_diagnostics(self):
         self.global_norm = self.add_variable(
             (), dtype="float32", name="global_norm", aggregation="only_first_replica"
         )
 
-    def _direction(self, gradient, slots):
-        if self.momentum > 0:
-            return clipping.ema(slots[0], gradient, self.momentum)
-        return gradient
-
     def _global_context(self, grads, variables):
         directions = []
         for gradient, variable in zip(grads, variables):
-            slots = self._get_slots(variable)
             gradient = ops.cast(gradient, self._slot_dtype(variable))
-            directions.append(self._direction(gradient, slots))
+            directions.append(self._direction(gradient, self._get_slots(variable))[0])
         tau = self._current_threshold(self.tau)
         norm = clipping.global_norm(directions)
         scale = clipping.global_clip_scale(norm, ops.cast(tau, norm.dtype), self.epsilon)
@@ -127,8 +71,7 @@ class GClip(ClippingOptimizer):
         return updates
 
     def _compute(self, gradient, slots, context, want_mask=False):
-        direction = self._direction(gradient, slots)
-        new_slots = [direction] if self.momentum > 0 else []
+        direction, new_slots = self._direction(gradient, slots)
         update = ops.multiply(direction, ops.cast(context["scale"], gradient.dtype))
         return new_slots, update, None
 
@@ -138,17 +81,6 @@ class GClip(ClippingOptimizer):
             "`apply(grads, variables)` / `apply_gradients(...)` instead of the "
             "per-variable `update_step`."
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "tau": self._serialize_threshold(self.tau),
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-            }
-        )
-        return config
 
 
 GClip.__doc__ = GClip.__doc__.replace(

@@ -1,0 +1,81 @@
+"""What CClip and GClip share: SGD (optionally with EMA momentum) with a threshold."""
+
+from acclip_tf import clipping
+from acclip_tf.optimizers.base import ClippingOptimizer, check_range, check_threshold
+
+
+class ClippedSGD(ClippingOptimizer):
+    """Base of `CClip` and `GClip`: the direction ``d`` and the threshold ``tau``.
+
+    ``d`` is the aggregated gradient, or with ``momentum > 0`` its EMA
+    ``m = momentum * m + (1 - momentum) * g`` (slot ``momentum``). Subclasses
+    say how ``d`` is clipped at ``tau``.
+    """
+
+    _schedule_arguments = ("tau",)
+
+    def __init__(
+        self,
+        learning_rate=1e-2,
+        tau=1.0,
+        momentum=0.0,
+        epsilon=0.0,
+        skip_nonfinite=False,
+        track_clip_fraction=False,
+        state_dtype=None,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name=None,
+        **kwargs,
+    ):
+        tau = check_threshold("tau", tau)
+        momentum = check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+        epsilon = check_range("epsilon", epsilon, low=0.0)
+        super().__init__(
+            learning_rate=learning_rate,
+            skip_nonfinite=skip_nonfinite,
+            track_clip_fraction=track_clip_fraction,
+            state_dtype=state_dtype,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
+        self.tau = tau
+        self.momentum = momentum
+        self.epsilon = epsilon
+
+    def _slot_specs(self):
+        return [("momentum", "zeros")] if self.momentum > 0 else []
+
+    def _direction(self, gradient, slots):
+        """``(d, new_slot_values)`` for one variable."""
+        if self.momentum > 0:
+            momentum = clipping.ema(slots[0], gradient, self.momentum)
+            return momentum, [momentum]
+        return gradient, []
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "tau": self._serialize_threshold(self.tau),
+                "momentum": self.momentum,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config
