@@ -11,12 +11,25 @@ import tensorflow as tf
 import keras
 
 
-def scale_gradient(gradient, factor):
+def scale_gradient(gradient, factor, variable=None):
+    """`gradient * factor`, with the variable's static shape.
+
+    Some gradients lose a static dimension (KerasHub's MLM head's dense
+    kernel comes out as [None, hidden]) and an embedding's `tf.IndexedSlices`
+    carries a dynamic dense_shape; acclip_tf's clip-fraction diagnostic needs
+    static shapes, so both get the variable's. IndexedSlices stay sparse.
+    """
     if gradient is None:
         return None
+    static = variable is not None and variable.shape.is_fully_defined()
     if isinstance(gradient, tf.IndexedSlices):
+        dense_shape = gradient.dense_shape
+        if static:
+            dense_shape = tf.constant(variable.shape.as_list(), dense_shape.dtype)
         return tf.IndexedSlices(gradient.values * tf.cast(factor, gradient.values.dtype),
-                                gradient.indices, gradient.dense_shape)
+                                gradient.indices, dense_shape)
+    if static:
+        gradient = tf.ensure_shape(gradient, variable.shape)
     return gradient * tf.cast(factor, gradient.dtype)
 
 
@@ -64,9 +77,10 @@ class Trainer:
         weight = tf.cast(outputs["loss"][1], tf.float32)
         total = context.all_reduce(tf.distribute.ReduceOp.SUM, weight)
         factor = 1.0 / tf.maximum(total, 1e-12)
-        grads = [scale_gradient(g, factor) for g in grads]
+        variables = self.model.trainable_variables
+        grads = [scale_gradient(g, factor, v) for g, v in zip(grads, variables)]
         # Variables without a gradient (BERT's unused pooler) are left out.
-        pairs = [(g, v) for g, v in zip(grads, self.model.trainable_variables) if g is not None]
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         self.optimizer.apply_gradients(pairs)
         return _as_float(outputs)
 
