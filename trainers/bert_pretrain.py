@@ -41,6 +41,14 @@ flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the h
 FLAGS = flags.FLAGS
 
 
+def learn_vocabulary(train_documents, vocab_size):
+    """WordPiece from the training split (memoised under the corpus cache directory)."""
+    print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
+          flush=True)
+    return vocab_lib.cached_vocabulary([p for d in train_documents for p in d], vocab_size,
+                                       os.path.join(corpus_lib.cache_dir(), "vocab"))
+
+
 def vocabulary(f, model_dir, is_chief, train_documents):
     """--vocab_file, else model_dir/vocab.txt (resume), else learn and save it."""
     saved = os.path.join(model_dir, "vocab.txt")
@@ -49,8 +57,7 @@ def vocabulary(f, model_dir, is_chief, train_documents):
     elif os.path.exists(saved):
         return vocab_lib.load_vocabulary(saved)
     else:
-        print(f"learning a {f.vocab_size}-token WordPiece vocabulary ...", flush=True)
-        vocab = vocab_lib.build_vocabulary([p for d in train_documents for p in d], f.vocab_size)
+        vocab = learn_vocabulary(train_documents, f.vocab_size)
     if is_chief:
         vocab_lib.save_vocabulary(vocab, saved)
     return vocab
