@@ -71,4 +71,4 @@ def model_weights(model_dir):
     path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     reader = tf.train.load_checkpoint(path)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+            if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}

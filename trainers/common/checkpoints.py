@@ -1,6 +1,6 @@
 """Resume-or-initialize with `tf.train.CheckpointManager`.
 
-A checkpoint holds the model, the optimizer (its `iterations` is the step),
+A checkpoint holds the model (every weight under ``weights/<its path>``), the optimizer (its `iterations` is the step),
 the number of global batches the input pipeline has consumed (the data
 position: the pipeline is deterministic and skips that many on resume) and
 the dropout layers' seed-generator states, so a resumed run continues the
@@ -20,6 +20,21 @@ import tensorflow as tf
 from trainers.common.cli import TrainerError
 
 
+def named_weights(model):
+    """{variable path: variable} of all model weights, as checkpoint keys.
+
+    Keras 3 models do not expose their layers to `tf.train.Checkpoint`, whose
+    saved keys would then depend on who else references a variable (e.g.
+    ``optimizer/_trainable_variables/7``); naming them by path keeps the
+    checkpoint readable and independent of the optimizer.
+    """
+    named = {}
+    for i, w in enumerate(model.weights):
+        key = getattr(w, "path", w.name).replace("/", ".")
+        named[key if key not in named else f"{key}.{i}"] = w
+    return named
+
+
 def seed_generator_states(model):
     """The state variables of every `keras.random.SeedGenerator` in `model` (dropout)."""
     states = []
@@ -37,6 +52,7 @@ class Checkpoints:
                                          name="data_position")
         self.checkpoint = tf.train.Checkpoint(
             model=model,
+            weights=named_weights(model),
             optimizer=optimizer,
             data_position=self.data_position,
             seed_states={str(i): v for i, v in enumerate(seed_generator_states(model))},

@@ -89,7 +89,10 @@ class Trainer:
 
     # ------------------------------------------------------------ loops
     def _reduce(self, per_replica):
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        # Leaf by leaf: MultiWorkerMirroredStrategy.reduce rejects nested structures.
+        return tf.nest.map_structure(
+            lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None),
+            per_replica)
 
     def _train_loop_fn(self, iterator, num_steps):
         sums = self._reduce(self.strategy.run(self._replica_train_step, args=(next(iterator),)))

@@ -50,6 +50,23 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
+def use_jit(strategy, requested):
+    """XLA per replica, except on several logical CPUs of one host.
+
+    TF cannot run a compiled function on the second logical CPU (its XLA
+    device is the physical CPU: "Trying to access resource ... located in
+    device CPU:1 from device CPU:0"); GPUs and TPUs are unaffected.
+    """
+    if not requested:
+        return False
+    devices = [d.upper() for d in strategy.extended.worker_devices]
+    if len(devices) > 1 and all("CPU" in d for d in devices):
+        print("note: --jit_compile is off: XLA cannot place a compiled step on several "
+              "logical CPUs of one host", flush=True)
+        return False
+    return True
+
+
 def _truncate_metrics(model_dir, step):
     """Drop metrics.jsonl records after the restored step (a killed run wrote them)."""
     path = os.path.join(model_dir, "metrics.jsonl")
@@ -98,7 +115,8 @@ def run(task_factory, f=None):
             f, f.train_steps, model.trainable_variables, task.weight_decay_exclude)
         if f.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    trainer = Trainer(strategy, model, optimizer, task.forward, jit_compile=f.jit_compile)
+    jit = use_jit(strategy, f.jit_compile)
+    trainer = Trainer(strategy, model, optimizer, task.forward, jit_compile=jit)
     trainer.build_optimizer()
     checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
     restored = checkpoints.restore_or_initialize()
@@ -174,7 +192,7 @@ def run(task_factory, f=None):
         "optimizer_settings": settings,
         "lr_schedule": f.lr_schedule,
         "warmup_steps": f.warmup_steps,
-        "jit_compile": f.jit_compile,
+        "jit_compile": jit,
         "mixed_precision": f.mixed_precision,
         "train": {k: v for k, v in last_train.items()},
         "eval": ({k[len("eval_"):]: v for k, v in last_eval.items() if k.startswith("eval_")}
