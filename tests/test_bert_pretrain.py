@@ -8,6 +8,7 @@ weights of an uninterrupted one, bit for bit, under --deterministic.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,7 +124,7 @@ def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, sma
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_vocab):
     args = ["--deterministic", "--dropout=0.1", "--checkpoint_every=5", "--eval_every=0",
-            "--train_steps=25"]
+            "--train_steps=15"]
     straight = tmp_path / "straight"
     run_trainer(base_args(straight, small_corpus, small_vocab, *args))
 
@@ -140,48 +141,71 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_voca
     assert victim.poll() is None, "the run ended before it could be killed"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert "ckpt-25" not in state.read_text()
+    assert "ckpt-15" not in state.read_text()
 
     proc = run_trainer(base_args(resumed, small_corpus, small_vocab, *args))
     assert "resumed from" in proc.stdout
     assert_same_weights(straight, resumed, exact=True)
 
 
-def closed_port():
-    (port,) = free_ports(1)
-    return port
+BAD_INPUTS = {
+    "optimizer": (["--optimizer=adagrad"], "--optimizer=adagrad"),
+    "model_size": (["--model_size=huge"], "--model_size='huge'"),
+    "missing_files": (["--corpus=files:/nonexistent/*.txt"], "matches no files"),
+    "tiny_corpus": (["--corpus=TINY_CORPUS"], "fewer than one batch"),
+    "tpu": (["--strategy=tpu", "--tpu=grpc://127.0.0.1:CLOSED_PORT"], "unreachable"),
+}
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--optimizer=adagrad"], "--optimizer=adagrad"),
-    (["--model_size=huge"], "--model_size='huge'"),
-    (["--corpus=files:/nonexistent/*.txt"], "matches no files"),
-    (["--corpus=TINY_CORPUS"], "fewer than one batch"),
-    (["--strategy=tpu", "--tpu=grpc://127.0.0.1:CLOSED_PORT"], "unreachable"),
-])
-def test_bad_input_is_one_line(extra, expected, tmp_path, small_vocab):
-    tiny = tmp_path / "tiny.txt"
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory, small_vocab):
+    """All bad-input runs at once (each is mostly TF start-up, so run them side by side)."""
+    tmp = tmp_path_factory.mktemp("bad")
+    tiny = tmp / "tiny.txt"
     tiny.write_text("One short document about nothing much.\n\nAnother short one.\n")
-    extra = [e.replace("TINY_CORPUS", f"files:{tiny}").replace("CLOSED_PORT",
-                                                                str(closed_port()))
-             for e in extra]
-    args = [f"--model_dir={tmp_path / 'run'}", f"--vocab_file={small_vocab}", *TINY,
-            "--train_steps=2", *extra]
-    proc = run_trainer(args, check=False, timeout=120)
-    assert proc.returncode != 0
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert lines[-1].startswith("error: ") and expected in lines[-1], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    (port,) = free_ports(1)  # closed again: nothing listens there
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    procs = {}
+    for name, (extra, _) in BAD_INPUTS.items():
+        extra = [e.replace("TINY_CORPUS", f"files:{tiny}").replace("CLOSED_PORT", str(port))
+                 for e in extra]
+        args = [f"--model_dir={tmp / name}", f"--vocab_file={small_vocab}", *TINY,
+                "--train_steps=2", *extra]
+        procs[name] = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
+                                       cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+    results = {}
+    for name, p in procs.items():
+        _, err = p.communicate(timeout=180)
+        results[name] = (p.returncode, err)
+    return results
 
 
-def test_compare_writes_table_and_plot(tmp_path, small_corpus, small_vocab):
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_line(name, bad_input_runs):
+    returncode, stderr = bad_input_runs[name]
+    expected = BAD_INPUTS[name][1]
+    assert returncode != 0
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert lines[-1].startswith("error: ") and expected in lines[-1], stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
+def test_compare_writes_table_and_plot(one_device, tmp_path, small_corpus, small_vocab):
+    # The adam run is the one-device run above (compare skips a finished run);
+    # acclip runs here, with an overridden learning rate.
+    model_dir, _ = one_device
+    shutil.copytree(model_dir, tmp_path / "adam")
     args = [f"--model_dir={tmp_path}", f"--corpus={small_corpus}", f"--vocab_file={small_vocab}",
-            *TINY, "--train_steps=6", "--eval_every=3", "--optimizers=adam,acclip",
-            "--learning_rates=acclip=0.01"]
+            *TINY, f"--train_steps={STEPS}", "--eval_every=10", "--optimizers=adam,acclip",
+            "--learning_rates=acclip=0.5"]
     proc = run_trainer(args, module="trainers.compare")
+    assert "adam: already finished" in proc.stdout
     table = open(tmp_path / "comparison.md").read()
     rows = [l for l in table.splitlines() if l.startswith("| adam") or l.startswith("| acclip")]
-    assert len(rows) == 2 and "| acclip | 0.01 |" in table
+    assert len(rows) == 2 and "| acclip | 0.5 |" in table
+    adam = json.load(open(model_dir / "summary.json"))
+    assert f"| {adam['eval']['loss']:.4f} |" in rows[0]
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     assert json.load(open(tmp_path / "acclip" / "summary.json"))["optimizer"] == "acclip"
     assert "comparison table:" in proc.stdout
