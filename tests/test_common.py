@@ -108,3 +108,21 @@ def test_ratios_and_throughput():
     assert t.per_second == pytest.approx(400 / 3)
     assert t.eta(10, 40) == pytest.approx(3.0)
     assert format_duration(3725) == "1h02m05s" and format_duration(None) == "?"
+
+
+def test_flags_txt_is_a_valid_flagfile(tmp_path):
+    from absl import flags
+
+    from trainers.common import flags as common_flags
+
+    common_flags.define_common_flags()
+    values = flags.FLAGS
+    try:
+        values(["prog", "--optimizer=gclip", "--tau=0.5", "--train_steps=7", "--nojit_compile"])
+        path = common_flags.write_flags(str(tmp_path), values)
+        values.unparse_flags()
+        values(["prog", f"--flagfile={path}"])
+        assert (values.optimizer, values.tau, values.train_steps, values.jit_compile) == (
+            "gclip", 0.5, 7, False)
+    finally:
+        values.unparse_flags()

@@ -76,9 +76,21 @@ def define_common_flags(**defaults):
 
 
 def flags_text(flag_values=None):
-    """The resolved flags in flagfile format (so `--flagfile=flags.txt` reruns)."""
+    """The resolved flags in flagfile format (so `--flagfile=flags.txt` reruns).
+
+    absl's own flags (--help, --logtostderr, ...) are left out: some of them
+    (--nohelp) cannot be read back from a flagfile.
+    """
     flag_values = flag_values or flags.FLAGS
-    return flag_values.flags_into_string()
+    lines = []
+    for module, module_flags in sorted(flag_values.flags_by_module_dict().items()):
+        if module.startswith("absl."):
+            continue
+        for flag in sorted(module_flags, key=lambda fl: fl.name):
+            text = flag.serialize()
+            if text:
+                lines.append(text)
+    return "\n".join(lines) + "\n"
 
 
 def write_flags(model_dir, flag_values=None):
