@@ -21,8 +21,14 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -q tests
 
+# The tiny BERT on the Wikipedia excerpt, SGD vs ACClip vs Adam (docs/trainers.md);
+# measured wall time in docs/benchmarks.md. Finished runs are skipped on a rerun.
+DEMO_FLAGS := --optimizers=sgd,acclip,adam --model_size=tiny --seq_length=128 \
+	--global_batch_size=32 --train_steps=500 --warmup_steps=50 --steps_per_loop=50 \
+	--eval_every=100 --eval_batches=8 --checkpoint_every=500
+
 demo: install
-	$(PY) -m trainers.compare --model_dir=demo_runs/compare
+	$(PY) -m trainers.compare --model_dir=demo_runs/compare $(DEMO_FLAGS)
 
 bench: install
 	$(PY) bench/optimizer_step.py

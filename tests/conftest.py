@@ -1,14 +1,21 @@
-"""Test-session setup shared by all tests.
+"""Session setup and shared fixtures.
 
-Two logical CPU devices let MirroredStrategy run two replicas on this
-machine; they must be configured before TensorFlow initialises its devices,
-so it happens here, at import, before any test module runs TF code.
+* Two logical CPU devices let MirroredStrategy run two replicas on this
+  machine; they must be configured before TensorFlow initialises its
+  devices, so it happens here, at import, before any test runs TF code.
+  `two_replicas` is one MirroredStrategy over them, shared by all tests.
+* The excerpt and a small vocabulary are built once per session. The corpus
+  cache is `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory
+  under pytest's own cache, so the suite never writes ~/.cache.
 """
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
@@ -19,8 +26,6 @@ try:
     )
 except RuntimeError:  # already initialised by an earlier import: keep going
     pass
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +40,67 @@ def two_replicas():
     if len(devices) < 2:
         pytest.skip("two logical CPU devices are not configured")
     return tf.distribute.MirroredStrategy(devices)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A tiny BERT and short sequences: the trainer tests are about the machinery.
+TINY = [
+    "--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_dim=64",
+    "--seq_length=32", "--max_predictions_per_seq=5", "--dropout=0",
+    "--global_batch_size=8", "--steps_per_loop=5", "--eval_batches=4",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def corpus_cache(request):
+    if not os.environ.get("ACCLIP_TF_CACHE"):
+        os.environ["ACCLIP_TF_CACHE"] = str(request.config.cache.mkdir("acclip_tf_cache"))
+    return os.environ["ACCLIP_TF_CACHE"]
+
+
+@pytest.fixture(scope="session")
+def wiki_documents(corpus_cache):
+    from trainers.data.corpus import load_corpus
+
+    return load_corpus("wiki")
+
+
+@pytest.fixture(scope="session")
+def small_corpus(wiki_documents, tmp_path_factory):
+    """The first 12 articles as a files: corpus (plain text, blank-line separated)."""
+    from trainers.data.corpus import write_documents
+
+    directory = tmp_path_factory.mktemp("corpus")
+    write_documents(str(directory / "wiki12.txt"), wiki_documents[:12])
+    return f"files:{directory}/*.txt"
+
+
+@pytest.fixture(scope="session")
+def small_vocab(wiki_documents, tmp_path_factory):
+    from trainers.data.vocab import build_vocabulary, save_vocabulary
+
+    path = str(tmp_path_factory.mktemp("vocab") / "vocab.txt")
+    paragraphs = [p for d in wiki_documents[:12] for p in d]
+    save_vocabulary(build_vocabulary(paragraphs[:400], 600), path)
+    return path
+
+
+def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, check=True):
+    """Run a trainer in a fresh process; returns the CompletedProcess."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def model_weights(model_dir):
+    """{checkpoint key: array} of the model's variables in model_dir's latest checkpoint."""
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}

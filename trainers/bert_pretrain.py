@@ -1,0 +1,140 @@
+"""BERT masked-LM pretraining with ACClip or a baseline optimizer.
+
+    python -m trainers.bert_pretrain --model_dir=runs/bert --optimizer=acclip \
+        --model_size=tiny --train_steps=1000
+
+See docs/trainers.md for the flags; the common ones are in
+trainers/common/flags.py.
+"""
+
+import os
+
+from absl import flags
+
+import acclip_tf
+from trainers import bert_model
+from trainers.common import cli
+from trainers.common import flags as common_flags
+from trainers.common import runner
+from trainers.common.task import Task
+from trainers.data import corpus as corpus_lib
+from trainers.data import mlm
+from trainers.data import vocab as vocab_lib
+
+common_flags.define_common_flags()
+flags.DEFINE_string("model_size", "tiny", f"One of {', '.join(bert_model.MODEL_SIZES)}.")
+flags.DEFINE_integer("num_layers", None, "Override the size's number of layers.")
+flags.DEFINE_integer("hidden_dim", None, "Override the size's hidden size.")
+flags.DEFINE_integer("num_heads", None, "Override the size's number of attention heads.")
+flags.DEFINE_integer("intermediate_dim", None, "Override the feed-forward size (4 * hidden).")
+flags.DEFINE_float("dropout", 0.1, "Dropout rate of the backbone.")
+flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
+flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
+flags.DEFINE_float("eval_fraction", 0.1, "Fraction of documents held out for evaluation.")
+flags.DEFINE_integer("vocab_size", 8192, "WordPiece vocabulary size to learn.")
+flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
+flags.DEFINE_integer("seq_length", 128, "Tokens per sequence.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence at most.")
+flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked.")
+flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).")
+
+FLAGS = flags.FLAGS
+
+
+def learn_vocabulary(train_documents, vocab_size):
+    """WordPiece from the training split (memoised under the corpus cache directory)."""
+    print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
+          flush=True)
+    return vocab_lib.cached_vocabulary([p for d in train_documents for p in d], vocab_size,
+                                       os.path.join(corpus_lib.cache_dir(), "vocab"))
+
+
+def vocabulary(f, model_dir, is_chief, train_documents):
+    """--vocab_file, else model_dir/vocab.txt (resume), else learn and save it."""
+    saved = os.path.join(model_dir, "vocab.txt")
+    if f.vocab_file:
+        vocab = vocab_lib.load_vocabulary(f.vocab_file)
+    elif os.path.exists(saved):
+        return vocab_lib.load_vocabulary(saved)
+    else:
+        vocab = learn_vocabulary(train_documents, f.vocab_size)
+    if is_chief:
+        vocab_lib.save_vocabulary(vocab, saved)
+    return vocab
+
+
+class BertPretrainTask(Task):
+    weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
+    example_name = "sequences"
+
+    def __init__(self, f, model_dir, is_chief):
+        import tensorflow as tf  # noqa: F401 - TF must be up before keras_hub's tokenizer
+
+        self.f = f
+        self.config = bert_model.model_config(
+            f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
+        if not 0 < f.mask_rate < 1:
+            raise cli.TrainerError(f"--mask_rate must lie in (0, 1), got {f.mask_rate}")
+        if f.max_predictions_per_seq < 1:
+            raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
+        documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
+        train_docs, eval_docs = corpus_lib.split_documents(documents, f.eval_fraction, seed=0)
+        self.vocab = vocabulary(f, model_dir, is_chief, train_docs)
+        tokenizer = mlm.make_tokenizer(self.vocab)
+        train = mlm.segment_documents(train_docs, tokenizer, f.seq_length)
+        held = mlm.segment_documents(eval_docs, tokenizer, f.seq_length)
+        self.data = mlm.MaskedLMData(train, held, self.vocab, f.seed,
+                                     f.max_predictions_per_seq, f.mask_rate)
+        self.data.check_sizes(f.global_batch_size)
+        self.facts = dict(corpus=f.corpus, documents=len(documents),
+                          train_documents=len(train_docs), eval_documents=len(eval_docs),
+                          train_sequences=len(train), eval_sequences=len(held),
+                          vocab_size=len(self.vocab), seq_length=f.seq_length,
+                          max_predictions_per_seq=f.max_predictions_per_seq,
+                          model_size=f.model_size, dropout=f.dropout, **self.config)
+        print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
+
+    def build_model(self):
+        self.model, self.backbone = bert_model.build_masked_lm(
+            self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+        return self.model
+
+    def train_dataset(self, input_context, global_batch_size, start_batch):
+        return self.data.train_dataset(input_context, global_batch_size, start_batch)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        return self.data.eval_dataset(input_context, global_batch_size)
+
+    def eval_steps(self, global_batch_size):
+        return self.data.eval_steps(global_batch_size, self.f.eval_batches)
+
+    def forward(self, model, batch, training):
+        import tensorflow as tf
+
+        inputs = {k: batch[k] for k in ("token_ids", "padding_mask", "segment_ids",
+                                         "mask_positions")}
+        logits = tf.cast(model(inputs, training=training), tf.float32)
+        labels = batch["mask_ids"]
+        weights = batch["mask_weights"]
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                          tf.float32)
+        total = tf.reduce_sum(weights)
+        return {"loss": (tf.reduce_sum(ce * weights), total),
+                "accuracy": (tf.reduce_sum(correct * weights), total)}
+
+    def export(self, model, export_dir):
+        bert_model.export(self.backbone, self.vocab, export_dir,
+                          dict(self.facts, task="bert_pretrain"))
+
+    def summary(self):
+        return self.facts
+
+
+def main(argv):
+    del argv
+    runner.run(BertPretrainTask, FLAGS)
+
+
+if __name__ == "__main__":
+    cli.run(main)

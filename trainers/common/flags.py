@@ -1,0 +1,101 @@
+"""Flags every trainer shares, and the one-line error handling of the CLI.
+
+A trainer defines its own task flags next to these, then runs
+`trainers.common.cli.run(main)`. `--flagfile` is absl's own.
+"""
+
+import os
+
+from absl import flags
+
+OPTIMIZERS = ("acclip", "adam", "adamw", "sgd", "gclip", "cclip", "lamb")
+LR_SCHEDULES = ("constant", "linear_decay", "cosine")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+
+_DEFINED = False
+
+
+def define_common_flags(**defaults):
+    """Define the shared flags once; `defaults` overrides a flag's default value.
+
+    E.g. a trainer whose task wants another batch size calls
+    ``define_common_flags(global_batch_size=256)``.
+    """
+    global _DEFINED
+    if _DEFINED:
+        return
+    _DEFINED = True
+
+    def d(name, value):
+        return defaults.get(name, value)
+
+    # Where and how long.
+    flags.DEFINE_string("model_dir", d("model_dir", None),
+                        "Directory for checkpoints, logs, metrics and the export.")
+    flags.DEFINE_integer("train_steps", d("train_steps", 1000), "Optimizer steps in total.")
+    flags.DEFINE_integer("global_batch_size", d("global_batch_size", 32),
+                         "Examples per step over all replicas.")
+    flags.DEFINE_integer("steps_per_loop", d("steps_per_loop", 50),
+                         "Steps run on the device per host call (one progress line each).")
+    flags.DEFINE_integer("eval_every", d("eval_every", 200),
+                         "Evaluate every this many steps (rounded to whole loops); 0: only at the end.")
+    flags.DEFINE_integer("checkpoint_every", d("checkpoint_every", 200),
+                         "Save a checkpoint every this many steps (rounded to whole loops).")
+    flags.DEFINE_integer("seed", d("seed", 0), "Seed of the model init, data order and masking.")
+    flags.DEFINE_bool("deterministic", d("deterministic", False),
+                      "Enable TF op determinism (bit-identical reruns and resumes; slower).")
+    # The optimizer.
+    flags.DEFINE_enum("optimizer", d("optimizer", "acclip"), OPTIMIZERS, "The optimizer.")
+    flags.DEFINE_float("learning_rate", d("learning_rate", None),
+                       "Peak learning rate; default: the optimizer's (see trainers.common.optimizers).")
+    flags.DEFINE_integer("warmup_steps", d("warmup_steps", 0), "Linear warm-up steps.")
+    flags.DEFINE_enum("lr_schedule", d("lr_schedule", "linear_decay"), LR_SCHEDULES,
+                      "After warm-up: constant, linear decay to 0 at train_steps, or cosine.")
+    flags.DEFINE_float("weight_decay", d("weight_decay", None),
+                       "Decoupled weight decay; default: the optimizer's (0 for adam and sgd).")
+    flags.DEFINE_float("beta_1", d("beta_1", None), "First-moment decay (adam, adamw, lamb, acclip).")
+    flags.DEFINE_float("beta_2", d("beta_2", None),
+                       "Second-moment decay (adam, adamw, lamb) or the threshold EMA (acclip).")
+    flags.DEFINE_float("epsilon", d("epsilon", None), "The optimizer's epsilon.")
+    flags.DEFINE_float("alpha", d("alpha", None), "ACClip's moment order in [1, 2].")
+    flags.DEFINE_float("tau", d("tau", None), "Clipping threshold (gclip, cclip) or ACClip's initial tau.")
+    flags.DEFINE_float("momentum", d("momentum", None), "Momentum (sgd, gclip, cclip).")
+    # Where it runs.
+    flags.DEFINE_enum("strategy", d("strategy", "auto"), STRATEGIES,
+                      "tf.distribute strategy; auto: TF_CONFIG -> multi-worker, >1 GPU -> mirrored, "
+                      "else one device.")
+    flags.DEFINE_string("tpu", d("tpu", None),
+                        "TPU name or grpc:// address for TPUClusterResolver ('local' for a TPU VM).")
+    flags.DEFINE_integer("num_devices", d("num_devices", None),
+                         "Devices per worker for mirrored (on CPU: that many logical CPUs).")
+    flags.DEFINE_enum("mixed_precision", d("mixed_precision", "none"), MIXED_PRECISION,
+                      "Keras mixed-precision policy.")
+    flags.DEFINE_bool("jit_compile", d("jit_compile", True),
+                      "XLA-compile each replica's forward/backward pass.")
+
+
+def flags_text(flag_values=None):
+    """The resolved flags in flagfile format (so `--flagfile=flags.txt` reruns).
+
+    absl's own flags (--help, --logtostderr, ...) are left out: some of them
+    (--nohelp) cannot be read back from a flagfile.
+    """
+    flag_values = flag_values or flags.FLAGS
+    lines = []
+    for module, module_flags in sorted(flag_values.flags_by_module_dict().items()):
+        if module.startswith("absl."):
+            continue
+        for flag in sorted(module_flags, key=lambda fl: fl.name):
+            text = flag.serialize()
+            if text:
+                lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+def write_flags(model_dir, flag_values=None):
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "flags.txt")
+    with open(path, "w") as f:
+        f.write(flags_text(flag_values))
+    return path

@@ -1,0 +1,55 @@
+"""What a trainer tells the common loop about its task.
+
+The loop owns the strategy, the optimizer, XLA, checkpoints and reports; a
+task owns its data, model, loss and metrics. Losses and metrics are *sums*
+with a weight, so that replicas, steps and workers combine exactly:
+
+    forward(model, batch, training) -> {"loss": (sum, weight), "accuracy": (sum, weight), ...}
+
+The loop divides the gradient of ``loss.sum`` by the all-reduced total
+weight of the global batch, so N replicas take the same step as one device
+on the same global batch (up to float summation order), and reports each
+metric as sum / weight over a loop or an evaluation.
+"""
+
+import abc
+
+
+class Task(abc.ABC):
+    #: Regexes searched in `variable.path`; matches get no weight decay.
+    weight_decay_exclude = ()
+    #: What one example is called in progress lines ("sequences", "images").
+    example_name = "examples"
+
+    @abc.abstractmethod
+    def build_model(self):
+        """A built `keras.Model` (called inside `strategy.scope()`)."""
+
+    @abc.abstractmethod
+    def train_dataset(self, input_context, global_batch_size, start_batch):
+        """Infinite `tf.data.Dataset` of this pipeline's per-replica batches.
+
+        It must yield, from global batch number `start_batch` on, exactly the
+        examples an uninterrupted run would (resume), and the pipelines
+        together must make up the same global batches whatever the number of
+        workers and replicas (so multi-worker equals one process).
+        """
+
+    @abc.abstractmethod
+    def eval_dataset(self, input_context, global_batch_size):
+        """Per-replica batches of the held-out set; repeated, `eval_steps()` are read."""
+
+    @abc.abstractmethod
+    def eval_steps(self, global_batch_size):
+        """Global batches per evaluation (the same on every worker)."""
+
+    @abc.abstractmethod
+    def forward(self, model, batch, training):
+        """``{"loss": (sum, weight), name: (sum, weight), ...}`` of this replica's batch."""
+
+    def export(self, model, export_dir):
+        """Write what later trainers load (chief only). Default: nothing."""
+
+    def summary(self):
+        """Task facts added to summary.json (sizes, corpus, vocabulary)."""
+        return {}

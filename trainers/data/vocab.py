@@ -1,0 +1,63 @@
+"""The WordPiece vocabulary: built from the training split, or read from a file."""
+
+import hashlib
+import os
+
+import tensorflow as tf
+
+from trainers.common.cli import TrainerError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def build_vocabulary(paragraphs, vocab_size, lowercase=True):
+    """`keras_hub.tokenizers.compute_word_piece_vocabulary` over the paragraphs.
+
+    The special tokens come first, so ``[PAD]`` is id 0.
+    """
+    import keras_hub
+
+    if vocab_size <= len(SPECIAL_TOKENS) + 26:
+        raise TrainerError(f"--vocab_size={vocab_size} is too small")
+    data = tf.data.Dataset.from_tensor_slices(list(paragraphs)).batch(1000)
+    vocab = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        data, vocab_size, lowercase=lowercase, strip_accents=lowercase,
+        reserved_tokens=list(SPECIAL_TOKENS))
+    # The learner can emit a whitespace token, which a one-token-per-line file cannot hold.
+    return [t for t in vocab if t.strip()]
+
+
+def save_vocabulary(vocab, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocab) + "\n")
+    os.replace(tmp, path)  # atomic: another worker never reads half a file
+
+
+def load_vocabulary(path):
+    if not os.path.exists(path):
+        raise TrainerError(f"vocabulary file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n") for line in f if line.strip()]
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise TrainerError(f"vocabulary {path} lacks the special tokens {missing}")
+    return vocab
+
+
+def cached_vocabulary(paragraphs, vocab_size, cache_dir):
+    """`build_vocabulary`, memoised in `cache_dir` by a hash of the text and size.
+
+    Learning 8192 tokens from the default corpus takes about a minute; the
+    demo and the tests learn it once per machine.
+    """
+    digest = hashlib.sha256()
+    for p in paragraphs:
+        digest.update(p.encode("utf-8") + b"\n")
+    path = os.path.join(cache_dir, f"wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.txt")
+    if os.path.exists(path):
+        return load_vocabulary(path)
+    vocab = build_vocabulary(paragraphs, vocab_size)
+    os.makedirs(cache_dir, exist_ok=True)
+    save_vocabulary(vocab, path)
+    return vocab
