@@ -1,0 +1,39 @@
+"""Helpers of the ResNet trainer's tests: flags parsed in-process, tiny image folders."""
+
+import os
+
+import numpy as np
+
+
+def parse_flags(*args):
+    """Reset absl's FLAGS and parse the ResNet trainer's flags from `args`."""
+    from absl import flags
+
+    import trainers.resnet_imagenet  # noqa: F401 - defines the flags
+
+    f = flags.FLAGS
+    f.unparse_flags()
+    f(["resnet_imagenet", *args])
+    return f
+
+
+def write_png(path, array):
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(np.asarray(array, np.uint8)))
+
+
+# One solid colour per class, so a decoded pixel tells its class.
+COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "eel": (30, 30, 200)}
+
+
+def make_folder(root, classes=COLOURS, train_per_class=4, val_per_class=2, sizes=((20, 30), (24, 24))):
+    """root/{train,val}/<class>/<i>.png, solid-colour images of varying sizes."""
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for name in classes:
+            for i in range(count):
+                h, w = sizes[i % len(sizes)]
+                image = np.broadcast_to(np.array(COLOURS[name], np.uint8), (h, w, 3))
+                write_png(os.path.join(root, split, name, f"{i}.png"), image)
+    return root
