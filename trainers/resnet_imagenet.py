@@ -25,10 +25,13 @@ from trainers.common.task import Task
 from trainers.data import image_sources
 from trainers.data import images
 
-common_flags.define_common_flags(
+# Model Garden's ImageNet ResNet-50 recipe as the common flags' defaults (sgd's own
+# defaults are momentum 0.9 and lr 0.1, scaled here by global_batch_size / 256).
+RECIPE = dict(
     optimizer="sgd", global_batch_size=256, lr_scaling_batch=256, lr_schedule="step",
     train_epochs=90, warmup_epochs=5, lr_decay_epochs=["30", "60", "80"], lr_decay_rate=0.1,
     steps_per_loop=100, eval_every=5000, checkpoint_every=5000)
+common_flags.define_common_flags(**RECIPE)
 flags.DEFINE_enum("model", "resnet50", resnet_models.MODELS,
                   "resnet50 (keras.applications, ImageNet-sized input) or a CIFAR-style ResNet.")
 flags.DEFINE_string("dataset", "tfds:imagenet2012",
@@ -55,7 +58,9 @@ flags.DEFINE_string("tfds_manual_dir", None,
 flags.DEFINE_string("train_split", "train", "TFDS training split.")
 flags.DEFINE_string("eval_split", "validation", "TFDS held-out split.")
 flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer of streamed (TFDS) data.")
-flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).")
+if "eval_batches" not in flags.FLAGS:  # trainers.bert_pretrain defines the same flag
+    flags.DEFINE_integer("eval_batches", 0,
+                         "Global batches per evaluation (0: the held-out set once).")
 
 FLAGS = flags.FLAGS
 

@@ -13,7 +13,7 @@ import keras
 
 from trainers.common.cli import TrainerError
 
-MODELS = ("resnet50", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+MODELS = ("resnet50", "resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 
 
 def _conv(filters, kernel, strides, name):
