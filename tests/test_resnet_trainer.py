@@ -146,3 +146,18 @@ def test_cli_reports_missing_imagenet_in_one_line(tmp_path):
     assert os.path.join(str(tmp_path), "downloads", "manual") in last
     assert "Traceback" not in result.stderr
     assert json.loads(json.dumps(last))  # one line of text
+
+
+@pytest.mark.parametrize("optimizer,precision", [("acclip", "none"), ("adam", "none"),
+                                                 ("gclip", "none"), ("sgd", "mixed_bfloat16")])
+def test_other_optimizers_and_mixed_precision_take_steps(tmp_path, optimizer, precision):
+    try:
+        with eagerly():
+            summary = train(tmp_path, "--dataset=digits", "--model=resnet8", "--train_steps=2",
+                            "--steps_per_loop=1", "--global_batch_size=16", "--eval_batches=1",
+                            "--checkpoint_every=0", f"--optimizer={optimizer}",
+                            f"--mixed_precision={precision}")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert summary["final_step"] == 2 and summary["optimizer"] == optimizer
+    assert np.isfinite(summary["train"]["loss"]) and np.isfinite(summary["eval"]["loss"])
