@@ -22,6 +22,21 @@ def parse_flags(*args):
     return f
 
 
+def restore_flag_defaults():
+    """Generator fixture body: put the common flags' defaults back after a test, so that
+    another trainer's tests in the same process still see their own defaults."""
+    from absl import flags
+
+    from trainers.resnet_imagenet import RECIPE
+
+    f = flags.FLAGS
+    saved = {name: f[name].default for name in RECIPE}
+    yield
+    f.unparse_flags()
+    for name, value in saved.items():
+        f.set_default(name, value)
+
+
 def write_png(path, array):
     import tensorflow as tf
 

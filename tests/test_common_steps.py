@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
-from resnet_support import parse_flags
+from resnet_support import parse_flags, restore_flag_defaults
 from trainers.common import optimizers as common_optimizers
 from trainers.common import steps
 from trainers.common.cli import TrainerError
+
+
+restore_defaults = pytest.fixture(autouse=True)(restore_flag_defaults)
 
 
 def test_epochs_become_steps_with_the_recipe_defaults():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_support import eagerly, parse_flags
+from resnet_support import eagerly, parse_flags, restore_flag_defaults
 from trainers import resnet_imagenet
 from trainers import resnet_models
 from trainers.common import runner
@@ -19,6 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS_RUN = ("--dataset=digits", "--model=resnet20", "--global_batch_size=64",
               "--steps_per_loop=22", "--checkpoint_every=0", "--learning_rate=0.4",
               "--lr_schedule=cosine", "--warmup_epochs=1")
+
+
+restore_defaults = pytest.fixture(autouse=True)(restore_flag_defaults)
 
 
 def train(model_dir, *args):

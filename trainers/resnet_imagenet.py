@@ -58,9 +58,9 @@ flags.DEFINE_string("tfds_manual_dir", None,
 flags.DEFINE_string("train_split", "train", "TFDS training split.")
 flags.DEFINE_string("eval_split", "validation", "TFDS held-out split.")
 flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer of streamed (TFDS) data.")
-if "eval_batches" not in flags.FLAGS:  # trainers.bert_pretrain defines the same flag
-    flags.DEFINE_integer("eval_batches", 0,
-                         "Global batches per evaluation (0: the held-out set once).")
+# trainers.bert_pretrain defines the same flag; either may be imported first.
+flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).",
+                     allow_override=True)
 
 FLAGS = flags.FLAGS
 
