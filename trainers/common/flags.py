@@ -9,7 +9,7 @@ import os
 from absl import flags
 
 OPTIMIZERS = ("acclip", "adam", "adamw", "sgd", "gclip", "cclip", "lamb")
-LR_SCHEDULES = ("constant", "linear_decay", "cosine")
+LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
@@ -51,7 +51,8 @@ def define_common_flags(**defaults):
                        "Peak learning rate; default: the optimizer's (see trainers.common.optimizers).")
     flags.DEFINE_integer("warmup_steps", d("warmup_steps", 0), "Linear warm-up steps.")
     flags.DEFINE_enum("lr_schedule", d("lr_schedule", "linear_decay"), LR_SCHEDULES,
-                      "After warm-up: constant, linear decay to 0 at train_steps, or cosine.")
+                      "After warm-up: constant, linear decay to 0 at train_steps, cosine, or "
+                      "step (x --lr_decay_rate at each --lr_decay_steps/--lr_decay_epochs).")
     flags.DEFINE_float("weight_decay", d("weight_decay", None),
                        "Decoupled weight decay; default: the optimizer's (0 for adam and sgd).")
     flags.DEFINE_float("beta_1", d("beta_1", None), "First-moment decay (adam, adamw, lamb, acclip).")
@@ -61,6 +62,21 @@ def define_common_flags(**defaults):
     flags.DEFINE_float("alpha", d("alpha", None), "ACClip's moment order in [1, 2].")
     flags.DEFINE_float("tau", d("tau", None), "Clipping threshold (gclip, cclip) or ACClip's initial tau.")
     flags.DEFINE_float("momentum", d("momentum", None), "Momentum (sgd, gclip, cclip).")
+    # Epoch-based lengths and the step schedule (see trainers/common/steps.py):
+    # a flag given on the command line beats one left at its default.
+    flags.DEFINE_float("train_epochs", d("train_epochs", None),
+                       "Train this many epochs of the task's training set (instead of --train_steps).")
+    flags.DEFINE_float("warmup_epochs", d("warmup_epochs", None),
+                       "Warm-up length in epochs (instead of --warmup_steps).")
+    flags.DEFINE_list("lr_decay_steps", d("lr_decay_steps", []),
+                      "Boundaries (steps) of --lr_schedule=step.")
+    flags.DEFINE_list("lr_decay_epochs", d("lr_decay_epochs", []),
+                      "Boundaries (epochs) of --lr_schedule=step.")
+    flags.DEFINE_float("lr_decay_rate", d("lr_decay_rate", 0.1),
+                       "--lr_schedule=step multiplies the learning rate by this at each boundary.")
+    flags.DEFINE_integer("lr_scaling_batch", d("lr_scaling_batch", 0),
+                         "If > 0, the peak learning rate is --learning_rate x global_batch_size / "
+                         "this (the linear scaling rule); 0: --learning_rate as given.")
     # Where it runs.
     flags.DEFINE_enum("strategy", d("strategy", "auto"), STRATEGIES,
                       "tf.distribute strategy; auto: TF_CONFIG -> multi-worker, >1 GPU -> mirrored, "

@@ -13,6 +13,7 @@ import re
 import keras
 
 import acclip_tf
+from trainers.common import steps as common_steps
 from trainers.common.cli import TrainerError
 
 DEFAULTS = {
@@ -45,18 +46,23 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     * ``constant``: stays at `peak`;
     * ``linear_decay``: BERT's polynomial decay with power 1, to 0 at `total_steps`;
     * ``cosine``: half a cosine from `peak` to 0 at `total_steps`.
+    * ``step``: `peak` times `decay_rate` to the number of `boundaries`
+      (absolute steps) reached (Model Garden's step decay).
 
     `step` is the optimizer's 0-based iteration counter; step ``s`` of warm-up
     uses ``peak * (s + 1) / warmup_steps`` so the first step is not wasted.
     """
 
-    def __init__(self, peak, total_steps, warmup_steps=0, kind="linear_decay"):
-        if kind not in ("constant", "linear_decay", "cosine"):
+    def __init__(self, peak, total_steps, warmup_steps=0, kind="linear_decay",
+                 boundaries=(), decay_rate=0.1):
+        if kind not in ("constant", "linear_decay", "cosine", "step"):
             raise ValueError(f"unknown lr schedule {kind!r}")
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
         self.kind = kind
+        self.boundaries = [int(b) for b in boundaries]
+        self.decay_rate = float(decay_rate)
 
     def __call__(self, step):
         from keras import ops
@@ -70,6 +76,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             after = peak
         elif self.kind == "linear_decay":
             after = peak * (1.0 - progress)
+        elif self.kind == "step":
+            passed = sum(ops.cast(step >= float(b), "float32") for b in self.boundaries)
+            after = peak * ops.power(self.decay_rate, passed)
         else:
             after = peak * 0.5 * (1.0 + ops.cos(math.pi * progress))
         if warmup <= 0:
@@ -79,7 +88,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return dict(peak=self.peak, total_steps=self.total_steps,
-                    warmup_steps=self.warmup_steps, kind=self.kind)
+                    warmup_steps=self.warmup_steps, kind=self.kind,
+                    boundaries=list(self.boundaries), decay_rate=self.decay_rate)
 
 
 def resolve_settings(name, **overrides):
@@ -146,8 +156,13 @@ def excluded_variables(variables, patterns):
     return [v for v in variables if re.search(pattern, getattr(v, "path", v.name))]
 
 
-def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay=()):
-    """(optimizer, schedule, settings) from the common flags."""
+def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay=(),
+               plan=None):
+    """(optimizer, schedule, settings) from the common flags.
+
+    `plan` (a `trainers.common.steps.StepPlan`) gives the warm-up and the step
+    schedule's boundaries in steps; without it they come from the step flags.
+    """
     f = flag_values
     settings = resolve_settings(
         f.optimizer,
@@ -157,10 +172,13 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
     )
     if not settings["learning_rate"] > 0:
         raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
+    if f.lr_scaling_batch > 0:
+        settings["learning_rate"] *= f.global_batch_size / f.lr_scaling_batch
     if f.warmup_steps < 0:
         raise TrainerError(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
-    schedule = WarmupSchedule(settings["learning_rate"], total_steps, f.warmup_steps,
-                              f.lr_schedule)
+    plan = plan or common_steps.resolve(f)
+    schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
+                              f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
     used = {k: v for k, v in settings.items() if k == "learning_rate" or k in _USES[f.optimizer]}
     optimizer = make_optimizer(f.optimizer, schedule, settings, variables,
                                exclude_from_weight_decay)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from trainers.common import flags as common_flags
 from trainers.common import optimizers as common_optimizers
+from trainers.common import steps as common_steps
 from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
 from trainers.common.cli import TrainerError
@@ -109,10 +110,12 @@ def run(task_factory, f=None):
         common_flags.write_flags(f.model_dir, f)
 
     task = task_factory(f, f.model_dir, chief)
+    plan = common_steps.resolve(f, task.steps_per_epoch(f.global_batch_size))
+    train_steps = plan.train_steps
     with strategy.scope():
         model = task.build_model()
         optimizer, schedule, settings = common_optimizers.from_flags(
-            f, f.train_steps, model.trainable_variables, task.weight_decay_exclude)
+            f, train_steps, model.trainable_variables, task.weight_decay_exclude, plan)
         if f.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     jit = use_jit(strategy, f.jit_compile)
@@ -153,8 +156,8 @@ def run(task_factory, f=None):
     wall_start = time.time()
     since_eval = {}
     last_train = {}
-    while step < f.train_steps:
-        stop = next_stop(step, f.train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
+    while step < train_steps:
+        stop = next_stop(step, train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
         n = stop - step
         t0 = time.time()
         last_train = trainer.train(train_iter, n)
@@ -170,12 +173,12 @@ def run(task_factory, f=None):
         clip = common_optimizers.clip_fraction(optimizer)
         if clip is not None:
             extra["clip_fraction"] = float(clip.numpy())
-        reporter.loop(step, f.train_steps, last_train, lr, throughput.per_second,
-                      throughput.eta(f.train_steps - step, G), extra)
-        if (f.eval_every and step % f.eval_every == 0) or step == f.train_steps:
+        reporter.loop(step, train_steps, last_train, lr, throughput.per_second,
+                      throughput.eta(train_steps - step, G), extra)
+        if (f.eval_every and step % f.eval_every == 0) or step == train_steps:
             last_eval = evaluate(step, {k: s / c for k, (s, c) in since_eval.items()})
             since_eval = {}
-        if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == f.train_steps:
+        if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
             checkpoints.save(step)
 
     digest = weights_digest(model)
@@ -191,7 +194,10 @@ def run(task_factory, f=None):
         "optimizer": f.optimizer,
         "optimizer_settings": settings,
         "lr_schedule": f.lr_schedule,
-        "warmup_steps": f.warmup_steps,
+        "train_steps": train_steps,
+        "warmup_steps": plan.warmup_steps,
+        "lr_boundaries": list(plan.lr_boundaries),
+        "steps_per_epoch": plan.steps_per_epoch,
         "jit_compile": jit,
         "mixed_precision": f.mixed_precision,
         "train": {k: v for k, v in last_train.items()},

@@ -47,6 +47,10 @@ class Task(abc.ABC):
     def forward(self, model, batch, training):
         """``{"loss": (sum, weight), name: (sum, weight), ...}`` of this replica's batch."""
 
+    def steps_per_epoch(self, global_batch_size):
+        """Global batches per epoch of the training set, or None (no epoch flags then)."""
+        return None
+
     def export(self, model, export_dir):
         """Write what later trainers load (chief only). Default: nothing."""
 
