@@ -111,6 +111,8 @@ class OffsetTokenizer:
             if char_maps[k] is not None and len(starts):
                 starts = char_maps[k][starts]
                 ends = char_maps[k][ends - 1] + 1
+            # A piece squeezed by the scaling still covers its start character.
+            ends = np.maximum(ends, np.asarray(starts) + 1)
             out.append((ids[k].numpy().astype(np.int32), np.asarray(starts, np.int32),
                         np.asarray(ends, np.int32)))
         return out
