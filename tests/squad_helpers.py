@@ -21,3 +21,20 @@ def small_vocabulary(texts, max_word_chars=5):
     words = sorted({w for t in texts for w in re.findall(r"\w+", t.lower())
                     if 1 < len(w) <= max_word_chars})
     return list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars] + words
+
+
+def corpus_vocabulary(texts, size):
+    """A fast stand-in for a learned WordPiece vocabulary: special tokens, every
+    character (word start and ##suffix), then the most frequent lower-cased words."""
+    import collections
+
+    counts = collections.Counter(w for t in texts for w in re.findall(r"\w+", t.lower()))
+    vocab = small_vocabulary(texts, max_word_chars=0)
+    known = set(vocab)
+    for word, _ in counts.most_common():
+        if len(vocab) >= size:
+            break
+        if word not in known:
+            vocab.append(word)
+            known.add(word)
+    return vocab
