@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.squad_helpers import handwritten, small_vocabulary
+from squad_helpers import handwritten, small_vocabulary
 from trainers.data import squad_features as sf
 
 TRICKY = ["Café Ǆ Straße İstanbul ﬁne naïve 東京タワー résumé — “quoted” U.S.A. 1,000.5 $5 "

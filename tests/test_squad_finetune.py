@@ -4,12 +4,10 @@ cloze task (real Wikipedia text, NOT SQuAD) -> EM/F1 reports; CLI errors."""
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, run_trainer
 
 FINETUNE_FLAGS = [
     "--max_seq_length=128", "--doc_stride=64", "--max_query_length=32",
@@ -20,17 +18,13 @@ FINETUNE_FLAGS = [
 
 
 def run_module(module, *args, check=True):
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
-                          capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+    return run_trainer(list(args), module=module, check=check)
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny BERT from trainers.bert_pretrain (a few dozen steps on a corpus subset)."""
-    from tests.squad_helpers import corpus_vocabulary
+    from squad_helpers import corpus_vocabulary
     from trainers.data import corpus as corpus_lib
     from trainers.data import vocab as vocab_lib
 
@@ -99,7 +93,7 @@ def test_finetuning_raises_held_out_f1_and_reports_it(pretrained, tmp_path):
 
 
 def test_cli_bad_prediction_file_is_one_line_naming_the_id(tmp_path):
-    data = json.load(open(os.path.join(ROOT, "tests", "data", "squad_handwritten.json")))
+    data = json.load(open(os.path.join(REPO, "tests", "data", "squad_handwritten.json")))
     good = tmp_path / "train.json"
     good.write_text(json.dumps(data))
     data["data"][1]["paragraphs"][0]["qas"][1]["answers"][0]["answer_start"] = 3

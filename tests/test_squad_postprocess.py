@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.squad_helpers import handwritten, small_vocabulary
+from squad_helpers import handwritten, small_vocabulary
 from trainers import squad_metrics
 from trainers.data import squad_features as sf
 from trainers.squad_postprocess import postprocess

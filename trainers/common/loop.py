@@ -7,9 +7,9 @@ optimizer update happen after it, outside XLA, because the optimizer's
 `apply` all-reduces through a merge call, which XLA cannot contain.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
+import keras
 
 
 def scale_gradient(gradient, factor, variable=None):
