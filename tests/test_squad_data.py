@@ -1,6 +1,5 @@
 """Reading and validating SQuAD v1.1 JSON, and the generated cloze task."""
 
-import copy
 import json
 import os
 

@@ -85,28 +85,27 @@ def load_sets(f, model_dir, is_chief):
     if bool(f.train_file) != bool(f.predict_file):
         raise cli.TrainerError("pass both --train_file and --predict_file (or neither, for the "
                                "generated demo task)")
-    if not f.train_file:
-        directory = os.path.join(model_dir, "generated_cloze")
-        paths = [os.path.join(directory, n) for n in ("train.json", "dev.json")]
-        if not all(os.path.exists(p) for p in paths):
-            print("data: GENERATING a cloze QA task from the held-out Wikipedia articles of "
-                  f"--corpus={f.corpus} (a generated task on real text, NOT SQuAD)", flush=True)
-            sets = cloze.generated_sets(f.corpus, f.eval_fraction, seed=f.seed,
-                                        max_train=f.generated_train_max,
-                                        max_dev=f.generated_dev_max,
-                                        per_paragraph=f.generated_per_paragraph,
-                                        max_context_chars=f.generated_context_chars,
-                                        kinds=f.generated_answers)
-            os.makedirs(directory, exist_ok=True)
-            for obj, path in zip(sets, paths):
-                squad_lib.write_json(obj, path)
-        train_path, dev_path = paths
-        description = f"generated cloze task on held-out {f.corpus} articles (NOT SQuAD)"
-    else:
-        train_path, dev_path = f.train_file, f.predict_file
-        description = "squad-format files"
-    return (squad_lib.load_squad_file(train_path, strict=False),
-            squad_lib.load_squad_file(dev_path, strict=True), description)
+    if f.train_file:
+        return (squad_lib.load_squad_file(f.train_file, strict=False),
+                squad_lib.load_squad_file(f.predict_file, strict=True), "squad-format files")
+    description = f"generated cloze task on held-out {f.corpus} articles (NOT SQuAD)"
+    paths = [os.path.join(model_dir, "generated_cloze", n) for n in ("train.json", "dev.json")]
+    if all(os.path.exists(p) for p in paths):  # made by an earlier run in this model_dir
+        return (squad_lib.load_squad_file(paths[0], strict=False),
+                squad_lib.load_squad_file(paths[1], strict=True), description)
+    print("data: GENERATING a cloze QA task from the held-out Wikipedia articles of "
+          f"--corpus={f.corpus} (a generated task on real text, NOT SQuAD)", flush=True)
+    sets = cloze.generated_sets(f.corpus, f.eval_fraction, seed=f.seed,
+                                max_train=f.generated_train_max, max_dev=f.generated_dev_max,
+                                per_paragraph=f.generated_per_paragraph,
+                                max_context_chars=f.generated_context_chars,
+                                kinds=f.generated_answers)
+    if is_chief:  # every worker generates the same sets; the chief keeps them
+        os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
+        for obj, path in zip(sets, paths):
+            squad_lib.write_json(obj, path)
+    return (squad_lib.parse_squad(sets[0], paths[0], strict=False),
+            squad_lib.parse_squad(sets[1], paths[1], strict=True), description)
 
 
 def fresh_vocabulary(f, model_dir, is_chief, train_set):
