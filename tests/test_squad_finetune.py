@@ -90,6 +90,12 @@ def test_finetuning_raises_held_out_f1_and_reports_it(pretrained, tmp_path):
     assert again["step"] == 200
     assert again["eval_f1"] == pytest.approx(after["eval_f1"], abs=1e-6)
     assert again["eval_exact_match"] == pytest.approx(after["eval_exact_match"], abs=1e-6)
+    with open(os.path.join(model_dir, "summary.json")) as f:
+        evaluated = json.load(f)
+    # The training facts stay; the evaluation and the checkpoint it read are recorded.
+    assert evaluated["windows_per_second"] == summary["windows_per_second"] > 0
+    assert evaluated["eval"]["f1"] == pytest.approx(after["eval_f1"], abs=1e-6)
+    assert evaluated["evaluated_checkpoint"].endswith("ckpt-200")
 
 
 def test_cli_bad_prediction_file_is_one_line_naming_the_id(tmp_path):

@@ -221,6 +221,13 @@ def run(task_factory, f=None, mode="train_and_eval"):
         "export_dir": export_dir,
         "task": task.summary(),
     }
+    if mode == "eval":
+        # Keep the training run's facts; replace only the evaluation.
+        previous = os.path.join(f.model_dir, "summary.json")
+        if os.path.exists(previous):
+            with open(previous) as fh:
+                summary = dict(json.load(fh), eval=summary["eval"], task=summary["task"])
+        summary["evaluated_checkpoint"] = restored
     path = reporter.summary(summary)
     if path:
         print(f"summary: {path}", flush=True)
