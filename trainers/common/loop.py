@@ -7,6 +7,7 @@ optimizer update happen after it, outside XLA, because the optimizer's
 `apply` all-reduces through a merge call, which XLA cannot contain.
 """
 
+import numpy as np
 import tensorflow as tf
 import keras
 
@@ -55,6 +56,8 @@ class Trainer:
         self._eval_forward = tf.function(self._eval_step, jit_compile=jit_compile)
         self._train_loop = tf.function(self._train_loop_fn)
         self._eval_loop = tf.function(self._eval_loop_fn)
+        self._jit_compile = jit_compile
+        self._predict_step = None
 
     def build_optimizer(self):
         """Create the optimizer's slots now (inside the scope), not in the first step."""
@@ -86,6 +89,23 @@ class Trainer:
 
     def _eval_step(self, batch):
         return _as_float(self.forward(self.model, batch, training=False))
+
+    # ------------------------------------------------------------ predictions
+    def predict(self, iterator, num_steps, predict_fn):
+        """numpy ``{name: [num_steps * global_batch, ...]}`` of `predict_fn(model, batch)`
+        over `num_steps` global batches, gathered from all replicas (replica order)."""
+        if self._predict_step is None:
+            predict = tf.function(lambda batch: predict_fn(self.model, batch),
+                                  jit_compile=self._jit_compile)
+
+            def step(it):
+                out = self.strategy.run(predict, args=(next(it),))
+                return tf.nest.map_structure(lambda t: self.strategy.gather(t, axis=0), out)
+
+            self._predict_step = tf.function(step)
+        parts = [tf.nest.map_structure(lambda t: t.numpy(), self._predict_step(iterator))
+                 for _ in range(num_steps)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     # ------------------------------------------------------------ loops
     def _reduce(self, per_replica):

@@ -20,6 +20,7 @@ from trainers.common.checkpoints import Checkpoints
 from trainers.common.cli import TrainerError
 from trainers.common.loop import Trainer
 from trainers.common.reporting import Reporter, Throughput
+from trainers.common.task import Task
 
 
 def validate_common(f):
@@ -86,12 +87,20 @@ def _setup_precision(policy):
         keras.mixed_precision.set_dtype_policy(policy)
 
 
-def run(task_factory, f=None):
+MODES = ("train_and_eval", "train", "eval")
+
+
+def run(task_factory, f=None, mode="train_and_eval"):
     """Train the task the flags describe; returns the summary dict.
 
     `task_factory(flags, model_dir, is_chief)` builds the `Task` (it may read
     or write files in model_dir, e.g. a vocabulary) once the strategy exists.
+    `mode`: ``train_and_eval`` (evaluate at step 0, every `eval_every` and at
+    the end), ``train`` (no evaluation) or ``eval`` (evaluate the latest
+    checkpoint of model_dir once; no training, no checkpoint, no export).
     """
+    if mode not in MODES:
+        raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     f = f or common_flags.flags.FLAGS
     validate_common(f)
     strategy = common_strategy.make_strategy(f.strategy, f.tpu, f.num_devices)
@@ -123,6 +132,9 @@ def run(task_factory, f=None):
     trainer.build_optimizer()
     checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
     restored = checkpoints.restore_or_initialize()
+    if mode == "eval" and not restored:
+        raise TrainerError(f"--mode=eval needs a checkpoint in {f.model_dir}/checkpoints "
+                           "(train first)")
     step = int(optimizer.iterations.numpy())
     if chief:
         _truncate_metrics(f.model_dir, step if restored else -1)
@@ -140,6 +152,9 @@ def run(task_factory, f=None):
 
     def evaluate(step, train_metrics):
         results = trainer.evaluate(iter(eval_data), eval_steps)
+        if type(task).predict is not Task.predict:
+            outputs = trainer.predict(iter(eval_data), eval_steps, task.predict)
+            results.update(task.evaluate_predictions(outputs, step))
         record = {"step": step, "examples_seen": step * G}
         record.update({f"train_{k}": v for k, v in (train_metrics or {}).items()})
         record.update({f"eval_{k}": v for k, v in results.items()})
@@ -151,12 +166,14 @@ def run(task_factory, f=None):
 
     throughput = Throughput()
     last_eval = None
-    if not restored:
+    if mode == "eval":
+        last_eval = evaluate(step, None)
+    elif not restored and mode == "train_and_eval":
         last_eval = evaluate(0, None)
     wall_start = time.time()
     since_eval = {}
     last_train = {}
-    while step < train_steps:
+    while mode != "eval" and step < train_steps:
         stop = next_stop(step, train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
         n = stop - step
         t0 = time.time()
@@ -175,7 +192,8 @@ def run(task_factory, f=None):
             extra["clip_fraction"] = float(clip.numpy())
         reporter.loop(step, train_steps, last_train, lr, throughput.per_second,
                       throughput.eta(train_steps - step, G), extra)
-        if (f.eval_every and step % f.eval_every == 0) or step == train_steps:
+        if mode == "train_and_eval" and (
+                (f.eval_every and step % f.eval_every == 0) or step == train_steps):
             last_eval = evaluate(step, {k: s / c for k, (s, c) in since_eval.items()})
             since_eval = {}
         if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
@@ -184,7 +202,7 @@ def run(task_factory, f=None):
     digest = weights_digest(model)
     print(f"final weights sha256 {digest}", flush=True)
     export_dir = os.path.join(f.model_dir, "export")
-    if chief:
+    if chief and mode != "eval":
         task.export(model, export_dir)
     summary = {
         "final_step": step,
@@ -209,6 +227,13 @@ def run(task_factory, f=None):
         "export_dir": export_dir,
         "task": task.summary(),
     }
+    if mode == "eval":
+        # Keep the training run's facts; replace only the evaluation.
+        previous = os.path.join(f.model_dir, "summary.json")
+        if os.path.exists(previous):
+            with open(previous) as fh:
+                summary = dict(json.load(fh), eval=summary["eval"], task=summary["task"])
+        summary["evaluated_checkpoint"] = restored
     path = reporter.summary(summary)
     if path:
         print(f"summary: {path}", flush=True)
