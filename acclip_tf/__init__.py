@@ -5,9 +5,13 @@ Implements "Why are Adaptive Methods Good for Attention Models?"
 
     import acclip_tf
     model.compile(optimizer=acclip_tf.ACClip(), loss=...)
+
+`acclip_tf.noise` measures gradient noise and its tail index; figures are in
+`acclip_tf.plotting` (imported on demand: it loads matplotlib).
 """
 
 from acclip_tf import clipping
+from acclip_tf import noise
 from acclip_tf import schedules
 from acclip_tf.optimizers import ACClip, CClip, ClippingOptimizer, GClip
 from acclip_tf.schedules import PolynomialThreshold
@@ -26,5 +30,6 @@ __all__ = [
     "GClip",
     "PolynomialThreshold",
     "clipping",
+    "noise",
     "schedules",
 ]

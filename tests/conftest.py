@@ -1,14 +1,46 @@
-"""Shared fixtures: the excerpt and a small vocabulary are built once per session.
+"""Session setup and shared fixtures.
 
-The corpus cache is `$ACCLIP_TF_CACHE` when set (a shared cache), else a
-directory under pytest's own cache, so the suite never writes ~/.cache.
+* Two logical CPU devices let MirroredStrategy run two replicas on this
+  machine; they must be configured before TensorFlow initialises its
+  devices, so it happens here, at import, before any test runs TF code.
+  `two_replicas` is one MirroredStrategy over them, shared by all tests.
+* The excerpt and a small vocabulary are built once per session. The corpus
+  cache is `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory
+  under pytest's own cache, so the suite never writes ~/.cache.
 """
 
 import os
 import subprocess
 import sys
 
-import pytest
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+    )
+except RuntimeError:  # already initialised by an earlier import: keep going
+    pass
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests.
+
+    A second MirroredStrategy in the same process restarts the collective
+    instance keys of the first and its all-reduces then collide ("Shape
+    mismatch in the collective instance"), so tests share this one.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    if len(devices) < 2:
+        pytest.skip("two logical CPU devices are not configured")
+    return tf.distribute.MirroredStrategy(devices)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

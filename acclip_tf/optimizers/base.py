@@ -214,6 +214,7 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
         context = {}
         if self.skip_nonfinite:
             context["finite"] = clipping.all_finite(grads)
+            context["skipped"] = ops.subtract(1, ops.cast(context["finite"], "int32"))
         context.update(self._global_context(grads, variables))
         if self.track_clip_fraction:
             context["clip_fraction"] = self._clip_fraction(grads, variables, context)
@@ -228,20 +229,20 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             gradient = ops.cast(gradient, self._slot_dtype(variable))
             _, _, mask = self._compute(gradient, slots, context, want_mask=True)
             clipped = ops.add(clipped, ops.sum(ops.cast(mask, "float32")))
-            total += int(math.prod(gradient.shape))
+            # The variable's shape, not the gradient's: some layers' gradients
+            # have an unknown static dimension inside tf.function.
+            total += int(math.prod(variable.shape))
         return ops.divide(clipped, float(max(total, 1)))
 
     def _diagnostic_updates(self, context):
-        """``(variable, value, "add" | "assign")`` written after each step."""
+        """``(variable, value, "add" | "assign")`` written after each step.
+
+        Values are entries of `context` as they are: under tf.distribute this
+        runs in cross-replica context, where no further math may be done.
+        """
         updates = []
-        if "finite" in context:
-            updates.append(
-                (
-                    self.skipped_steps,
-                    ops.subtract(1, ops.cast(context["finite"], "int32")),
-                    "add",
-                )
-            )
+        if "skipped" in context:
+            updates.append((self.skipped_steps, context["skipped"], "add"))
         if "clip_fraction" in context:
             updates.append((self.clip_fraction, context["clip_fraction"], "assign"))
         return updates
@@ -321,10 +322,18 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             return keras.saving.serialize_keras_object(value)
         return value
 
+    # Constructor arguments that may hold a serialized schedule.
+    _schedule_arguments = ()
+
     @classmethod
-    def _deserialize_threshold(cls, config, key):
-        if isinstance(config.get(key), dict):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)  # the caller's dict stays as it was
+        for key in cls._schedule_arguments:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return super().from_config(config, custom_objects=custom_objects)
 
     def _current_threshold(self, value):
         """The threshold at this step, as a float32 scalar tensor."""
