@@ -121,6 +121,8 @@ def validate(f):
         raise TrainerError("--pretrain_dir and --checkpoints apply to --model=bert only")
     if f.checkpoints and not f.pretrain_dir:
         raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain model_dir)")
+    if f.model == "resnet":
+        resnet_measurements(f, None)
     if f.pretrain_dir and not os.path.isdir(f.pretrain_dir):
         raise TrainerError(f"--pretrain_dir={f.pretrain_dir} does not exist")
 
