@@ -1,4 +1,4 @@
-"""trainers/gradient_noise.py: BERT at init and at checkpoints, Figure 4's ablation, bad input.
+"""trainers/gradient_noise.py: BERT at init and at checkpoints, ResNet, Figure 4's ablation, bad input.
 
 The end-to-end runs are subprocesses at tiny size (a 1-layer BERT of hidden
 32 on 32-token sequences of the real Wikipedia excerpt); they check the
@@ -173,6 +173,18 @@ def test_gaussian_stream_keeps_the_text_structure_and_repeats():
     np.testing.assert_array_equal(text_targets[2][1], y[2])
 
 
+# ---------------------------------------------------------------- ResNet
+def test_resnet_at_init_on_digits(tmp_path):
+    out = tmp_path / "resnet"
+    run_noise(["--model=resnet", f"--output_dir={out}", "--image_model=resnet8",
+               "--dataset=digits", *MEASURE])
+    result = json.load(open(out / "resnet_noise.json"))
+    assert result["model"] == "resnet" and list(result["measurements"]) == ["init"]
+    assert result["facts"]["dataset"] == "digits" and result["facts"]["image_size"] == 8
+    assert_valid_measurement(result["measurements"]["init"])
+    assert_png(out / "resnet_histograms.png")
+
+
 # ---------------------------------------------------------------- helpers and bad input
 def test_select_checkpoints():
     from trainers.common.cli import TrainerError
@@ -191,7 +203,8 @@ def test_select_checkpoints():
     (["--model=gpt"], "error: flag --model=gpt"),
     (["--model=bert", "--pretrain_dir=/nonexistent/run"], "error: --pretrain_dir=/nonexistent/run does not exist"),
     (["--model=bert", "--checkpoints=5"], "error: --checkpoints needs --pretrain_dir"),
-    (["--model=resnet"], "error: --model=resnet is not available yet"),
+    (["--model=resnet", "--dataset=folder:/nonexistent"], "error: "),
+    (["--model=attention_ablation", "--checkpoints=5"], "error: --pretrain_dir and --checkpoints"),
     (["--model=bert", "--num_batches=4"], "error: --num_batches must be >= 16"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):

@@ -27,8 +27,10 @@ is the data. Every measurement is a (model, loss, dataset) triple; a
   corpus, masked-LM loss) and on Gaussian input. Writes
   ``attention_ablation_histograms.png`` (4 panels),
   ``attention_ablation_variance.png`` and ``attention_ablation_noise.json``.
-* ``--model=resnet``: not available yet (the ResNet trainer and its image
-  pipelines live on another branch); `resnet_measurements` is where it goes.
+* ``--model=resnet``: a ResNet (``--image_model``, default resnet20) on image
+  data (``--dataset``, default scikit-learn's digits), at initialisation and at
+  checkpoints of a ``trainers.resnet_imagenet`` run (``--pretrain_dir``), in
+  training mode (batch-norm batch statistics).
 
 Gaussian input (Figure 4). The token-embedding lookup is replaced by i.i.d.
 Gaussian vectors, normalised to the RMS of the token-embedding
@@ -62,6 +64,7 @@ import os
 from absl import flags
 
 from trainers import bert_model
+from trainers.common import checkpoints as checkpoints_lib
 from trainers.common import cli
 from trainers.common.cli import TrainerError
 
@@ -96,6 +99,12 @@ flags.DEFINE_enum("gaussian_targets", "teacher", GAUSSIAN_TARGETS,
                   "Targets of the Gaussian-input cells (see the module docstring).")
 flags.DEFINE_integer("reference_dim", 100, "Dimension of the synthetic reference vectors.")
 flags.DEFINE_float("reference_alpha", 1.5, "Tail index of the alpha-stable reference.")
+flags.DEFINE_string("image_model", "resnet20",
+                    "--model=resnet: resnet20 (CIFAR-style; any depth 6n+2) or resnet50.")
+flags.DEFINE_string("dataset", "digits",
+                    "--model=resnet: digits, fashion_mnist, folder:PATH, tfds:NAME or synthetic.")
+flags.DEFINE_integer("image_size", 0,
+                     "--model=resnet: input side (0: the data's own; 224 for resnet50).")
 flags.DEFINE_enum("strategy", "one_device", ("one_device", "mirrored"),
                   "tf.distribute strategy of the gradient computation.")
 flags.DEFINE_integer("num_devices", None, "Devices for mirrored (on CPU: that many logical CPUs).")
@@ -117,12 +126,11 @@ def validate(f):
                            f"got {f.num_batches}")
     if not 0 < f.reference_alpha <= 2:
         raise TrainerError(f"--reference_alpha must lie in (0, 2], got {f.reference_alpha}")
-    if f.model != "bert" and (f.pretrain_dir or f.checkpoints):
-        raise TrainerError("--pretrain_dir and --checkpoints apply to --model=bert only")
+    if f.model == "attention_ablation" and (f.pretrain_dir or f.checkpoints):
+        raise TrainerError("--pretrain_dir and --checkpoints apply to --model=bert or resnet")
     if f.checkpoints and not f.pretrain_dir:
-        raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain model_dir)")
-    if f.model == "resnet":
-        resnet_measurements(f, None)
+        raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain or "
+                           "resnet_imagenet model_dir)")
     if f.pretrain_dir and not os.path.isdir(f.pretrain_dir):
         raise TrainerError(f"--pretrain_dir={f.pretrain_dir} does not exist")
 
@@ -220,19 +228,6 @@ def select_checkpoints(available, spec, pretrain_dir):
     return [(s, available[s]) for s in sorted(set(steps))]
 
 
-def restore_model(model, path):
-    """Load the model's weights from a bert_pretrain checkpoint (optimizer state ignored)."""
-    import tensorflow as tf
-
-    status = tf.train.Checkpoint(model=model).read(path)
-    try:
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TrainerError(f"cannot restore {path} into the run's model config: {first}")
-    status.expect_partial()
-
-
 # ---------------------------------------------------------------- data
 def load_vocabulary(f, settings, train_documents, pretrain_dir):
     """The run's vocab.txt, else --vocab_file, else a WordPiece vocabulary learned (cached)."""
@@ -298,8 +293,11 @@ def masked_lm_loss(y_true, logits, weights):
 
 
 # ---------------------------------------------------------------- measurement
-def measure(triples, num_batches, strategy=None):
+def measure(triples, num_batches, strategy=None, training=False):
     """{label: GradientNoiseSample} for an iterable of (label, model_fn, loss_fn, dataset).
+
+    ``training`` is passed to the model: False for BERT (dropout off), True
+    for ResNet (batch normalisation on batch statistics, as in training).
 
     ``model_fn()`` builds the model (called under the strategy's scope), so
     only one model is alive at a time.
@@ -317,7 +315,8 @@ def measure(triples, num_batches, strategy=None):
             with strategy.scope():
                 model = model_fn()
         samples[label] = noise.gradient_noise_norms(
-            model, loss_fn, dataset, num_batches=num_batches, strategy=strategy, training=False)
+            model, loss_fn, dataset, num_batches=num_batches, strategy=strategy,
+            training=training)
         s = samples[label].statistics()
         print(f"  {label}: stable alpha {s['stable_alpha']:.3f}, Hill alpha "
               f"{s['hill_alpha']:.3f}, max/median {s['max_median_ratio']:.3f}, "
@@ -355,7 +354,7 @@ def bert_measurements(f, strategy):
             keras.utils.set_random_seed(settings["seed"])
             model, _ = bert_model.build_masked_lm(config, len(vocab), settings["seq_length"], 0.0)
             if path is not None:
-                restore_model(model, path)
+                checkpoints_lib.restore_weights(model, path)
             return model
         return model_fn
 
@@ -367,11 +366,81 @@ def bert_measurements(f, strategy):
     return triples, settings, facts
 
 
+def image_stream(f, data, image_size):
+    """The first ``num_batches`` training minibatches of (images, labels), fixed.
+
+    A seeded shuffle of the training split (repeated if it is smaller than
+    ``num_batches * batch_size``), eval-style preprocessing (resize/centre,
+    normalise; no augmentation, so the only noise is the choice of examples),
+    cached so that both passes see identical batches.
+    """
+    import tensorflow as tf
+
+    from trainers.data import images
+
+    pipelines = images.ImagePipelines(data, image_size, augment="none", seed=f.seed)
+    split = data.train
+    if split.table is not None:
+        examples = tf.data.Dataset.from_tensor_slices(split.table)
+    else:
+        examples = split.stream()
+    examples = examples.shuffle(min(split.num_examples, 10_000), seed=f.seed).repeat()
+    return (examples.take(f.num_batches * f.batch_size)
+            .map(lambda raw, label: (pipelines.eval_image(split.decode(raw)), label))
+            .batch(f.batch_size).cache())
+
+
+def classification_loss(labels, logits):
+    """Mean cross-entropy of the batch (the ResNet trainer's loss without smoothing)."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32)))
+
+
 def resnet_measurements(f, strategy):
-    """--model=resnet: to be wired to trainers/resnet_imagenet.py (another branch)."""
-    raise TrainerError("--model=resnet is not available yet (it needs the ResNet trainer's "
-                       "models and image pipelines, not merged on this branch); use "
-                       "--model=bert or --model=attention_ablation")
+    """(triples, settings, facts) for --model=resnet (init and/or checkpoints).
+
+    With --pretrain_dir (a trainers.resnet_imagenet model_dir) the model,
+    dataset and image size come from its flags.txt and the weights from its
+    checkpoints; otherwise from --image_model, --dataset and --image_size.
+    """
+    import keras
+
+    from trainers import resnet_models
+    from trainers.data import image_sources
+
+    settings = {"model": f.image_model, "dataset": f.dataset, "image_size": f.image_size,
+                "seed": f.seed}
+    selected = []
+    if f.pretrain_dir:
+        run = read_flags_file(os.path.join(f.pretrain_dir, "flags.txt"))
+        settings.update({k: run[k] for k in ("model", "dataset") if k in run})
+        settings["image_size"] = int(run.get("image_size", settings["image_size"]))
+        selected = select_checkpoints(checkpoint_paths(f.pretrain_dir), f.checkpoints,
+                                      f.pretrain_dir)
+    if not selected and not f.include_init:
+        raise TrainerError("--noinclude_init leaves nothing to measure")
+    data = image_sources.load(settings["dataset"], seed=f.seed)
+    size = settings["image_size"] or (224 if settings["model"] == "resnet50"
+                                      else data.native_size or 32)
+    dataset = image_stream(f, data, size)
+
+    def build(path=None):
+        def model_fn():
+            keras.utils.set_random_seed(f.seed)
+            model = resnet_models.build(settings["model"], size, data.channels,
+                                        data.num_classes)
+            if path is not None:
+                checkpoints_lib.restore_weights(model, path)
+            return model
+        return model_fn
+
+    triples = [("init", build(), classification_loss, dataset)] if f.include_init else []
+    triples += [(f"step {step}", build(path), classification_loss, dataset)
+                for step, path in selected]
+    facts = dict(data.facts(), image_size=size, pretrain_dir=f.pretrain_dir)
+    return triples, settings, facts
 
 
 # ---------------------------------------------------------------- Figure 4
@@ -559,12 +628,12 @@ def main(argv):
                                f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(f.seed)
     triples, settings, facts = PATHS[f.model](f, strategy)
-    samples = measure(triples, f.num_batches, strategy)
+    samples = measure(triples, f.num_batches, strategy, training=f.model == "resnet")
     refs = references(f.num_batches, f.reference_dim, f.reference_alpha, f.seed)
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
                     strategy=f.strategy)
     write_outputs(f.output_dir, f.model, samples, refs, settings, facts,
-                  development=f.model == "bert")
+                  development=f.model in ("bert", "resnet"))
 
 
 if __name__ == "__main__":

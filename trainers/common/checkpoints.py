@@ -35,6 +35,21 @@ def named_weights(model):
     return named
 
 
+def restore_weights(model, path):
+    """Load only the model's weights from the checkpoint at `path` (a weights-only init).
+
+    Raises TrainerError when a weight of `model` is missing from the checkpoint
+    or has another shape (e.g. a model built with other size flags).
+    """
+    status = tf.train.Checkpoint(weights=named_weights(model)).read(path)
+    try:
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TrainerError(f"cannot restore {path} into this model: {first}")
+    status.expect_partial()
+
+
 def seed_generator_states(model):
     """The state variables of every `keras.random.SeedGenerator` in `model` (dropout)."""
     states = []
