@@ -72,42 +72,49 @@ MODELS = ("bert", "attention_ablation", "resnet")
 GAUSSIAN_TARGETS = ("teacher", "text")
 EMBEDDING_STDDEV = 0.02  # BERT's initialiser; the Gaussian input's RMS too.
 
-flags.DEFINE_enum("model", None, MODELS, "What to measure.")
-flags.DEFINE_string("output_dir", None, "Where the PNG figures and the JSON are written.")
-flags.DEFINE_string("pretrain_dir", None,
-                    "A trainers.bert_pretrain model_dir (flags.txt, vocab.txt, checkpoints/).")
-flags.DEFINE_string("checkpoints", None,
-                    "With --pretrain_dir: comma-separated checkpoint steps, or 'all' (default).")
-flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
-flags.DEFINE_integer("num_batches", 200, "Minibatches per measurement (the noise sample size).")
-flags.DEFINE_integer("batch_size", 32, "Sequences per minibatch (global, over all replicas).")
-flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
-flags.DEFINE_string("model_size", "tiny", f"One of {', '.join(bert_model.MODEL_SIZES)}.")
-flags.DEFINE_integer("num_layers", None, "Override the size's number of layers.")
-flags.DEFINE_integer("hidden_dim", None, "Override the size's hidden size.")
-flags.DEFINE_integer("num_heads", None, "Override the size's number of attention heads.")
-flags.DEFINE_integer("intermediate_dim", None, "Override the feed-forward size (4 * hidden).")
-flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
-flags.DEFINE_float("eval_fraction", 0.1, "Documents held out (not measured), as bert_pretrain.")
-flags.DEFINE_integer("vocab_size", 8192, "WordPiece vocabulary size to learn.")
-flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
-flags.DEFINE_integer("seq_length", 128, "Tokens per sequence.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence at most.")
-flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked.")
-flags.DEFINE_enum("gaussian_targets", "teacher", GAUSSIAN_TARGETS,
-                  "Targets of the Gaussian-input cells (see the module docstring).")
-flags.DEFINE_integer("reference_dim", 100, "Dimension of the synthetic reference vectors.")
-flags.DEFINE_float("reference_alpha", 1.5, "Tail index of the alpha-stable reference.")
-flags.DEFINE_string("image_model", "resnet20",
-                    "--model=resnet: resnet20 (CIFAR-style; any depth 6n+2) or resnet50.")
-flags.DEFINE_string("dataset", "digits",
-                    "--model=resnet: digits, fashion_mnist, folder:PATH, tfds:NAME or synthetic.")
-flags.DEFINE_integer("image_size", 0,
-                     "--model=resnet: input side (0: the data's own; 224 for resnet50).")
-flags.DEFINE_enum("strategy", "one_device", ("one_device", "mirrored"),
-                  "tf.distribute strategy of the gradient computation.")
-flags.DEFINE_integer("num_devices", None, "Devices for mirrored (on CPU: that many logical CPUs).")
+def define_flags():
+    """This program's flags, defined only when it runs (`python -m ...`).
+
+    Tests import this module for its functions next to the other trainers,
+    whose flags (e.g. resnet_imagenet's --model) would otherwise collide.
+    """
+    flags.DEFINE_enum("model", None, MODELS, "What to measure.")
+    flags.DEFINE_string("output_dir", None, "Where the PNG figures and the JSON are written.")
+    flags.DEFINE_string("pretrain_dir", None,
+                        "A trainers.bert_pretrain model_dir (flags.txt, vocab.txt, checkpoints/).")
+    flags.DEFINE_string("checkpoints", None,
+                        "With --pretrain_dir: comma-separated checkpoint steps, or 'all' (default).")
+    flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
+    flags.DEFINE_integer("num_batches", 200, "Minibatches per measurement (the noise sample size).")
+    flags.DEFINE_integer("batch_size", 32, "Sequences per minibatch (global, over all replicas).")
+    flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
+    flags.DEFINE_string("model_size", "tiny", f"One of {', '.join(bert_model.MODEL_SIZES)}.")
+    flags.DEFINE_integer("num_layers", None, "Override the size's number of layers.")
+    flags.DEFINE_integer("hidden_dim", None, "Override the size's hidden size.")
+    flags.DEFINE_integer("num_heads", None, "Override the size's number of attention heads.")
+    flags.DEFINE_integer("intermediate_dim", None, "Override the feed-forward size (4 * hidden).")
+    flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
+    flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
+    flags.DEFINE_float("eval_fraction", 0.1, "Documents held out (not measured), as bert_pretrain.")
+    flags.DEFINE_integer("vocab_size", 8192, "WordPiece vocabulary size to learn.")
+    flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
+    flags.DEFINE_integer("seq_length", 128, "Tokens per sequence.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence at most.")
+    flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked.")
+    flags.DEFINE_enum("gaussian_targets", "teacher", GAUSSIAN_TARGETS,
+                      "Targets of the Gaussian-input cells (see the module docstring).")
+    flags.DEFINE_integer("reference_dim", 100, "Dimension of the synthetic reference vectors.")
+    flags.DEFINE_float("reference_alpha", 1.5, "Tail index of the alpha-stable reference.")
+    flags.DEFINE_string("image_model", "resnet20",
+                        "--model=resnet: resnet20 (CIFAR-style; any depth 6n+2) or resnet50.")
+    flags.DEFINE_string("dataset", "digits",
+                        "--model=resnet: digits, fashion_mnist, folder:PATH, tfds:NAME or synthetic.")
+    flags.DEFINE_integer("image_size", 0,
+                         "--model=resnet: input side (0: the data's own; 224 for resnet50).")
+    flags.DEFINE_enum("strategy", "one_device", ("one_device", "mirrored"),
+                      "tf.distribute strategy of the gradient computation.")
+    flags.DEFINE_integer("num_devices", None, "Devices for mirrored (on CPU: that many logical CPUs).")
+
 
 FLAGS = flags.FLAGS
 
@@ -637,4 +644,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -71,6 +71,28 @@ def centre_crop(image, size, fraction):
     return _resize(image[top:top + side, left:left + side], size)
 
 
+def block_shuffle(dataset, block_size, seed):
+    """Shuffle scalar-element `dataset` within consecutive blocks, from a stateless `seed` [2].
+
+    `Dataset.shuffle(seed=<tensor>)` fails in graph code whenever the global
+    seed is 0 (TF's seed check then compares the tensor in Python), and the
+    trainers set the global seed to --seed (default 0). Sorting each block by
+    stateless random keys is deterministic for a given seed, whatever the
+    global seed, and needs no state to resume.
+    """
+    def keyed(index, element):
+        key = tf.random.stateless_uniform(
+            [], tf.random.experimental.stateless_fold_in(seed, index))
+        return (key,) + tuple(element)
+
+    def permute(keys, *columns):
+        order = tf.argsort(keys)
+        return tuple(tf.gather(c, order) for c in columns)
+
+    return (dataset.enumerate().map(keyed).batch(block_size).map(permute)
+            .unbatch())
+
+
 class ImagePipelines:
     """Train and eval pipelines of an `ImageData` for one image size and augmentation."""
 
@@ -139,7 +161,7 @@ class ImagePipelines:
             return tf.data.Dataset.range(start, 2**62).map(element)
 
         def epoch_stream(epoch):
-            return split.stream().shuffle(self.shuffle_buffer, seed=seed * 1_000_003 + epoch)
+            return block_shuffle(split.stream(), self.shuffle_buffer, tf.stack([seed, epoch]))
 
         stream = (tf.data.Dataset.range(start // n, 2**62).flat_map(epoch_stream)
                   .skip(start % n))
