@@ -115,6 +115,21 @@ def test_pure_functions_agree_with_their_definitions():
                                    np.abs(d) ** (1 / alpha), rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1024,), (64, 24), (7, 9, 11), (513,)])
+def test_blocked_reductions_match_numpy(shape):
+    # Sizes >= 512 divisible by 8 take the [n/8, 8] column-reduction path of
+    # clipping._total; the others are summed flat. Both must give numpy's answer.
+    rng = np.random.default_rng(2)
+    d = rng.standard_cauchy(size=shape).astype("float32")
+    np.testing.assert_allclose(clipping.global_norm([d]), np.linalg.norm(d.astype("float64")),
+                               rtol=1e-5)
+    assert bool(clipping.all_finite([d]))
+    for position in [0, d.size // 2, d.size - 1]:
+        bad = d.copy().reshape(-1)
+        bad[position] = np.inf if position % 2 else np.nan
+        assert not bool(clipping.all_finite([d, bad.reshape(shape)]))
+
+
 @pytest.mark.parametrize("make,argument", [
     (lambda: acclip_tf.ACClip(learning_rate=-1.0), "learning_rate"),
     (lambda: acclip_tf.ACClip(beta_1=1.0), "beta_1"),
