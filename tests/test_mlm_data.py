@@ -98,3 +98,16 @@ def test_split_by_document_is_fixed_and_disjoint():
     assert len(held) == 4 and len(train) == 36
     assert not {d[0] for d in train} & {d[0] for d in held}
     assert split_documents(docs, 0.1, seed=0) == (train, held)
+
+
+def test_tokenizer_normalises_like_the_learned_vocabulary():
+    # build_vocabulary learns an uncased vocabulary from accent-stripped text; the
+    # tokenizer must strip accents too, or every accented word becomes [UNK].
+    from trainers.data.vocab import build_vocabulary
+
+    text = ["Le café du résumé est naïf. The cafe sells a resume of naive art."] * 50
+    vocab = build_vocabulary(text, 60)
+    tokenizer = mlm.make_tokenizer(vocab)
+    ids = np.asarray(tokenizer("Café résumé naïf")).tolist()
+    assert vocab.index("[UNK]") not in ids
+    assert ids == np.asarray(tokenizer("cafe resume naif")).tolist()

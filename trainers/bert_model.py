@@ -56,8 +56,9 @@ def export(backbone, vocab, export_dir, extra_config):
 
     os.makedirs(export_dir, exist_ok=True)
     backbone.save_to_preset(export_dir)
-    keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=True).save_to_preset(
-        export_dir)
+    from trainers.data import mlm
+
+    mlm.make_tokenizer(vocab).save_to_preset(export_dir)
     with open(os.path.join(export_dir, "pretrain_config.json"), "w") as f:
         json.dump(extra_config, f, indent=2, sort_keys=True)
 

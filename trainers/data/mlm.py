@@ -20,9 +20,15 @@ from trainers.data.vocab import SPECIAL_TOKENS
 
 
 def make_tokenizer(vocab, lowercase=True):
+    """KerasHub's BertTokenizer, normalising text as `vocab.build_vocabulary` learned it.
+
+    An uncased vocabulary is learned from lowercased, accent-stripped text (as BERT
+    uncased); a tokenizer that kept the accents would map every accented word to [UNK].
+    """
     import keras_hub
 
-    return keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=lowercase)
+    return keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=lowercase,
+                                          strip_accents=lowercase)
 
 
 def segment_documents(documents, tokenizer, seq_length, min_tokens=8):
