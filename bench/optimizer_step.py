@@ -126,7 +126,7 @@ def main():
     results = {name: statistics.median(t) for name, t in times.items()}
 
     adam = results.get("Keras Adam")
-    print(f"\n| optimizer | ms/step | vs Keras Adam | vs Keras SGD | floor ms (words/param) |")
+    print("\n| optimizer | ms/step | vs Keras Adam | vs Keras SGD | floor ms (words/param) |")
     print("|---|---|---|---|---|")
     for name, seconds in results.items():
         floor = TRAFFIC_WORDS[name] * 4 * num_params / bandwidth

@@ -83,8 +83,8 @@ def test_export_loads_for_finetuning(one_device):
 
 def test_mirrored_two_cpus_equals_one_device(one_device, tmp_path, small_corpus, small_vocab):
     model_dir, _ = one_device
-    proc = run_trainer(base_args(tmp_path, small_corpus, small_vocab,
-                                 "--strategy=mirrored", "--num_devices=2"))
+    run_trainer(base_args(tmp_path, small_corpus, small_vocab,
+                          "--strategy=mirrored", "--num_devices=2"))
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["num_replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
     assert_same_weights(model_dir, tmp_path)

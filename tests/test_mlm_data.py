@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from trainers.data import mlm
 from trainers.data.corpus import split_documents

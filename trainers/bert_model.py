@@ -52,8 +52,6 @@ def build_masked_lm(config, vocabulary_size, seq_length, dropout):
 
 
 def export(backbone, vocab, export_dir, extra_config):
-    import keras_hub
-
     os.makedirs(export_dir, exist_ok=True)
     backbone.save_to_preset(export_dir)
     from trainers.data import mlm

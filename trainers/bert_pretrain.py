@@ -7,7 +7,6 @@ See docs/trainers.md for the flags; the common ones are in
 trainers/common/flags.py.
 """
 
-import os
 
 from absl import flags
 
@@ -22,45 +21,11 @@ from trainers.data import mlm
 from trainers.data import vocab as vocab_lib
 
 common_flags.define_common_flags()
-flags.DEFINE_string("model_size", "tiny", f"One of {', '.join(bert_model.MODEL_SIZES)}.")
-flags.DEFINE_integer("num_layers", None, "Override the size's number of layers.")
-flags.DEFINE_integer("hidden_dim", None, "Override the size's hidden size.")
-flags.DEFINE_integer("num_heads", None, "Override the size's number of attention heads.")
-flags.DEFINE_integer("intermediate_dim", None, "Override the feed-forward size (4 * hidden).")
-flags.DEFINE_float("dropout", 0.1, "Dropout rate of the backbone.")
-flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
-flags.DEFINE_float("eval_fraction", 0.1, "Fraction of documents held out for evaluation.")
-flags.DEFINE_integer("vocab_size", 8192, "WordPiece vocabulary size to learn.")
-flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
-flags.DEFINE_integer("seq_length", 128, "Tokens per sequence.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence at most.")
-flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked.")
+common_flags.define_bert_model_flags()
+common_flags.define_mlm_data_flags()
 flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).")
 
 FLAGS = flags.FLAGS
-
-
-def learn_vocabulary(train_documents, vocab_size):
-    """WordPiece from the training split (memoised under the corpus cache directory)."""
-    print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
-          flush=True)
-    return vocab_lib.cached_vocabulary([p for d in train_documents for p in d], vocab_size,
-                                       os.path.join(corpus_lib.cache_dir(), "vocab"))
-
-
-def vocabulary(f, model_dir, is_chief, train_documents):
-    """--vocab_file, else model_dir/vocab.txt (resume), else learn and save it."""
-    saved = os.path.join(model_dir, "vocab.txt")
-    if f.vocab_file:
-        vocab = vocab_lib.load_vocabulary(f.vocab_file)
-    elif os.path.exists(saved):
-        return vocab_lib.load_vocabulary(saved)
-    else:
-        vocab = learn_vocabulary(train_documents, f.vocab_size)
-    if is_chief:
-        vocab_lib.save_vocabulary(vocab, saved)
-    return vocab
 
 
 class BertPretrainTask(Task):
@@ -79,7 +44,9 @@ class BertPretrainTask(Task):
             raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         train_docs, eval_docs = corpus_lib.split_documents(documents, f.eval_fraction, seed=0)
-        self.vocab = vocabulary(f, model_dir, is_chief, train_docs)
+        self.vocab = vocab_lib.run_vocabulary(
+            f.vocab_file, model_dir, is_chief,
+            lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
         tokenizer = mlm.make_tokenizer(self.vocab)
         train = mlm.segment_documents(train_docs, tokenizer, f.seq_length)
         held = mlm.segment_documents(eval_docs, tokenizer, f.seq_length)

@@ -95,7 +95,7 @@ def shared_vocabulary(model_dir):
     if not os.path.exists(path):
         documents = corpus_lib.load_corpus(FLAGS.corpus, FLAGS.max_documents or None)
         train, _ = corpus_lib.split_documents(documents, FLAGS.eval_fraction, seed=0)
-        vocab_lib.save_vocabulary(bert_pretrain.learn_vocabulary(train, FLAGS.vocab_size), path)
+        vocab_lib.save_vocabulary(vocab_lib.corpus_vocabulary(train, FLAGS.vocab_size), path)
     return path
 
 

@@ -66,6 +66,7 @@ from absl import flags
 from trainers import bert_model
 from trainers.common import checkpoints as checkpoints_lib
 from trainers.common import cli
+from trainers.common import flags as common_flags
 from trainers.common.cli import TrainerError
 
 MODELS = ("bert", "attention_ablation", "resnet")
@@ -88,19 +89,9 @@ def define_flags():
     flags.DEFINE_integer("num_batches", 200, "Minibatches per measurement (the noise sample size).")
     flags.DEFINE_integer("batch_size", 32, "Sequences per minibatch (global, over all replicas).")
     flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
-    flags.DEFINE_string("model_size", "tiny", f"One of {', '.join(bert_model.MODEL_SIZES)}.")
-    flags.DEFINE_integer("num_layers", None, "Override the size's number of layers.")
-    flags.DEFINE_integer("hidden_dim", None, "Override the size's hidden size.")
-    flags.DEFINE_integer("num_heads", None, "Override the size's number of attention heads.")
-    flags.DEFINE_integer("intermediate_dim", None, "Override the feed-forward size (4 * hidden).")
-    flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-    flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
-    flags.DEFINE_float("eval_fraction", 0.1, "Documents held out (not measured), as bert_pretrain.")
-    flags.DEFINE_integer("vocab_size", 8192, "WordPiece vocabulary size to learn.")
-    flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
-    flags.DEFINE_integer("seq_length", 128, "Tokens per sequence.")
-    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence at most.")
-    flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked.")
+    common_flags.define_bert_model_flags(dropout=False)
+    common_flags.define_mlm_data_flags(
+        eval_fraction_help="Documents held out (not measured), as bert_pretrain.")
     flags.DEFINE_enum("gaussian_targets", "teacher", GAUSSIAN_TARGETS,
                       "Targets of the Gaussian-input cells (see the module docstring).")
     flags.DEFINE_integer("reference_dim", 100, "Dimension of the synthetic reference vectors.")
@@ -238,16 +229,13 @@ def select_checkpoints(available, spec, pretrain_dir):
 # ---------------------------------------------------------------- data
 def load_vocabulary(f, settings, train_documents, pretrain_dir):
     """The run's vocab.txt, else --vocab_file, else a WordPiece vocabulary learned (cached)."""
-    from trainers.data import corpus as corpus_lib
     from trainers.data import vocab as vocab_lib
 
     if pretrain_dir:
         return vocab_lib.load_vocabulary(os.path.join(pretrain_dir, "vocab.txt"))
     if f.vocab_file:
         return vocab_lib.load_vocabulary(f.vocab_file)
-    print(f"WordPiece vocabulary of {f.vocab_size} tokens from the training split ...", flush=True)
-    return vocab_lib.cached_vocabulary([p for d in train_documents for p in d], f.vocab_size,
-                                       os.path.join(corpus_lib.cache_dir(), "vocab"))
+    return vocab_lib.corpus_vocabulary(train_documents, f.vocab_size)
 
 
 def masked_lm_stream(f, settings, pretrain_dir):

@@ -41,13 +41,7 @@ flags.DEFINE_string("tfds", None, "A prepared TFDS SQuAD dataset, e.g. squad/v1.
 flags.DEFINE_string("init_checkpoint", None,
                     "model_dir (or export dir) of trainers.bert_pretrain: backbone and vocabulary "
                     "(weights only; the step starts at 0). Without it: a fresh --model_size model.")
-flags.DEFINE_string("model_size", "tiny", f"Fresh model (no --init_checkpoint): one of "
-                    f"{', '.join(bert_model.MODEL_SIZES)}.")
-flags.DEFINE_integer("num_layers", None, "Fresh model: override the size's layers.")
-flags.DEFINE_integer("hidden_dim", None, "Fresh model: override the size's hidden size.")
-flags.DEFINE_integer("num_heads", None, "Fresh model: override the size's attention heads.")
-flags.DEFINE_integer("intermediate_dim", None, "Fresh model: override the feed-forward size.")
-flags.DEFINE_float("dropout", 0.1, "Fresh model: dropout rate of the backbone.")
+common_flags.define_bert_model_flags(note="Fresh model (no --init_checkpoint): ")
 flags.DEFINE_string("vocab_file", None, "Fresh model: vocabulary file (else learned and saved "
                     "to model_dir/vocab.txt).")
 flags.DEFINE_integer("vocab_size", 8192, "Fresh model: WordPiece vocabulary size to learn.")
@@ -109,18 +103,14 @@ def load_sets(f, model_dir, is_chief):
 
 
 def fresh_vocabulary(f, model_dir, is_chief, train_set):
-    saved = os.path.join(model_dir, "vocab.txt")
-    if f.vocab_file:
-        return vocab_lib.load_vocabulary(f.vocab_file)
-    if os.path.exists(saved):
-        return vocab_lib.load_vocabulary(saved)
-    contexts = list(dict.fromkeys(e.context for e in train_set.examples))
-    print(f"learning a {f.vocab_size}-token WordPiece vocabulary ...", flush=True)
-    vocab = vocab_lib.build_vocabulary(contexts + [e.question for e in train_set.examples],
-                                       f.vocab_size)
-    if is_chief:
-        vocab_lib.save_vocabulary(vocab, saved)
-    return vocab
+    """--vocab_file, else the run's vocab.txt, else WordPiece from the training set's text."""
+    def learn():
+        contexts = list(dict.fromkeys(e.context for e in train_set.examples))
+        print(f"learning a {f.vocab_size}-token WordPiece vocabulary ...", flush=True)
+        return vocab_lib.build_vocabulary(contexts + [e.question for e in train_set.examples],
+                                          f.vocab_size)
+
+    return vocab_lib.run_vocabulary(f.vocab_file, model_dir, is_chief, learn)
 
 
 class SquadTask(Task):

@@ -119,12 +119,10 @@ def make_optimizer(name, schedule, settings, variables=(), exclude_from_weight_d
                 learning_rate=schedule, beta_1=s["beta_1"], beta_2=s["beta_2"],
                 epsilon=s["epsilon"], alpha=s["alpha"], initial_tau=s["tau"],
                 weight_decay=wd, track_clip_fraction=True)
-        elif name == "gclip":
-            opt = acclip_tf.GClip(learning_rate=schedule, tau=s["tau"], momentum=s["momentum"],
-                                  weight_decay=wd, track_clip_fraction=True)
-        elif name == "cclip":
-            opt = acclip_tf.CClip(learning_rate=schedule, tau=s["tau"], momentum=s["momentum"],
-                                  weight_decay=wd, track_clip_fraction=True)
+        elif name in ("gclip", "cclip"):
+            clipped_sgd = acclip_tf.GClip if name == "gclip" else acclip_tf.CClip
+            opt = clipped_sgd(learning_rate=schedule, tau=s["tau"], momentum=s["momentum"],
+                              weight_decay=wd, track_clip_fraction=True)
         elif name == "adam":
             opt = keras.optimizers.Adam(learning_rate=schedule, beta_1=s["beta_1"],
                                         beta_2=s["beta_2"], epsilon=s["epsilon"],

@@ -6,7 +6,6 @@ Only the chief writes files; every worker may print.
 import json
 import math
 import os
-import time
 
 import tensorflow as tf
 

@@ -20,7 +20,6 @@ import bz2
 import glob
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile

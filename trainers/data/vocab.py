@@ -45,6 +45,30 @@ def load_vocabulary(path):
     return vocab
 
 
+def run_vocabulary(vocab_file, model_dir, is_chief, learn):
+    """A run's vocabulary: ``vocab_file``, else ``model_dir/vocab.txt`` (a resumed run),
+    else ``learn()``; the chief saves it as ``model_dir/vocab.txt``."""
+    saved = os.path.join(model_dir, "vocab.txt")
+    if not vocab_file and os.path.exists(saved):
+        return load_vocabulary(saved)
+    vocab = load_vocabulary(vocab_file) if vocab_file else learn()
+    if is_chief:
+        save_vocabulary(vocab, saved)
+    return vocab
+
+
+def corpus_vocabulary(train_documents, vocab_size):
+    """WordPiece from a corpus' training documents (lists of paragraphs), memoised
+    under the corpus cache directory: bert_pretrain, compare and gradient_noise
+    learn the same vocabulary from the same split."""
+    from trainers.data import corpus as corpus_lib
+
+    print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
+          flush=True)
+    return cached_vocabulary([p for d in train_documents for p in d], vocab_size,
+                             os.path.join(corpus_lib.cache_dir(), "vocab"))
+
+
 def cached_vocabulary(paragraphs, vocab_size, cache_dir):
     """`build_vocabulary`, memoised in `cache_dir` by a hash of the text and size.
 
