@@ -228,7 +228,7 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             slots = self._get_slots(variable)
             gradient = ops.cast(gradient, self._slot_dtype(variable))
             _, _, mask = self._compute(gradient, slots, context, want_mask=True)
-            clipped = ops.add(clipped, clipping._total(ops.cast(mask, "float32")))
+            clipped = ops.add(clipped, ops.sum(ops.cast(mask, "float32")))
             # The variable's shape, not the gradient's: some layers' gradients
             # have an unknown static dimension inside tf.function.
             total += int(math.prod(variable.shape))
