@@ -1,6 +1,7 @@
 """Time `optimizer.apply` under `tf.function(jit_compile=True)` on BERT-base-sized variables.
 
     .venv/bin/python bench/optimizer_step.py [--repeats 15] [--scale 1.0]
+    .venv/bin/python bench/optimizer_step.py --reductions   # GClip's norm alone
 
 Builds the variable set of a 12-layer, 768-hidden BERT with a 30522-token
 vocabulary (about 110M parameters in about 200 tensors; `--scale` shrinks
@@ -85,11 +86,47 @@ def copy_bandwidth(num_elements, repeats):
     return 3 * 4 * num_elements / seconds
 
 
+def _blocked_sum(x, block):
+    return tf.reduce_sum(tf.reduce_sum(tf.reshape(x, [-1, block]), 0))
+
+
+# Ways to compute sum(g**2) over all tensors: what GClip's global norm costs.
+REDUCTIONS = {
+    "acclip_tf.clipping.global_norm, XLA": (
+        lambda gs: acclip_tf.clipping.global_norm(gs) ** 2, True),
+    "acclip_tf.clipping.global_norm, no XLA": (
+        lambda gs: acclip_tf.clipping.global_norm(gs) ** 2, False),
+    "one flat tensor, XLA": (
+        lambda gs: tf.reduce_sum(tf.square(tf.concat([tf.reshape(g, [-1]) for g in gs], 0))),
+        True),
+    "[n/8, 8] column sums per tensor, XLA": (
+        lambda gs: tf.add_n([_blocked_sum(tf.square(g), 8) if g.shape.num_elements() % 8 == 0
+                             else tf.reduce_sum(tf.square(g)) for g in gs]), True),
+    "tf.tensordot per tensor (BLAS dot), XLA": (
+        lambda gs: tf.add_n([tf.tensordot(tf.reshape(g, [-1]), tf.reshape(g, [-1]), 1)
+                             for g in gs]), True),
+}
+
+
+def time_reductions(grads, repeats):
+    """ms and relative error vs float64 numpy of each way to sum the squares."""
+    exact = sum(float(np.sum(np.square(g.numpy().astype(np.float64)))) for g in grads)
+    print("\n| sum of squares | ms | relative error vs float64 |")
+    print("|---|---|---|")
+    for name, (fn, jit) in REDUCTIONS.items():
+        compiled = tf.function(lambda fn=fn: fn(grads), jit_compile=jit)
+        seconds = _median_seconds(lambda: compiled().numpy(), repeats)
+        error = abs(float(compiled().numpy()) - exact) / exact
+        print(f"| {name} | {seconds * 1e3:.1f} | {error:.1e} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--only", default="", help="comma-separated subset of the optimizers")
+    parser.add_argument("--reductions", action="store_true",
+                        help="time only the global sum of squares (GClip's norm), several ways")
     args = parser.parse_args()
 
     shapes = bert_shapes(args.scale)
@@ -101,6 +138,9 @@ def main():
     print(f"{len(shapes)} tensors, {num_params / 1e6:.1f}M parameters; "
           f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; TF {tf.__version__}, "
           f"Keras {keras.__version__}, {os.cpu_count()} CPUs")
+    if args.reductions:
+        time_reductions(grads, args.repeats)
+        return
 
     names = [n for n in OPTIMIZERS if not args.only or n in args.only.split(",")]
     steps = {}
