@@ -61,16 +61,22 @@ def export(backbone, vocab, export_dir, extra_config):
         json.dump(extra_config, f, indent=2, sort_keys=True)
 
 
-def load_pretrained(model_dir):
-    """(backbone, tokenizer, pretrain_config) from a bert_pretrain `model_dir` (or its export)."""
-    import keras_hub
-
+def find_export(model_dir):
+    """The export directory of a bert_pretrain `model_dir` (or `model_dir` itself if it is one)."""
     export_dir = os.path.join(model_dir, "export")
     if not os.path.isdir(export_dir):
         export_dir = model_dir
     if not os.path.exists(os.path.join(export_dir, "config.json")):
         raise TrainerError(f"--init_checkpoint={model_dir} holds no BERT export "
                            "(run trainers.bert_pretrain to the end first)")
+    return export_dir
+
+
+def load_pretrained(model_dir):
+    """(backbone, tokenizer, pretrain_config) from a bert_pretrain `model_dir` (or its export)."""
+    import keras_hub
+
+    export_dir = find_export(model_dir)
     backbone = keras_hub.models.BertBackbone.from_preset(export_dir)
     tokenizer = keras_hub.models.BertTokenizer.from_preset(export_dir)
     with open(os.path.join(export_dir, "pretrain_config.json")) as f:

@@ -33,8 +33,6 @@ class BertPretrainTask(Task):
     example_name = "sequences"
 
     def __init__(self, f, model_dir, is_chief):
-        import tensorflow as tf  # noqa: F401 - TF must be up before keras_hub's tokenizer
-
         self.f = f
         self.config = bert_model.model_config(
             f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)

@@ -42,17 +42,23 @@ flags.DEFINE_string("init_checkpoint", None,
                     "model_dir (or export dir) of trainers.bert_pretrain: backbone and vocabulary "
                     "(weights only; the step starts at 0). Without it: a fresh --model_size model.")
 common_flags.define_bert_model_flags(note="Fresh model (no --init_checkpoint): ")
-flags.DEFINE_string("vocab_file", None, "Fresh model: vocabulary file (else learned and saved "
-                    "to model_dir/vocab.txt).")
-flags.DEFINE_integer("vocab_size", 8192, "Fresh model: WordPiece vocabulary size to learn.")
+common_flags.define_once(flags.DEFINE_string, "vocab_file", None,
+                         "Fresh model: vocabulary file (else learned and saved to "
+                         "model_dir/vocab.txt).")
+common_flags.define_once(flags.DEFINE_integer, "vocab_size", 8192,
+                         "Fresh model: WordPiece vocabulary size to learn.")
 flags.DEFINE_integer("max_seq_length", 384, "Tokens per window.")
 flags.DEFINE_integer("doc_stride", 128, "Tokens between the starts of a context's windows.")
 flags.DEFINE_integer("max_query_length", 64, "Question tokens kept.")
 flags.DEFINE_integer("n_best_size", 20, "Start/end candidates per window, answers in nbest.")
 flags.DEFINE_integer("max_answer_length", 30, "Longest answer in tokens.")
-flags.DEFINE_string("corpus", "wiki", "Generated task: the pretraining --corpus.")
-flags.DEFINE_float("eval_fraction", 0.1, "Generated task: the pretraining --eval_fraction "
-                   "(questions come only from its held-out articles).")
+common_flags.define_once(flags.DEFINE_string, "corpus", "wiki",
+                         "Generated task: the pretraining --corpus.")
+common_flags.define_once(flags.DEFINE_integer, "max_documents", 0,
+                         "Generated task: the pretraining --max_documents (0: all).")
+common_flags.define_once(flags.DEFINE_float, "eval_fraction", 0.1,
+                         "Generated task: the pretraining --eval_fraction (questions come "
+                         "only from its held-out articles).")
 flags.DEFINE_integer("generated_train_max", 0, "Generated task: at most this many training "
                      "questions (0: all).")
 flags.DEFINE_integer("generated_dev_max", 0, "Generated task: at most this many dev "
@@ -93,7 +99,8 @@ def load_sets(f, model_dir, is_chief):
                                 max_train=f.generated_train_max, max_dev=f.generated_dev_max,
                                 per_paragraph=f.generated_per_paragraph,
                                 max_context_chars=f.generated_context_chars,
-                                kinds=f.generated_answers)
+                                kinds=f.generated_answers,
+                                max_documents=f.max_documents or None)
     if is_chief:  # every worker generates the same sets; the chief keeps them
         os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
         for obj, path in zip(sets, paths):
@@ -118,8 +125,6 @@ class SquadTask(Task):
     example_name = "windows"
 
     def __init__(self, f, model_dir, is_chief):
-        import tensorflow as tf  # noqa: F401 - TF must be up before keras_hub's tokenizer
-
         self.f, self.model_dir, self.is_chief = f, model_dir, is_chief
         for name in ("n_best_size", "max_answer_length"):
             if getattr(f, name) < 1:
@@ -130,7 +135,7 @@ class SquadTask(Task):
         if f.init_checkpoint:
             import keras_hub
 
-            self.export_dir = _export_dir(f.init_checkpoint)
+            self.export_dir = bert_model.find_export(f.init_checkpoint)
             keras_tokenizer = keras_hub.models.BertTokenizer.from_preset(self.export_dir)
             self.config = None
         else:
@@ -257,16 +262,6 @@ class SquadTask(Task):
 
     def summary(self):
         return self.facts
-
-
-def _export_dir(path):
-    export_dir = os.path.join(path, "export")
-    if not os.path.isdir(export_dir):
-        export_dir = path
-    if not os.path.exists(os.path.join(export_dir, "config.json")):
-        raise cli.TrainerError(f"--init_checkpoint={path} holds no BERT export "
-                               "(run trainers.bert_pretrain to the end first)")
-    return export_dir
 
 
 def main(argv):

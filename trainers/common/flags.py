@@ -91,9 +91,9 @@ def define_common_flags(**defaults):
                       "XLA-compile each replica's forward/backward pass.")
 
 
-def _define_once(define, name, default, help_text, *args):
-    """Define a flag unless another trainer in this process already has (tests
-    import several trainers; absl refuses a second definition from another module)."""
+def define_once(define, name, default, help_text, *args):
+    """Define a flag unless another trainer in this process already has (the first
+    definition's help text wins; absl refuses a second definition from another module)."""
     if name not in flags.FLAGS:
         define(name, default, *args, help_text)
 
@@ -105,34 +105,34 @@ def define_bert_model_flags(note="", dropout=True):
     """
     from trainers.bert_model import MODEL_SIZES
 
-    _define_once(flags.DEFINE_string, "model_size", "tiny",
+    define_once(flags.DEFINE_string, "model_size", "tiny",
                  f"{note}One of {', '.join(MODEL_SIZES)}.")
-    _define_once(flags.DEFINE_integer, "num_layers", None, f"{note}Override the size's layers.")
-    _define_once(flags.DEFINE_integer, "hidden_dim", None,
+    define_once(flags.DEFINE_integer, "num_layers", None, f"{note}Override the size's layers.")
+    define_once(flags.DEFINE_integer, "hidden_dim", None,
                  f"{note}Override the size's hidden size.")
-    _define_once(flags.DEFINE_integer, "num_heads", None,
+    define_once(flags.DEFINE_integer, "num_heads", None,
                  f"{note}Override the size's attention heads.")
-    _define_once(flags.DEFINE_integer, "intermediate_dim", None,
+    define_once(flags.DEFINE_integer, "intermediate_dim", None,
                  f"{note}Override the feed-forward size (4 * hidden).")
     if dropout:
-        _define_once(flags.DEFINE_float, "dropout", 0.1, f"{note}Dropout rate of the backbone.")
+        define_once(flags.DEFINE_float, "dropout", 0.1, f"{note}Dropout rate of the backbone.")
 
 
 def define_mlm_data_flags(eval_fraction_help="Fraction of documents held out for evaluation."):
     """Corpus, vocabulary and masking flags of the masked-LM stream (bert_pretrain,
     gradient_noise)."""
-    _define_once(flags.DEFINE_string, "corpus", "wiki",
+    define_once(flags.DEFINE_string, "corpus", "wiki",
                  "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-    _define_once(flags.DEFINE_integer, "max_documents", 0,
+    define_once(flags.DEFINE_integer, "max_documents", 0,
                  "Use only the first N documents (0: all).")
-    _define_once(flags.DEFINE_float, "eval_fraction", 0.1, eval_fraction_help)
-    _define_once(flags.DEFINE_integer, "vocab_size", 8192, "WordPiece vocabulary size to learn.")
-    _define_once(flags.DEFINE_string, "vocab_file", None,
+    define_once(flags.DEFINE_float, "eval_fraction", 0.1, eval_fraction_help)
+    define_once(flags.DEFINE_integer, "vocab_size", 8192, "WordPiece vocabulary size to learn.")
+    define_once(flags.DEFINE_string, "vocab_file", None,
                  "Use this vocabulary instead of learning one.")
-    _define_once(flags.DEFINE_integer, "seq_length", 128, "Tokens per sequence.")
-    _define_once(flags.DEFINE_integer, "max_predictions_per_seq", 20,
+    define_once(flags.DEFINE_integer, "seq_length", 128, "Tokens per sequence.")
+    define_once(flags.DEFINE_integer, "max_predictions_per_seq", 20,
                  "Masked positions per sequence at most.")
-    _define_once(flags.DEFINE_float, "mask_rate", 0.15, "Fraction of tokens masked.")
+    define_once(flags.DEFINE_float, "mask_rate", 0.15, "Fraction of tokens masked.")
 
 
 def flags_text(flag_values=None):

@@ -116,11 +116,11 @@ def generated_sets(corpus="wiki", eval_fraction=0.1, dev_fraction=0.3, seed=0,
     """(train_json, dev_json): cloze sets over the pretraining corpus' held-out
     articles (the split of `trainers.bert_pretrain` with the same
     `--corpus`/`--eval_fraction`), divided again by article into train and dev."""
-    documents = corpus_lib.load_corpus(corpus, max_documents)
-    _, held_out = corpus_lib.split_documents(documents, eval_fraction, seed=0)
     if kinds not in ANSWER_KINDS:
         raise TrainerError(f"unknown answer kinds {kinds!r}; choose one of "
                            f"{', '.join(ANSWER_KINDS)}")
+    documents = corpus_lib.load_corpus(corpus, max_documents)
+    _, held_out = corpus_lib.split_documents(documents, eval_fraction, seed=0)
     if len(held_out) < 2:
         raise TrainerError(f"the held-out split of --corpus={corpus} has {len(held_out)} "
                            "article(s); the generated task needs at least 2")

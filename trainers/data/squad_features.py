@@ -232,7 +232,8 @@ def build_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
                                ("tok_end", tok_end), ("max_context", context_best)):
                 rows[key].append(value)
     if not rows["token_ids"]:
-        return Features(*(np.zeros([0, L], np.int32) for _ in range(3)),
+        return Features(*(np.zeros([0, L], np.int32) for _ in range(2)),
+                        np.zeros([0, L], bool),
                         *(np.zeros([0], np.int32) for _ in range(3)),
                         *(np.zeros([0, L], np.int32) for _ in range(2)),
                         np.zeros([0, L], bool), skipped)
