@@ -59,7 +59,11 @@ def test_resume_continues_exactly(tmp_path):
         train(tmp_path / "resumed", *common, "--train_steps=2")
         resumed = train(tmp_path / "resumed", *common, "--train_steps=4")
         other = train(tmp_path / "other", *common, "--train_steps=4", "--seed=1")
+        rerun = train(tmp_path / "straight", *common, "--train_steps=4")  # finished already
     assert resumed["final_step"] == 4
+    # A rerun of a finished run trains nothing and keeps the run's summary.
+    assert rerun["final_step"] == 4 and rerun["weights_sha256"] == straight["weights_sha256"]
+    assert rerun["eval"] == straight["eval"] != {} and rerun["train"] == straight["train"]
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     assert other["weights_sha256"] != straight["weights_sha256"]
 

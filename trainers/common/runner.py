@@ -19,7 +19,7 @@ from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
 from trainers.common.cli import TrainerError
 from trainers.common.loop import Trainer
-from trainers.common.reporting import Reporter, Throughput
+from trainers.common.reporting import Reporter, Throughput, read_metrics
 from trainers.common.task import Task
 
 
@@ -74,8 +74,7 @@ def _truncate_metrics(model_dir, step):
     path = os.path.join(model_dir, "metrics.jsonl")
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = read_metrics(model_dir)
     with open(path, "w") as f:
         for r in records:
             if r["step"] <= step:
@@ -227,12 +226,15 @@ def run(task_factory, f=None, mode="train_and_eval"):
         "export_dir": export_dir,
         "task": task.summary(),
     }
+    previous = os.path.join(f.model_dir, "summary.json")
+    if (mode == "eval" or not last_train) and os.path.exists(previous):
+        # Keep the training run's facts: in eval mode replace only the evaluation;
+        # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
+        with open(previous) as fh:
+            kept = json.load(fh)
+        summary = (dict(kept, eval=summary["eval"], task=summary["task"]) if mode == "eval"
+                   else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
     if mode == "eval":
-        # Keep the training run's facts; replace only the evaluation.
-        previous = os.path.join(f.model_dir, "summary.json")
-        if os.path.exists(previous):
-            with open(previous) as fh:
-                summary = dict(json.load(fh), eval=summary["eval"], task=summary["task"])
         summary["evaluated_checkpoint"] = restored
     path = reporter.summary(summary)
     if path:
