@@ -27,16 +27,6 @@ DEFAULTS = {
     "cclip": dict(learning_rate=0.1, momentum=0.9, tau=1.0, weight_decay=0.0),
 }
 
-# Which settings each optimizer reads (a flag outside its set is ignored).
-_USES = {
-    "acclip": ("beta_1", "beta_2", "epsilon", "alpha", "tau", "weight_decay"),
-    "adam": ("beta_1", "beta_2", "epsilon"),
-    "adamw": ("beta_1", "beta_2", "epsilon", "weight_decay"),
-    "lamb": ("beta_1", "beta_2", "epsilon", "weight_decay"),
-    "sgd": ("momentum", "weight_decay"),
-    "gclip": ("momentum", "tau", "weight_decay"),
-    "cclip": ("momentum", "tau", "weight_decay"),
-}
 
 
 @keras.saving.register_keras_serializable(package="acclip_trainers")
@@ -177,7 +167,8 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
     plan = plan or common_steps.resolve(f)
     schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
                               f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
-    used = {k: v for k, v in settings.items() if k == "learning_rate" or k in _USES[f.optimizer]}
+    # The settings this optimizer reads (a flag outside its DEFAULTS entry is ignored).
+    used = {k: v for k, v in settings.items() if k in DEFAULTS[f.optimizer]}
     optimizer = make_optimizer(f.optimizer, schedule, settings, variables,
                                exclude_from_weight_decay)
     return optimizer, schedule, used
