@@ -91,12 +91,14 @@ def shared_vocabulary(model_dir):
 
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
-    path = os.path.join(model_dir, "vocab.txt")
-    if not os.path.exists(path):
+
+    def learn():
         documents = corpus_lib.load_corpus(FLAGS.corpus, FLAGS.max_documents or None)
         train, _ = corpus_lib.split_documents(documents, FLAGS.eval_fraction, seed=0)
-        vocab_lib.save_vocabulary(vocab_lib.corpus_vocabulary(train, FLAGS.vocab_size), path)
-    return path
+        return vocab_lib.corpus_vocabulary(train, FLAGS.vocab_size)
+
+    vocab_lib.run_vocabulary(None, model_dir, True, learn)  # saves model_dir/vocab.txt
+    return os.path.join(model_dir, "vocab.txt")
 
 
 def finished(run_dir, train_steps):
@@ -201,12 +203,13 @@ def main(argv):
     title = (f"BERT MLM pretraining, model_size={FLAGS.model_size}, corpus={FLAGS.corpus}, "
              f"{FLAGS.train_steps} steps x {FLAGS.global_batch_size} sequences of "
              f"{FLAGS.seq_length}")
+    table = comparison_table(rows, title)
     table_path = os.path.join(FLAGS.model_dir, "comparison.md")
     with open(table_path, "w") as f:
-        f.write(comparison_table(rows, title))
+        f.write(table)
     plot_path = os.path.join(FLAGS.model_dir, "comparison.png")
     comparison_plot(rows, plot_path, title)
-    print("\n" + comparison_table(rows, title))
+    print("\n" + table)
     print(f"comparison table: {os.path.abspath(table_path)}")
     print(f"comparison plot:  {os.path.abspath(plot_path)}")
     print(f"total time: {format_duration(time.time() - start)}")

@@ -54,8 +54,10 @@ class Trainer:
         self._scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
         self._eval_forward = tf.function(self._eval_step, jit_compile=jit_compile)
-        self._train_loop = tf.function(self._train_loop_fn)
-        self._eval_loop = tf.function(self._eval_loop_fn)
+        self._train_loop = tf.function(
+            lambda iterator, n: self._loop_fn(self._replica_train_step, iterator, n))
+        self._eval_loop = tf.function(
+            lambda iterator, n: self._loop_fn(self._eval_forward, iterator, n))
         self._jit_compile = jit_compile
         self._predict_step = None
 
@@ -114,19 +116,11 @@ class Trainer:
             lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None),
             per_replica)
 
-    def _train_loop_fn(self, iterator, num_steps):
-        sums = self._reduce(self.strategy.run(self._replica_train_step, args=(next(iterator),)))
+    def _loop_fn(self, replica_fn, iterator, num_steps):
+        """The summed outputs of `num_steps` >= 1 calls of `replica_fn` on every replica."""
+        sums = self._reduce(self.strategy.run(replica_fn, args=(next(iterator),)))
         for _ in tf.range(num_steps - 1):
-            step = self._reduce(
-                self.strategy.run(self._replica_train_step, args=(next(iterator),)))
-            sums = _add(sums, step)
-        return sums
-
-    def _eval_loop_fn(self, iterator, num_steps):
-        sums = self._reduce(self.strategy.run(self._eval_forward, args=(next(iterator),)))
-        for _ in tf.range(num_steps - 1):
-            sums = _add(sums, self._reduce(
-                self.strategy.run(self._eval_forward, args=(next(iterator),))))
+            sums = _add(sums, self._reduce(self.strategy.run(replica_fn, args=(next(iterator),))))
         return sums
 
     def train(self, iterator, num_steps):

@@ -151,10 +151,3 @@ def is_chief(strategy):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
-
-
-def worker_id(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or getattr(resolver, "task_type", None) is None:
-        return "chief"
-    return f"{resolver.task_type}_{resolver.task_id}"

@@ -84,11 +84,9 @@ def wiki_to_paragraphs(markup, min_chars=40):
     paragraphs, current = [], []
     for line in text.split("\n"):
         stripped = line.strip()
-        if not stripped or _HEADING.match(stripped):
-            paragraphs.append(" ".join(current))
-            current = []
-            continue
-        if stripped[0] in "*#|!{}":  # list items, stray table/template rows
+        # A blank line or heading ends the paragraph; so do list items and stray
+        # table/template rows, which are dropped.
+        if not stripped or _HEADING.match(stripped) or stripped[0] in "*#|!{}":
             paragraphs.append(" ".join(current))
             current = []
             continue
