@@ -361,7 +361,7 @@ def bert_measurements(f, strategy):
     return triples, settings, facts
 
 
-def image_stream(f, data, image_size):
+def image_stream(f, data, image_size, seed):
     """The first ``num_batches`` training minibatches of (images, labels), fixed.
 
     A seeded shuffle of the training split (repeated if it is smaller than
@@ -369,17 +369,11 @@ def image_stream(f, data, image_size):
     normalise; no augmentation, so the only noise is the choice of examples),
     cached so that both passes see identical batches.
     """
-    import tensorflow as tf
-
     from trainers.data import images
 
-    pipelines = images.ImagePipelines(data, image_size, augment="none", seed=f.seed)
+    pipelines = images.ImagePipelines(data, image_size, augment="none", seed=seed)
     split = data.train
-    if split.table is not None:
-        examples = tf.data.Dataset.from_tensor_slices(split.table)
-    else:
-        examples = split.stream()
-    examples = examples.shuffle(min(split.num_examples, 10_000), seed=f.seed).repeat()
+    examples = split.ordered().shuffle(min(split.num_examples, 10_000), seed=seed).repeat()
     return (examples.take(f.num_batches * f.batch_size)
             .map(lambda raw, label: (pipelines.eval_image(split.decode(raw)), label))
             .batch(f.batch_size).cache())
@@ -397,8 +391,9 @@ def resnet_measurements(f, strategy):
     """(triples, settings, facts) for --model=resnet (init and/or checkpoints).
 
     With --pretrain_dir (a trainers.resnet_imagenet model_dir) the model,
-    dataset and image size come from its flags.txt and the weights from its
-    checkpoints; otherwise from --image_model, --dataset and --image_size.
+    data (dataset, image size, classes, seed, TFDS location and split) come
+    from its flags.txt and the weights from its checkpoints; otherwise from
+    --image_model, --dataset, --image_size and --seed.
     """
     import keras
 
@@ -406,26 +401,30 @@ def resnet_measurements(f, strategy):
     from trainers.data import image_sources
 
     settings = {"model": f.image_model, "dataset": f.dataset, "image_size": f.image_size,
-                "seed": f.seed}
+                "num_classes": 0, "seed": f.seed}
+    source = {}
     selected = []
     if f.pretrain_dir:
         run = read_flags_file(os.path.join(f.pretrain_dir, "flags.txt"))
         settings.update({k: run[k] for k in ("model", "dataset") if k in run})
-        settings["image_size"] = int(run.get("image_size", settings["image_size"]))
+        settings.update({k: int(run[k]) for k in ("image_size", "num_classes", "seed")
+                         if run.get(k, "") != ""})
+        source = {k: run[k] for k in ("tfds_data_dir", "tfds_manual_dir", "train_split")
+                  if run.get(k, "") != ""}
         selected = select_checkpoints(checkpoint_paths(f.pretrain_dir), f.checkpoints,
                                       f.pretrain_dir)
     if not selected and not f.include_init:
         raise TrainerError("--noinclude_init leaves nothing to measure")
-    data = image_sources.load(settings["dataset"], seed=f.seed)
-    size = settings["image_size"] or (224 if settings["model"] == "resnet50"
-                                      else data.native_size or 32)
-    dataset = image_stream(f, data, size)
+    data, size = image_sources.load_for_model(
+        settings["model"], settings["dataset"], settings["image_size"],
+        settings["num_classes"], settings["seed"], **source)
+    num_classes = settings["num_classes"] or data.num_classes
+    dataset = image_stream(f, data, size, settings["seed"])
 
     def build(path=None):
         def model_fn():
-            keras.utils.set_random_seed(f.seed)
-            model = resnet_models.build(settings["model"], size, data.channels,
-                                        data.num_classes)
+            keras.utils.set_random_seed(settings["seed"])
+            model = resnet_models.build(settings["model"], size, data.channels, num_classes)
             if path is not None:
                 checkpoints_lib.restore_weights(model, path)
             return model

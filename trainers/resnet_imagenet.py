@@ -68,12 +68,6 @@ FLAGS = flags.FLAGS
 WEIGHT_DECAY_EXCLUDE = (r"(^|/)(gamma|beta|bias)$",)
 
 
-def default_image_size(model, data):
-    if model == "resnet50":
-        return 224
-    return data.native_size or 32
-
-
 class ImageClassificationTask(Task):
     weight_decay_exclude = WEIGHT_DECAY_EXCLUDE
     example_name = "images"
@@ -87,12 +81,10 @@ class ImageClassificationTask(Task):
             raise cli.TrainerError(f"--l2_weight_decay must be >= 0, got {f.l2_weight_decay}")
         if f.num_classes < 0:
             raise cli.TrainerError(f"--num_classes must be >= 0, got {f.num_classes}")
-        size = f.image_size or (224 if f.model == "resnet50" else 0)
-        self.data = image_sources.load(
-            f.dataset, image_size=size or 32, num_classes=f.num_classes, seed=f.seed,
+        self.data, self.image_size = image_sources.load_for_model(
+            f.model, f.dataset, f.image_size, f.num_classes, f.seed,
             tfds_data_dir=f.tfds_data_dir, tfds_manual_dir=f.tfds_manual_dir,
             train_split=f.train_split, eval_split=f.eval_split)
-        self.image_size = size or default_image_size(f.model, self.data)
         self.num_classes = f.num_classes or self.data.num_classes
         if self.num_classes < self.data.num_classes:
             raise cli.TrainerError(f"--num_classes={f.num_classes} but {f.dataset} has "

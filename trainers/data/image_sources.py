@@ -49,6 +49,14 @@ class ImageSplit:
     table: Optional[tuple] = None  # (raw elements, int32 labels) as numpy arrays
     stream: Optional[Callable] = None  # () -> tf.data.Dataset of (raw, label), fixed order
 
+    def ordered(self):
+        """tf.data.Dataset of (raw, label) in the split's fixed order, in memory or streamed."""
+        if self.table is None:
+            return self.stream()
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices(self.table)
+
 
 @dataclasses.dataclass
 class ImageData:
@@ -307,6 +315,18 @@ def load_tfds(name, train_split="train", eval_split="validation", data_dir=None,
 
 
 # ---------------------------------------------------------------- dispatch
+def load_for_model(model, spec, image_size=0, num_classes=0, seed=0, **source_options):
+    """``(ImageData, input side)`` as `trainers.resnet_imagenet` resolves them.
+
+    The side is ``image_size`` if given, else 224 for resnet50, else the data's
+    own (32 where sizes vary); synthetic data is made at that side.
+    """
+    size = image_size or (224 if model == "resnet50" else 0)
+    data = load(spec, image_size=size or 32, num_classes=num_classes, seed=seed,
+                **source_options)
+    return data, size or data.native_size or 32
+
+
 def load(spec, image_size=224, num_classes=0, seed=0, tfds_data_dir=None,
          tfds_manual_dir=None, train_split="train", eval_split="validation"):
     """The `ImageData` of a `--dataset` value."""

@@ -173,11 +173,7 @@ class ImagePipelines:
         """The held-out set once in order (weight 1), padded to whole global batches
         with weight-0 copies of its first example, repeated."""
         split = self.data.eval
-        if split.table is not None:
-            ordered = tf.data.Dataset.from_tensor_slices(split.table)
-        else:
-            ordered = split.stream()
-        ordered = ordered.map(lambda raw, label: (raw, label, tf.constant(1.0)))
+        ordered = split.ordered().map(lambda raw, label: (raw, label, tf.constant(1.0)))
         pad = self.eval_steps(global_batch_size) * global_batch_size - split.num_examples
         padding = ordered.take(1).map(lambda raw, label, w: (raw, label, 0.0 * w)).repeat(pad)
         return ordered.concatenate(padding).repeat().map(
