@@ -471,9 +471,10 @@ def gradient_noise_norms(
             ]
 
     @tf.function
-    def gradient_and_norm(batch):
-        grads = [tf.cast(g, tf.float64) for g in minibatch_gradients(batch)]
-        return grads, tf.linalg.global_norm(grads)
+    def accumulate(batch, total):
+        """``total += g_i`` in float64, on the device (no gradient copied to the host)."""
+        for t, g in zip(total, minibatch_gradients(batch)):
+            t.assign_add(tf.cast(g, tf.float64))
 
     @tf.function
     def noise_and_norm(batch, gbar):
@@ -482,16 +483,14 @@ def gradient_noise_norms(
         return tf.linalg.global_norm(diffs), tf.linalg.global_norm(grads)
 
     if full_gradient is None:
-        total = [np.zeros(v.shape, np.float64) for v in variables]
+        total = [tf.Variable(tf.zeros(v.shape, tf.float64), trainable=False) for v in variables]
         count = 0
         for batch in batches:
-            grads, _ = gradient_and_norm(batch)
-            for t, g in zip(total, grads):
-                t += g.numpy()
+            accumulate(batch, total)
             count += 1
         if count == 0:
             raise ValueError("`dataset` yielded no minibatches.")
-        gbar = [t / count for t in total]
+        gbar = [t.numpy() / count for t in total]
     else:
         if len(full_gradient) != len(variables):
             raise ValueError(
