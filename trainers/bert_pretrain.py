@@ -23,7 +23,6 @@ from trainers.data import vocab as vocab_lib
 common_flags.define_common_flags()
 common_flags.define_bert_model_flags()
 common_flags.define_mlm_data_flags()
-flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).")
 
 FLAGS = flags.FLAGS
 
@@ -71,7 +70,7 @@ class BertPretrainTask(Task):
         return self.data.eval_dataset(input_context, global_batch_size)
 
     def eval_steps(self, global_batch_size):
-        return self.data.eval_steps(global_batch_size, self.f.eval_batches)
+        return self.data.eval_steps(global_batch_size)
 
     def forward(self, model, batch, training):
         import tensorflow as tf

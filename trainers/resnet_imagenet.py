@@ -58,9 +58,6 @@ flags.DEFINE_string("tfds_manual_dir", None,
 flags.DEFINE_string("train_split", "train", "TFDS training split.")
 flags.DEFINE_string("eval_split", "validation", "TFDS held-out split.")
 flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer of streamed (TFDS) data.")
-# trainers.bert_pretrain defines the same flag; either may be imported first.
-flags.DEFINE_integer("eval_batches", 0, "Global batches per evaluation (0: the held-out set once).",
-                     allow_override=True)
 
 FLAGS = flags.FLAGS
 
@@ -113,7 +110,7 @@ class ImageClassificationTask(Task):
         return self.pipelines.eval_dataset(input_context, global_batch_size)
 
     def eval_steps(self, global_batch_size):
-        return self.pipelines.eval_steps(global_batch_size, self.f.eval_batches)
+        return self.pipelines.eval_steps(global_batch_size)
 
     def steps_per_epoch(self, global_batch_size):
         return self.pipelines.steps_per_epoch(global_batch_size)

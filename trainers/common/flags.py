@@ -40,6 +40,8 @@ def define_common_flags(**defaults):
                          "Steps run on the device per host call (one progress line each).")
     flags.DEFINE_integer("eval_every", d("eval_every", 200),
                          "Evaluate every this many steps (rounded to whole loops); 0: only at the end.")
+    flags.DEFINE_integer("eval_batches", d("eval_batches", 0),
+                         "Global batches per evaluation (0: the held-out set once).")
     flags.DEFINE_integer("checkpoint_every", d("checkpoint_every", 200),
                          "Save a checkpoint every this many steps (rounded to whole loops).")
     flags.DEFINE_integer("seed", d("seed", 0), "Seed of the model init, data order and masking.")

@@ -148,6 +148,8 @@ def run(task_factory, f=None, mode="train_and_eval"):
     eval_data = strategy.distribute_datasets_from_function(
         lambda ctx: task.eval_dataset(ctx, G))
     eval_steps = task.eval_steps(G)
+    if f.eval_batches:
+        eval_steps = min(eval_steps, f.eval_batches)
 
     def evaluate(step, train_metrics):
         results = trainer.evaluate(iter(eval_data), eval_steps)

@@ -41,7 +41,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def eval_steps(self, global_batch_size):
-        """Global batches per evaluation (the same on every worker)."""
+        """Global batches that cover the held-out set once (the same on every worker);
+        the runner reads at most --eval_batches of them."""
 
     @abc.abstractmethod
     def forward(self, model, batch, training):

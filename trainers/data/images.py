@@ -209,9 +209,8 @@ class ImagePipelines:
         return self._finish(self._eval_elements(global_batch_size), input_context,
                             global_batch_size, example)
 
-    def eval_steps(self, global_batch_size, max_batches=0):
-        steps = math.ceil(self.data.eval.num_examples / global_batch_size)
-        return min(steps, max_batches) if max_batches else steps
+    def eval_steps(self, global_batch_size):
+        return math.ceil(self.data.eval.num_examples / global_batch_size)
 
     def steps_per_epoch(self, global_batch_size):
         return max(1, self.data.train.num_examples // global_batch_size)

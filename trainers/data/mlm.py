@@ -140,6 +140,5 @@ class MaskedLMData:
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
 
-    def eval_steps(self, global_batch_size, max_batches=0):
-        steps = -(-len(self.eval_segments) // global_batch_size)
-        return min(steps, max_batches) if max_batches else steps
+    def eval_steps(self, global_batch_size):
+        return -(-len(self.eval_segments) // global_batch_size)
