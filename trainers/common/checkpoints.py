@@ -17,7 +17,7 @@ import tempfile
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError
+from trainers.common.cli import TrainerError, first_line
 
 
 def named_weights(model):
@@ -45,7 +45,7 @@ def restore_weights(model, path):
     try:
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise TrainerError(f"cannot restore {path} into this model: {first}")
     status.expect_partial()
 
@@ -90,7 +90,7 @@ class Checkpoints:
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise TrainerError(
                 f"cannot resume from {path} (was it written with other model flags?): {first}")
         return path

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError
+from trainers.common.cli import TrainerError, first_line
 
 TPU_CONNECT_TIMEOUT_S = 60
 
@@ -114,8 +114,8 @@ def _connect_tpu(tpu):
     if thread.is_alive():
         raise TrainerError(f"--tpu={tpu}: no answer within {TPU_CONNECT_TIMEOUT_S}s")
     if "error" in result:
-        first = str(result["error"]).strip().splitlines() or [type(result["error"]).__name__]
-        raise TrainerError(f"--tpu={tpu}: cannot initialise the TPU system: {first[0]}")
+        raise TrainerError(f"--tpu={tpu}: cannot initialise the TPU system: "
+                           f"{first_line(result['error'])}")
     return result["resolver"]
 
 

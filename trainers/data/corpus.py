@@ -26,7 +26,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 
-from trainers.common.cli import TrainerError
+from trainers.common.cli import TrainerError, first_line
+from trainers.common.files import write_text_atomically
 from trainers.data.wikitext import wiki_to_paragraphs
 
 CACHE_ENV = "ACCLIP_TF_CACHE"
@@ -80,10 +81,7 @@ def _download_wheel(directory):
 
 def write_documents(path, documents):
     """One paragraph a line, documents separated by a blank line (the files: format)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n\n".join("\n".join(doc) for doc in documents) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, "\n\n".join("\n".join(doc) for doc in documents) + "\n")
 
 
 def read_documents(path):
@@ -136,7 +134,7 @@ def tfds_corpus(name, max_documents=None):
         split = "train" if not max_documents else f"train[:{max_documents}]"
         ds = tfds.load(name, split=split, download=False)
     except Exception as e:  # noqa: BLE001 - one-line report
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise TrainerError(f"--corpus=tfds:{name} is not available (prepare it with "
                            f"`tfds build`): {first}")
     documents = []

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from trainers.common.cli import TrainerError
+from trainers.common.cli import TrainerError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -258,7 +258,7 @@ def _prepare(builder, name, data_dir, manual_dir):
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except (AssertionError, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise TrainerError(f"--dataset=tfds:{name}: preparing failed: {first}")
 
 
@@ -290,7 +290,7 @@ def load_tfds(name, train_split="train", eval_split="validation", data_dir=None,
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001 - DatasetNotFoundError and kin, in one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise TrainerError(f"--dataset=tfds:{name}: {first}")
     features = builder.info.features
     if "image" not in features or "label" not in features:

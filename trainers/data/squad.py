@@ -17,7 +17,8 @@ import dataclasses
 import json
 import os
 
-from trainers.common.cli import TrainerError
+from trainers.common.cli import TrainerError, first_line
+from trainers.common.files import write_text_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +153,7 @@ def tfds_as_squad_json(name, split):
 
         ds = tfds.load(name, split=split, download=False)
     except Exception as e:  # noqa: BLE001 - one-line report
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise TrainerError(f"--tfds={name} split {split} is not available (prepare it with "
                            f"`tfds build squad`): {first}")
     articles = collections.OrderedDict()
@@ -184,7 +185,4 @@ def to_squad_json(examples, version):
 
 
 def write_json(obj, path):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(obj, ensure_ascii=False, indent=1))

@@ -6,6 +6,7 @@ import os
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
+from trainers.common.files import write_text_atomically
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -28,10 +29,7 @@ def build_vocabulary(paragraphs, vocab_size, lowercase=True):
 
 
 def save_vocabulary(vocab, path):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(vocab) + "\n")
-    os.replace(tmp, path)  # atomic: another worker never reads half a file
+    write_text_atomically(path, "\n".join(vocab) + "\n")  # other workers may be reading
 
 
 def load_vocabulary(path):
