@@ -11,7 +11,9 @@ and "cannot tell":
 * false-negative rate (heavy case called "light" or "cannot tell"),
   with the wrong-direction part (heavy called "light") given separately,
 
-plus the median GPD shape xi and, for comparison, the median of the raw-value
+plus the median GPD shape xi, how often the bootstrap interval contains the
+true xi (for the light cases the limit 0, which finite thresholds approach
+from below), and, for comparison, the median of the raw-value
 Hill tail index with k = floor(sqrt(n)) (the project's old statistic, which
 is not location invariant).
 
@@ -87,13 +89,14 @@ def run(sizes, replicates, seed, num_bootstrap, cases=None):
     for ci, (name, truth, xi_true, sampler) in enumerate(cases):
         for n in sizes:
             counts = {"heavy": 0, "light": 0, "cannot tell": 0}
-            xis, hills = [], []
+            xis, hills, covered = [], [], 0
             for r in range(replicates):
                 rng = np.random.default_rng([seed, ci, n, r])
                 x = sampler(n, rng)
                 v = ts.classify_tail(x, num_bootstrap=num_bootstrap, seed=rng)
                 counts[v.verdict] += 1
                 xis.append(v.xi)
+                covered += v.ci[0] <= xi_true <= v.ci[1]
                 hills.append(ts.hill_estimator(x, int(np.floor(np.sqrt(n)))))
             p = {key: c / replicates for key, c in counts.items()}
             if truth == "light":
@@ -105,7 +108,7 @@ def run(sizes, replicates, seed, num_bootstrap, cases=None):
                 rate_heavy=p["heavy"], rate_light=p["light"], rate_cannot_tell=p["cannot tell"],
                 error_rate=error, error_kind="false positive" if truth == "light" else "false negative",
                 wrong_direction_rate=p["heavy"] if truth == "light" else p["light"],
-                median_xi=float(np.median(xis)), median_raw_hill_alpha=float(np.median(hills)),
+                median_xi=float(np.median(xis)), ci_coverage_of_true_xi=covered / replicates, median_raw_hill_alpha=float(np.median(hills)),
             ))
             print(f"{name:50s} n={n:5d} heavy {p['heavy']:.2f} light {p['light']:.2f} "
                   f"cannot {p['cannot tell']:.2f} median xi {np.median(xis):+.2f}", flush=True)

