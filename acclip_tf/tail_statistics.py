@@ -499,11 +499,16 @@ def bootstrap_shape_ci(
     n = x.size
     k = num_excesses(n, tail_fraction, min_excesses) if k is None else _check_k(k, n, low=2)
     rng = _rng(seed)
-    idx = rng.integers(0, n, size=(int(num_bootstrap), n))
-    # Only the top k+1 of each resample matter: partition instead of sort.
-    res = x[idx]
-    top = -np.partition(-res, k, axis=1)[:, : k + 1]
-    top = -np.sort(-top, axis=1)
+    num_bootstrap = int(num_bootstrap)
+    # Resample in chunks of at most ~4M values (one chunk whenever
+    # num_bootstrap * n <= 4M, e.g. 200 x 20000).
+    chunk = max(1, 4_000_000 // n)
+    tops = []
+    for start in range(0, num_bootstrap, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, num_bootstrap - start), n))
+        # Only the top k+1 of each resample matter: partition instead of sort.
+        tops.append(-np.partition(-x[idx], k, axis=1)[:, : k + 1])
+    top = -np.sort(-np.concatenate(tops), axis=1)
     y = _top_excesses(top, k)
     y = y[y[:, 0] > 0]
     xi, _ = gpd_shape_zhang_stephens(y)

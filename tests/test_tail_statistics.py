@@ -236,6 +236,14 @@ def test_bootstrap_ci_is_reproducible_and_brackets_the_estimate():
     assert ts.bootstrap_shape_ci(x, num_bootstrap=200, seed=6)[:2] != (lo, hi)
 
 
+def test_bootstrap_ci_chunks_large_samples():
+    # 30 x 200000 values are resampled in chunks of 20 replicates.
+    x = 1.0 + np.random.default_rng(16).pareto(2.0, size=200_000)
+    lo, hi, reps = ts.bootstrap_shape_ci(x, k=2000, num_bootstrap=30, seed=1)
+    assert reps.size == 30
+    assert lo < 0.5 < hi
+
+
 # --------------------------------------------------------------------------
 # References of Figure 1 c/g
 # --------------------------------------------------------------------------
