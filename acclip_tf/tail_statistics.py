@@ -102,6 +102,7 @@ __all__ = [
     "stability_region",
     "sum_of_squared_gaussians",
     "sum_of_squared_stable",
+    "tail_report",
 ]
 
 # Default parameters of the decision rule (documented in classify_tail and
@@ -591,6 +592,53 @@ def classify_tail(
         estimator="zhang-stephens GPD on excesses over X_(k+1)",
     )
     return TailVerdict(verdict, fit.xi, (lo, hi), fit.k, fit.threshold, n, params)
+
+
+def tail_report(x, seed=0, **rule_kwargs):
+    """Every statistic of this module for one sample, as a JSON-ready dict.
+
+    Keys: ``n``, ``verdict``, ``xi``, ``ci`` (from ``classify_tail`` with
+    ``rule_kwargs``), ``k``, ``threshold``, ``tail_index`` (``1/xi`` or
+    ``None``), ``pickands`` (at ``k // 4``... see below), ``moment_location_invariant``,
+    ``stability_region`` of the GPD shape over k (``k_low``, ``k_high``,
+    ``median_xi``, ``spread``), ``raw_hill_alpha`` (Hill on raw values at
+    ``k = floor(sqrt(n))``, for comparison with older numbers only) and
+    ``max_over_median``. Pickands is evaluated at ``min(k, n // 4)`` and the
+    location-invariant moment estimator at ``k`` with reference order
+    ``min(n, 4k)``; either is ``None`` when undefined for this sample.
+    """
+    x = _as_sample(x, min_size=16)
+    n = x.size
+    v = classify_tail(x, seed=seed, **rule_kwargs)
+    k = v.k
+    try:
+        pick = pickands_estimator(x, max(1, min(k, n // 4)))
+    except ValueError:
+        pick = math.nan
+    try:
+        mom = moment_estimator(x, k, reference=min(n, 4 * k)) if 4 * k <= n else math.nan
+    except ValueError:
+        mom = math.nan
+    ks, est = shape_vs_k(x)
+    k_lo, k_hi, med, spread = stability_region(ks, est)
+    try:
+        raw_hill = hill_estimator(x, max(2, int(math.floor(math.sqrt(n)))))
+    except ValueError:
+        raw_hill = math.nan
+    median = float(np.median(x))
+
+    def finite(value):
+        return float(value) if np.isfinite(value) else None
+
+    return dict(
+        n=n, verdict=v.verdict, xi=v.xi, ci=list(v.ci), k=k, threshold=v.threshold,
+        tail_index=finite(1.0 / v.xi) if v.xi > 0 else None,
+        pickands=finite(pick), moment_location_invariant=finite(mom),
+        stability_region=dict(k_low=k_lo, k_high=k_hi, median_xi=med, spread=spread),
+        raw_hill_alpha=finite(raw_hill),
+        max_over_median=finite(float(np.max(x)) / median) if median > 0 else None,
+        rule=v.params,
+    )
 
 
 # --------------------------------------------------------------------------

@@ -319,3 +319,19 @@ def test_rule_power_on_heavy_tails():
     assert p["light"] <= 0.05 + _binomial_tolerance(0.05, reps)
     p = _rates(lambda n, rng: ts.sum_of_squared_stable(n, 10, 1.5, rng), 500, reps, seed=23)
     assert p["heavy"] >= 0.95 - _binomial_tolerance(0.95, reps)
+
+
+def test_tail_report_is_json_ready_and_location_invariant():
+    import json
+
+    x = 101.0 + np.random.default_rng(17).pareto(1.5, size=1000)
+    r = ts.tail_report(x, seed=2, num_bootstrap=50)
+    json.dumps(r)
+    v = ts.classify_tail(x, seed=2, num_bootstrap=50)
+    assert (r["verdict"], r["xi"], tuple(r["ci"]), r["k"]) == (v.verdict, v.xi, v.ci, v.k)
+    assert r["tail_index"] == pytest.approx(1 / v.xi)
+    assert r["stability_region"]["k_low"] <= r["stability_region"]["k_high"]
+    z = ts.tail_report(3.0 * x - 250.0, seed=2, num_bootstrap=50)
+    for key in ("xi", "pickands", "moment_location_invariant"):
+        assert z[key] == pytest.approx(r[key], abs=1e-8)
+    assert z["stability_region"]["median_xi"] == pytest.approx(r["stability_region"]["median_xi"], abs=1e-8)
