@@ -256,6 +256,7 @@ def aggregate(records):
     clips = [r["clip_fraction"] for r in ok if r.get("clip_fraction") is not None]
     return dict(losses=[float(x) for x in losses], mean=mean, sd=sd, n=n,
                 diverged=len(records) - n, seeds=[r["seed"] for r in records],
+                names=[r["name"] for r in records],
                 clip_fraction=float(np.mean(clips)) if clips else None)
 
 
