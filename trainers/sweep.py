@@ -36,56 +36,63 @@ from trainers.common import sweep_report
 from trainers.common.files import write_text_atomically
 from trainers.common.reporting import format_duration, read_metrics
 
-FLAGS = flags.FLAGS
-
 # Flags the sweep sets for each trial; --trainer_flags may not set them.
 CONTROLLED = ("model_dir", "optimizer", "learning_rate", "tau", "seed", "eval_split",
               "train_epochs")
 # Programs whose held-out loss is a token cross-entropy (perplexity = exp(loss)).
 LM_PROGRAMS = ("causal_lm", "bert_pretrain")
+DIVERGED_FILE = "diverged.json"  # in a run dir: the trainer exited on a non-finite value
 NON_FINITE = re.compile(r"\b(nan|inf|infinity|non-?finite)\b", re.IGNORECASE)
 
 
-def define_flags():
+def define_flags(fv=flags.FLAGS):
+    """Define the sweep's flags in `fv` (tests use a FlagValues of their own)."""
+    kw = dict(flag_values=fv)
     flags.DEFINE_string("program", None,
                         "The trainer: a module of trainers/ (causal_lm, bert_pretrain, "
-                        "resnet_imagenet, ...) or a dotted module path.")
-    flags.DEFINE_string("model_dir", None, "The sweep's directory (one subdirectory per trial).")
+                        "resnet_imagenet, ...) or a dotted module path.", **kw)
+    flags.DEFINE_string("model_dir", None, "The sweep's directory (one subdirectory per trial).",
+                        **kw)
     flags.DEFINE_list("optimizers", ["sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam"],
-                      "Optimizers, in this order.")
+                      "Optimizers, in this order.", **kw)
     flags.DEFINE_string("trainer_flags", "",
                         "Flags for every trial (one string); must set --train_steps, the full "
-                        f"budget of the seeded runs; may not set --{', --'.join(CONTROLLED)}.")
+                        f"budget of the seeded runs; may not set --{', --'.join(CONTROLLED)}.",
+                        **kw)
     flags.DEFINE_list("lr_grid", [],
                       "Explicit learning-rate grids, e.g. adam=1e-4/3e-4/1e-3,sgd=0.01/0.1/1 "
-                      "(other optimizers: --lr_centres, --lr_factor, --lr_points).")
+                      "(other optimizers: --lr_centres, --lr_factor, --lr_points).", **kw)
     flags.DEFINE_list("lr_centres", [],
                       "Centres of the generated grids, e.g. adam=1e-3 (default: "
-                      + ", ".join(f"{k} {v:g}" for k, v in sweep_lib.LR_CENTRES.items()) + ").")
+                      + ", ".join(f"{k} {v:g}" for k, v in sweep_lib.LR_CENTRES.items()) + ").",
+                      **kw)
     flags.DEFINE_float("lr_factor", sweep_lib.LR_FACTOR,
-                       "Ratio of neighbouring points of a generated grid (default sqrt(10)).")
+                       "Ratio of neighbouring points of a generated grid (default sqrt(10)).", **kw)
     flags.DEFINE_integer("lr_points", sweep_lib.LR_POINTS,
-                         "Points of a generated grid (issue 10 asks for at least 4).")
+                         "Points of a generated grid (issue 10 asks for at least 4).", **kw)
     flags.DEFINE_list("tau_grid", [],
                       "GClip/CClip threshold grids (the trainers' absolute --tau), e.g. "
                       "gclip=0.1/1/10,cclip=1e-3/1e-2/1e-1 (default: "
                       + ", ".join(f"{k} " + "/".join(f"{v:g}" for v in g)
-                                  for k, g in sweep_lib.TAU_GRIDS.items()) + ").")
+                                  for k, g in sweep_lib.TAU_GRIDS.items()) + ").", **kw)
     flags.DEFINE_enum("tau_search", "stage", sweep_lib.TAU_SEARCHES,
                       "stage: rates at the tau grid's centre, then the tau grid at the chosen "
-                      "rate; cross: the rate search once per tau; off: the trainer's tau.")
+                      "rate; cross: the rate search once per tau; off: the trainer's tau.", **kw)
     flags.DEFINE_integer("screen_steps", 0,
-                         "Steps of each grid run (0: the full --train_steps of --trainer_flags).")
-    flags.DEFINE_integer("seeds", 3, "Seeds (0..N-1) of the chosen setting on the test split.")
+                         "Steps of each grid run (0: the full --train_steps of --trainer_flags).",
+                         **kw)
+    flags.DEFINE_integer("seeds", 3, "Seeds (0..N-1) of the chosen setting on the test split.",
+                         **kw)
     flags.DEFINE_integer("max_extensions", 3,
-                         "Points a search may add beyond the edges of its grid.")
+                         "Points a search may add beyond the edges of its grid.", **kw)
     flags.DEFINE_float("divergence_margin", 1.0,
                        "A run diverged when its final held-out loss exceeds its step-0 loss "
-                       "by more than this (or is not finite).")
+                       "by more than this (or is not finite).", **kw)
     flags.DEFINE_string("metric", "loss",
-                        "The held-out metric to minimise (the eval_<metric> of metrics.jsonl).")
+                        "The held-out metric to minimise (the eval_<metric> of metrics.jsonl).",
+                        **kw)
     flags.DEFINE_enum("perplexity", "auto", ["auto", "yes", "no"],
-                      f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.")
+                      f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.", **kw)
 
 
 def program_module(program):
@@ -135,13 +142,13 @@ def parse_trainer_flags(text):
     return args, train_steps
 
 
-def make_config(train_steps):
-    optimizers = [o.strip() for o in FLAGS.optimizers if o.strip()]
+def make_config(f, train_steps):
+    optimizers = [o.strip() for o in f.optimizers if o.strip()]
     if not optimizers:
         raise cli.TrainerError("--optimizers is empty")
-    explicit = parse_grids(FLAGS.lr_grid, "lr_grid")
-    centres = {k: v[0] for k, v in parse_grids(FLAGS.lr_centres, "lr_centres").items()}
-    if FLAGS.lr_points < 1 or not FLAGS.lr_factor > 1:
+    explicit = parse_grids(f.lr_grid, "lr_grid")
+    centres = {k: v[0] for k, v in parse_grids(f.lr_centres, "lr_centres").items()}
+    if f.lr_points < 1 or not f.lr_factor > 1:
         raise cli.TrainerError("--lr_points must be >= 1 and --lr_factor > 1")
     lr_grids = {}
     for name in optimizers:
@@ -152,19 +159,19 @@ def make_config(train_steps):
         if centre is None:
             raise cli.TrainerError(f"no default learning-rate centre for {name}; "
                                    f"give --lr_centres={name}=... or --lr_grid={name}=...")
-        lr_grids[name] = sweep_lib.log_grid(centre, FLAGS.lr_factor, FLAGS.lr_points)
+        lr_grids[name] = sweep_lib.log_grid(centre, f.lr_factor, f.lr_points)
     tau_grids = dict(sweep_lib.TAU_GRIDS)
-    tau_grids.update(parse_grids(FLAGS.tau_grid, "tau_grid"))
-    if FLAGS.screen_steps < 0 or FLAGS.screen_steps > train_steps:
+    tau_grids.update(parse_grids(f.tau_grid, "tau_grid"))
+    if f.screen_steps < 0 or f.screen_steps > train_steps:
         raise cli.TrainerError(f"--screen_steps must be in [0, {train_steps}] (the "
-                               f"--train_steps of --trainer_flags), got {FLAGS.screen_steps}")
-    if FLAGS.seeds < 1 or FLAGS.max_extensions < 0:
+                               f"--train_steps of --trainer_flags), got {f.screen_steps}")
+    if f.seeds < 1 or f.max_extensions < 0:
         raise cli.TrainerError("--seeds must be >= 1 and --max_extensions >= 0")
     return sweep_lib.Config(
         optimizers=optimizers, lr_grids=lr_grids, train_steps=train_steps,
-        screen_steps=FLAGS.screen_steps, seeds=FLAGS.seeds, tau_grids=tau_grids,
-        tau_search=FLAGS.tau_search, max_extensions=FLAGS.max_extensions,
-        divergence_margin=FLAGS.divergence_margin)
+        screen_steps=f.screen_steps, seeds=f.seeds, tau_grids=tau_grids,
+        tau_search=f.tau_search, max_extensions=f.max_extensions,
+        divergence_margin=f.divergence_margin)
 
 
 class SubprocessRunner:
@@ -209,8 +216,13 @@ class SubprocessRunner:
                     train_loss=(summary.get("train") or {}).get("loss"))
 
     def load(self, trial):
-        """The raw result of a finished run (summary.json at the trial's step), else None."""
+        """The raw result of a finished run (summary.json at the trial's step, or the
+        diverged.json of a run the trainer stopped), else None."""
         run_dir = self.run_dir(trial)
+        stopped = os.path.join(run_dir, DIVERGED_FILE)
+        if os.path.exists(stopped):
+            with open(stopped) as fh:
+                return dict(json.load(fh), steps_trained=0)
         summary = self._summary(run_dir)
         if not summary or summary.get("final_step", 0) < trial.steps:
             return None
@@ -235,8 +247,8 @@ class SubprocessRunner:
         wall = time.time() - start
         message = ""
         if code:
-            with open(log_path, errors="replace") as f:
-                tail = f.read()[-4000:]
+            with open(log_path, errors="replace") as fh:
+                tail = fh.read()[-4000:]
             lines = [line for line in tail.splitlines() if line.strip()]
             if not NON_FINITE.search(tail):
                 raise cli.TrainerError(
@@ -246,6 +258,9 @@ class SubprocessRunner:
         raw = self._read(trial, run_dir)
         raw.update(exit_code=code, message=message.strip()[:300], wall_seconds=wall,
                    steps_trained=max(trial.steps - start_step, 0))
+        if code:  # the trainer stopped on a non-finite value: a rerun does not repeat it
+            write_text_atomically(os.path.join(run_dir, DIVERGED_FILE),
+                                  json.dumps(sweep_report.jsonable(raw)))
         return raw
 
 
@@ -284,45 +299,52 @@ def title(meta, cfg):
             f"{cfg.seeds} seeds")
 
 
-def main(argv):
-    del argv
-    if not FLAGS.program:
+def run_sweep(f, command=None):
+    """The sweep the flag values `f` describe; `command` (argv prefix of a trial)
+    defaults to ``python -m trainers.<program>``. Returns results.json's document."""
+    if not f.program:
         raise cli.TrainerError("--program is required (e.g. causal_lm)")
-    if not FLAGS.model_dir:
+    if not f.model_dir:
         raise cli.TrainerError("--model_dir is required")
-    trainer_args, train_steps = parse_trainer_flags(FLAGS.trainer_flags)
-    cfg = make_config(train_steps)
-    perplexity = (FLAGS.perplexity == "yes" or (
-        FLAGS.perplexity == "auto" and FLAGS.program in LM_PROGRAMS and FLAGS.metric == "loss"))
-    meta = dict(program=FLAGS.program, trainer_flags=FLAGS.trainer_flags, metric=FLAGS.metric,
+    trainer_args, train_steps = parse_trainer_flags(f.trainer_flags)
+    cfg = make_config(f, train_steps)
+    perplexity = (f.perplexity == "yes" or (
+        f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
+    meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
                 perplexity=perplexity, config=vars(cfg).copy())
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
-    results_path = os.path.join(FLAGS.model_dir, "results.json")
+    os.makedirs(f.model_dir, exist_ok=True)
+    results_path = os.path.join(f.model_dir, "results.json")
     previous = previous_trials(results_path, meta)
-    runner = SubprocessRunner([sys.executable, "-m", program_module(FLAGS.program)],
-                              FLAGS.model_dir, trainer_args, FLAGS.metric)
+    command = command or [sys.executable, "-m", program_module(f.program)]
+    runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric)
 
     def on_record(record, sweep):
-        print(progress_line(record, sweep, FLAGS.metric), flush=True)
+        print(progress_line(record, sweep, f.metric), flush=True)
         sweep_report.write_results(results_path, sweep.state(), meta)
 
     start = time.time()
     sweep = sweep_lib.Sweep(runner, cfg, previous, on_record)
     print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of "
-          f"{cfg.train_steps} steps; trials in {FLAGS.model_dir}/<optimizer>/", flush=True)
+          f"{cfg.train_steps} steps; trials in {f.model_dir}/<optimizer>/", flush=True)
     state = sweep.run()
     doc = sweep_report.write_results(results_path, state, meta)
     head = title(meta, cfg)
     table = sweep_report.markdown_table(doc, head)
-    table_path = os.path.join(FLAGS.model_dir, "results.md")
+    table_path = os.path.join(f.model_dir, "results.md")
     write_text_atomically(table_path, table)
-    plot_path = sweep_report.plot_bands(doc, os.path.join(FLAGS.model_dir, "results.png"), head)
+    plot_path = sweep_report.plot_bands(doc, os.path.join(f.model_dir, "results.png"), head)
     print("\n" + table)
     print(f"results:  {os.path.abspath(results_path)}")
     print(f"table:    {os.path.abspath(table_path)}")
     print(f"plot:     {os.path.abspath(plot_path)}")
     print(f"sweep time: {format_duration(time.time() - start)} ({runner.calls} runs made, "
           f"{len(state['trials']) - runner.calls} reused)")
+    return doc
+
+
+def main(argv):
+    del argv
+    run_sweep(flags.FLAGS)
 
 
 if __name__ == "__main__":
