@@ -93,6 +93,9 @@ def define_flags(fv=flags.FLAGS):
                         **kw)
     flags.DEFINE_enum("perplexity", "auto", ["auto", "yes", "no"],
                       f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.", **kw)
+    flags.DEFINE_bool("dry_run", False,
+                      "Print the trials and steps planned before any grid extension; run nothing.",
+                      **kw)
 
 
 def program_module(program):
@@ -256,6 +259,9 @@ class SubprocessRunner:
                     f"{lines[-1] if lines else 'no output'}; its log: {log_path}")
             message = next((line for line in reversed(lines) if NON_FINITE.search(line)), "")
         raw = self._read(trial, run_dir)
+        if not code and not raw["curve"]:
+            raise cli.TrainerError(f"trial {trial.optimizer}/{trial.name} recorded no held-out "
+                                   f"{self.key} in {run_dir}/metrics.jsonl; its log: {log_path}")
         raw.update(exit_code=code, message=message.strip()[:300], wall_seconds=wall,
                    steps_trained=max(trial.steps - start_step, 0))
         if code:  # the trainer stopped on a non-finite value: a rerun does not repeat it
@@ -324,6 +330,16 @@ def run_sweep(f, command=None):
 
     start = time.time()
     sweep = sweep_lib.Sweep(runner, cfg, previous, on_record)
+    if f.dry_run:
+        sweep.plan()
+        print(f"dry run: {sweep.pending_trials()} trials, {sweep.pending_steps()} steps planned "
+              f"before any grid extension ({len(previous)} trials already in results.json); "
+              f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps}")
+        for name in cfg.optimizers:
+            taus = cfg.taus(name)
+            print(f"  {name}: lr " + "/".join(f"{v:g}" for v in cfg.lr_grids[name])
+                  + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else ""))
+        return None
     print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of "
           f"{cfg.train_steps} steps; trials in {f.model_dir}/<optimizer>/", flush=True)
     state = sweep.run()

@@ -333,6 +333,15 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     assert all(p.read_text() == "x\n" for p in model_dir.rglob("calls.txt"))
 
 
+def test_program_dry_run_counts_the_plan(tmp_path, fake, capsys):
+    assert sweep_program.run_sweep(sweep_flags(tmp_path, "--dry_run"), command=fake) is None
+    out = capsys.readouterr().out
+    # sgd: 3 grid runs; gclip: 3 at tau 1, then 1 more tau; 2 seeds each of 40 steps.
+    assert "dry run: 11 trials, 230 steps planned" in out
+    assert "gclip: lr 0.01/0.1/1 tau 1/10" in out
+    assert not list(tmp_path.rglob("summary.json"))
+
+
 def test_program_reports_a_failed_trial_and_bad_flags(tmp_path, fake):
     with pytest.raises(cli.TrainerError, match="failed \\(exit 1\\): error: no corpus"):
         sweep_program.run_sweep(sweep_flags(tmp_path / "a", "--trainer_flags=--train_steps=4 "

@@ -309,7 +309,8 @@ class Sweep:
         self._placeholders = {}  # (optimizer, stage) -> (count, steps)
 
     # -- planning (for the ETA) -------------------------------------------------
-    def _plan(self):
+    def plan(self):
+        """Register the trials known before any result (for the ETA; `run` calls it)."""
         c = self.config
         for name in c.optimizers:
             taus = c.taus(name)
@@ -440,7 +441,7 @@ class Sweep:
         return self.finals[name]
 
     def run(self):
-        self._plan()
+        self.plan()
         for name in self.config.optimizers:
             self.final(name, self.select(name))
         return self.state()

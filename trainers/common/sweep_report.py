@@ -25,6 +25,7 @@ file is strict JSON.
 import datetime
 import json
 import math
+import textwrap
 
 from trainers.common.files import write_text_atomically
 
@@ -186,12 +187,14 @@ def plot_bands(doc, path, title):
         c = r["chosen"]
         label = f"{r['optimizer']} (lr {c['learning_rate']:g}"
         label += f", tau {c['tau']:g})" if c["tau"] is not None else ")"
+        label += f": {_num(f['mean'], '.3f')} ± {_num(f['sd'], '.3f')}"
         if len(runs) > len(ok):
             label += f", {len(runs) - len(ok)} diverged"
         (line,) = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     metric = doc["meta"].get("metric", "loss")
-    ax.set(title=title, xlabel="step", ylabel=f"held-out (test) {metric}")
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
+    ax.set(xlabel="step", ylabel=f"held-out (test) {metric}")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
