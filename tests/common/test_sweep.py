@@ -76,6 +76,18 @@ def test_extension_bound_is_recorded():
     assert search["best"] == search["values"][0] == S.round_sig(1e-4 / 10)
 
 
+def test_a_one_point_grid_is_fixed():
+    cfg = config(["gclip"], lr_grids={"gclip": [0.1]}, tau_grids={"gclip": (5.0,)})
+    _, state, runner = run(cfg)
+    sel = state["selections"]["gclip"]
+    assert sel["chosen"]["learning_rate"] == 0.1 and sel["chosen"]["tau"] == 5.0
+    for search in (sel["lr_search"], sel["tau_search"]):
+        assert search["extensions"] == 0 and not search["bound_hit"]
+    assert runner.calls == 1 + 3
+    doc = sweep_report.results_document(state, meta(cfg))
+    assert "| 0.1 (fixed) | 5 (fixed) |" in sweep_report.markdown_table(doc, "t")
+
+
 def test_selection_uses_validation_not_test():
     # The test split prefers another rate; the choice must follow validation.
     test_optima = {"sgd": 1.0, "adam": 1e-4}

@@ -8,7 +8,8 @@ A sweep, per optimizer:
    grows by one point on that side (the edge times the grid's own ratio there),
    at most `max_extensions` times; a search that stops with its best still at
    the edge records ``bound_hit``. If every point diverged, the grid grows
-   downwards (a smaller rate is the one that can converge).
+   downwards (a smaller rate is the one that can converge). A one-point grid
+   is a fixed value (no search), e.g. to reuse a rate chosen by another sweep.
 2. **Clipping threshold** (gclip and cclip, when a `tau_grid` is given). Either
    ``stage`` (default): step 1 runs at the centre of the tau grid, then the tau
    grid is screened at the chosen rate, with the same edge extension; or
@@ -184,8 +185,8 @@ class FunctionRunner:
 def search_grid(evaluate, grid, max_extensions, can_extend=None):
     """Minimise ``evaluate(value) -> (score, record)`` over a log-spaced grid.
 
-    While the best value is at an edge (or every score is +inf: then the low
-    edge), one more value is added beyond that edge at the grid's own ratio
+    A one-value grid is fixed (never extended). While the best value is at an
+    edge (or every score is +inf: then the low edge), one more value is added beyond that edge at the grid's own ratio
     there, at most `max_extensions` times; `can_extend(side, record_at_edge)`
     may refuse a side. Returns a dict: values, scores (sorted by value), best
     (None if all +inf), best_score, extensions, at_edge, bound_hit, stopped.
@@ -203,11 +204,9 @@ def search_grid(evaluate, grid, max_extensions, can_extend=None):
         else:
             i = int(np.argmin(scores))
             side = "low" if i == 0 else "high" if i == len(values) - 1 else None
-        if side is None:
+        if side is None or len(grid) == 1:
             break
-        if len(values) == 1:
-            ratio = LR_FACTOR
-        elif side == "low":
+        if side == "low":
             ratio = values[1] / values[0]
         else:
             ratio = values[-1] / values[-2]

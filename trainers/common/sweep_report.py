@@ -67,6 +67,8 @@ def _grid_range(search):
     if not search or not search.get("values"):
         return "n/a"
     values = search["values"]
+    if len(values) == 1:
+        return f"{values[0]:g} (fixed)"
     text = f"{values[0]:g} .. {values[-1]:g} ({len(values)} pts"
     if search.get("extensions"):
         text += f", {search['extensions']} ext"
@@ -102,8 +104,10 @@ def markdown_table(doc, title):
     meta = doc["meta"]
     cfg = meta["config"]
     ppl = meta.get("perplexity", False)
-    head = ["optimizer", "chosen lr", "tau", f"validation {meta.get('metric', 'loss')}",
-            f"test {meta.get('metric', 'loss')} (mean ± sd)"]
+    screen = cfg.get("screen_steps") or cfg["train_steps"]
+    head = ["optimizer", "chosen lr", "tau",
+            f"validation {meta.get('metric', 'loss')} ({screen} steps)",
+            f"test {meta.get('metric', 'loss')} (mean ± sd, {cfg['train_steps']} steps)"]
     if ppl:
         head.append("test perplexity")
     head += ["clip fraction", "diverged (grid / seeds)", "lr grid", "tau grid"]
@@ -128,7 +132,6 @@ def markdown_table(doc, title):
                   f"{r['grid_diverged']}/{r['grid_runs']} / {r['seed_diverged']}/{r['seed_runs']}",
                   _grid_range(r["lr_search"]), _grid_range(r["tau_search"])]
         lines.append("| " + " | ".join(cells) + " |")
-    screen = cfg.get("screen_steps") or cfg["train_steps"]
     notes = [
         "",
         f"Chosen on the validation split by the final held-out {meta.get('metric', 'loss')} of "
