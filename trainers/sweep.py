@@ -18,6 +18,11 @@ aggregates; rewritten after each trial), ``results.md`` (the table) and
 optimizer over its seeds). A rerun skips the trials that results.json or a
 finished run (summary.json at the requested step) already has, so an
 interrupted sweep resumes; the trainers resume an unfinished run themselves.
+A trial the trainer stopped on a non-finite value leaves ``diverged.json`` in
+its directory and is not repeated either. ``--dry_run`` prints the plan.
+
+The curves (and the plot) have one point per evaluation: set ``--eval_every``
+in --trainer_flags. A one-point grid fixes a value (``--lr_grid=adam=1e-3``).
 """
 
 import json
@@ -138,7 +143,8 @@ def parse_trainer_flags(text):
             try:
                 train_steps = int(value)
             except ValueError:
-                raise cli.TrainerError(f"--trainer_flags: --train_steps={value!r} is not an integer")
+                raise cli.TrainerError(
+                    f"--trainer_flags: --train_steps={value!r} is not an integer")
     if train_steps is None or train_steps < 1:
         raise cli.TrainerError("--trainer_flags must set --train_steps (>= 1): the full budget "
                                "of the seeded runs")
@@ -340,8 +346,9 @@ def run_sweep(f, command=None):
             print(f"  {name}: lr " + "/".join(f"{v:g}" for v in cfg.lr_grids[name])
                   + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else ""))
         return None
-    print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of "
-          f"{cfg.train_steps} steps; trials in {f.model_dir}/<optimizer>/", flush=True)
+    print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; "
+          f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps} steps; "
+          f"trials in {f.model_dir}/<optimizer>/", flush=True)
     state = sweep.run()
     doc = sweep_report.write_results(results_path, state, meta)
     head = title(meta, cfg)

@@ -186,10 +186,11 @@ def search_grid(evaluate, grid, max_extensions, can_extend=None):
     """Minimise ``evaluate(value) -> (score, record)`` over a log-spaced grid.
 
     A one-value grid is fixed (never extended). While the best value is at an
-    edge (or every score is +inf: then the low edge), one more value is added beyond that edge at the grid's own ratio
-    there, at most `max_extensions` times; `can_extend(side, record_at_edge)`
-    may refuse a side. Returns a dict: values, scores (sorted by value), best
-    (None if all +inf), best_score, extensions, at_edge, bound_hit, stopped.
+    edge (or every score is +inf: then the low edge), one more value is added
+    beyond that edge at the grid's own ratio there, at most `max_extensions`
+    times; `can_extend(side, record_at_edge)` may refuse a side. Equal scores
+    go to the smaller value. Returns a dict: values, scores (sorted by value),
+    best (None if all +inf), best_score, extensions, at_edge, bound_hit, stopped.
     """
     results = {}
     for v in sorted(set(grid)):
