@@ -1,0 +1,452 @@
+"""The logic of a tuned, seeded optimizer sweep, without TensorFlow.
+
+A sweep, per optimizer:
+
+1. **Learning rate.** A log-spaced grid (`lr_grid`) is screened: one run per
+   point, `screen_steps` long, seed 0, scored on the *validation* split by its
+   final held-out loss. While the best point is at an edge of the grid, the grid
+   grows by one point on that side (the edge times the grid's own ratio there),
+   at most `max_extensions` times; a search that stops with its best still at
+   the edge records ``bound_hit``. If every point diverged, the grid grows
+   downwards (a smaller rate is the one that can converge). A one-point grid
+   is a fixed value (no search), e.g. to reuse a rate chosen by another sweep.
+2. **Clipping threshold** (gclip and cclip, when a `tau_grid` is given). Either
+   ``stage`` (default): step 1 runs at the centre of the tau grid, then the tau
+   grid is screened at the chosen rate, with the same edge extension; or
+   ``cross``: step 1 runs once per tau (the rate search, extension included, for
+   each), and the tau with the best rate wins, the tau grid extended the same
+   way. Towards a larger tau the grid only grows while the edge run still
+   clipped (clip fraction > 0): once nothing is clipped, a larger tau is the same
+   optimizer.
+3. **Seeds.** The chosen setting runs `seeds` times (seeds 0..seeds-1) for the
+   full `train_steps` on the *test* split; the report gives the mean and the
+   sample standard deviation (ddof=1) of the final test loss over the seeds
+   that did not diverge, and the number that did.
+
+A run has **diverged** when its final held-out loss is NaN/inf or exceeds its
+own initial (step-0) held-out loss by more than `divergence_margin`, or when the
+trainer exited non-zero saying something was not finite. Diverged runs stay in
+the results with their settings; in the selection they score +inf, so they are
+never chosen.
+
+Trials are run by a *runner* (`load(trial)` / `run(trial)`): the program
+`trainers.sweep` runs each trial as a trainer subprocess; tests inject a pure
+Python objective (`FunctionRunner`). A trial found in `previous` (the trials of
+an earlier results.json) or reported finished by `runner.load` is not run again.
+"""
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+SPLIT_SELECT = "validation"
+SPLIT_FINAL = "test"
+TAU_OPTIMIZERS = ("gclip", "cclip")
+TAU_SEARCHES = ("stage", "cross", "off")
+
+# Centres of the default learning-rate grids. The step of sgd/gclip/cclip and of
+# ACClip as printed (Algorithm 1) is on the gradient's scale; acclip_norm and the
+# Adam family take a normalised step. Starting points from the probe of issue 10
+# (a 2-layer causal LM: SGD 0.1 converged and 0.3 diverged, Adam 1e-3, ACClip 0.3,
+# normalised ACClip 1e-3); the edge extension corrects a poor centre.
+LR_CENTRES = {
+    "sgd": 0.1, "gclip": 0.1, "cclip": 0.1, "acclip": 0.3, "acclip_norm": 1e-3,
+    "adam": 1e-3, "adamw": 1e-3, "lamb": 1e-2,
+}
+LR_FACTOR = math.sqrt(10.0)  # two points per decade
+LR_POINTS = 5
+
+# Default tau grids: GClip clips the global gradient norm (the trainers' default
+# tau is 1), CClip each coordinate, whose gradients are much smaller (~1e-3 in the
+# probe of issue 10), so its grid sits two decades lower. A decade apart, three
+# points, extended like the rate grid.
+TAU_GRIDS = {"gclip": (0.1, 1.0, 10.0), "cclip": (1e-3, 1e-2, 1e-1)}
+
+
+def round_sig(x, digits=4):
+    """`x` to `digits` significant digits (grid values print and name runs exactly)."""
+    return float(f"{x:.{digits}g}")
+
+
+def log_grid(centre, factor=LR_FACTOR, points=LR_POINTS):
+    """`points` values spaced by `factor`, centred (geometrically) on `centre`."""
+    if not centre > 0 or not factor > 1 or points < 1:
+        raise ValueError(f"need centre > 0, factor > 1, points >= 1; got {centre}, "
+                         f"{factor}, {points}")
+    first = -(points - 1) / 2.0
+    return [round_sig(centre * factor ** (first + i)) for i in range(points)]
+
+
+def geometric_centre(grid):
+    """The grid's middle point (the lower middle of an even grid)."""
+    values = sorted(grid)
+    return values[(len(values) - 1) // 2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trainer run: its settings are its identity."""
+
+    optimizer: str
+    learning_rate: float
+    tau: object  # float or None (the trainer's default / no threshold)
+    seed: int
+    split: str
+    steps: int
+
+    @property
+    def name(self):
+        """The run directory's name under model_dir/<optimizer>/."""
+        tau = "" if self.tau is None else f"_tau{self.tau:g}"
+        return f"lr{self.learning_rate:g}{tau}_seed{self.seed}_{self.split}_{self.steps}steps"
+
+    @property
+    def key(self):
+        return (self.optimizer, float(self.learning_rate),
+                None if self.tau is None else float(self.tau), int(self.seed), self.split,
+                int(self.steps))
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def trial_from_dict(d):
+    return Trial(d["optimizer"], float(d["learning_rate"]),
+                 None if d.get("tau") is None else float(d["tau"]), int(d["seed"]),
+                 d["split"], int(d["steps"]))
+
+
+def _finite(x):
+    return x is not None and math.isfinite(x)
+
+
+def classify(curve, exit_code=0, message="", margin=1.0):
+    """(diverged, reason) of a run from its held-out curve [[step, loss], ...]."""
+    if exit_code:
+        return True, f"trainer exited {exit_code}: {message}".strip()
+    if not curve:
+        return True, "no held-out loss recorded"
+    final = curve[-1][1]
+    if not _finite(final):
+        return True, f"final held-out loss is {final}"
+    initial = curve[0][1] if curve[0][0] == 0 else None
+    if _finite(initial) and final > initial + margin:
+        return True, (f"final held-out loss {final:.4g} > initial {initial:.4g} + "
+                      f"margin {margin:g}")
+    return False, ""
+
+
+RAW_FIELDS = ("curve", "exit_code", "message", "wall_seconds", "steps_trained",
+              "clip_fraction", "train_loss")
+
+
+def make_record(trial, raw, margin, stage, reused):
+    """The trial's record (what results.json keeps) from a runner's raw result."""
+    curve = [[int(s), (float(v) if v is not None else float("nan"))]
+             for s, v in raw.get("curve") or []]
+    diverged, reason = classify(curve, raw.get("exit_code", 0), raw.get("message", ""),
+                                margin)
+    final = curve[-1][1] if curve else float("nan")
+    record = trial.as_dict()
+    record.update({k: raw.get(k) for k in RAW_FIELDS})
+    record.update(
+        name=trial.name, stage=stage, curve=curve, final_loss=final,
+        initial_loss=curve[0][1] if curve and curve[0][0] == 0 else None,
+        diverged=diverged, divergence_reason=reason,
+        score=math.inf if diverged else final, reused=reused)
+    return record
+
+
+class FunctionRunner:
+    """A runner around a pure function: ``fn(trial)`` returns the held-out curve
+    ([[step, loss], ...]) or a raw-result dict (see `RAW_FIELDS`). For tests and
+    cheap objectives; nothing is stored on disk (`previous` does the skipping)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls = 0
+
+    def load(self, trial):
+        return None
+
+    def run(self, trial):
+        self.calls += 1
+        start = time.perf_counter()
+        out = self.fn(trial)
+        raw = dict(out) if isinstance(out, dict) else {"curve": out}
+        raw.setdefault("exit_code", 0)
+        raw.setdefault("wall_seconds", time.perf_counter() - start)
+        raw.setdefault("steps_trained", trial.steps)
+        return raw
+
+
+def search_grid(evaluate, grid, max_extensions, can_extend=None):
+    """Minimise ``evaluate(value) -> (score, record)`` over a log-spaced grid.
+
+    A one-value grid is fixed (never extended). While the best value is at an
+    edge (or every score is +inf: then the low edge), one more value is added
+    beyond that edge at the grid's own ratio there, at most `max_extensions`
+    times; `can_extend(side, record_at_edge)` may refuse a side. Equal scores
+    go to the smaller value. Returns a dict: values, scores (sorted by value),
+    best (None if all +inf), best_score, extensions, at_edge, bound_hit, stopped.
+    """
+    results = {}
+    for v in sorted(set(grid)):
+        results[v] = evaluate(v)
+    extensions, bound_hit, stopped = 0, False, ""
+    while True:
+        values = sorted(results)
+        scores = [results[v][0] for v in values]
+        finite = [s for s in scores if math.isfinite(s)]
+        if not finite:
+            side = "low"
+        else:
+            i = int(np.argmin(scores))
+            side = "low" if i == 0 else "high" if i == len(values) - 1 else None
+        if side is None or len(grid) == 1:
+            break
+        if side == "low":
+            ratio = values[1] / values[0]
+        else:
+            ratio = values[-1] / values[-2]
+        edge = values[0] if side == "low" else values[-1]
+        if can_extend is not None and not can_extend(side, results[edge][1]):
+            stopped = f"not extended to the {side} side: " + getattr(
+                can_extend, "reason", "refused")
+            break
+        if extensions >= max_extensions:
+            bound_hit = True
+            break
+        new = round_sig(edge / ratio if side == "low" else edge * ratio)
+        extensions += 1
+        results[new] = evaluate(new)
+    values = sorted(results)
+    scores = [results[v][0] for v in values]
+    best = None
+    if any(math.isfinite(s) for s in scores):
+        best = values[int(np.argmin(scores))]
+    return dict(values=values, scores=scores, best=best,
+                best_score=results[best][0] if best is not None else math.inf,
+                extensions=extensions,
+                at_edge=best is not None and best in (values[0], values[-1]) and len(values) > 1,
+                bound_hit=bound_hit, stopped=stopped)
+
+
+def _clipping_active(side, record):
+    """Grow a tau grid upwards only while its edge run still clipped."""
+    if side == "low" or record is None:
+        return True
+    clip = record.get("clip_fraction")
+    return clip is None or not clip == 0
+
+
+_clipping_active.reason = "the largest tau clipped nothing (clip fraction 0)"
+
+
+def aggregate(records):
+    """Mean and sample sd (ddof=1) of the final loss over the runs that did not
+    diverge, their count, the diverged count, and the mean final clip fraction."""
+    ok = [r for r in records if not r["diverged"]]
+    losses = [r["final_loss"] for r in ok]
+    n = len(losses)
+    mean = float(np.mean(losses)) if n else math.nan
+    sd = float(np.std(losses, ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan)
+    clips = [r["clip_fraction"] for r in ok if r.get("clip_fraction") is not None]
+    return dict(losses=[float(x) for x in losses], mean=mean, sd=sd, n=n,
+                diverged=len(records) - n, seeds=[r["seed"] for r in records],
+                names=[r["name"] for r in records],
+                clip_fraction=float(np.mean(clips)) if clips else None)
+
+
+@dataclasses.dataclass
+class Config:
+    optimizers: list
+    lr_grids: dict  # optimizer -> initial learning-rate grid
+    train_steps: int  # the full budget of the seeded runs
+    screen_steps: int = 0  # the grid runs' length; 0: train_steps
+    seeds: int = 3
+    tau_grids: dict = dataclasses.field(default_factory=dict)  # gclip/cclip -> grid
+    tau_search: str = "stage"
+    max_extensions: int = 3
+    divergence_margin: float = 1.0
+
+    def __post_init__(self):
+        if self.tau_search not in TAU_SEARCHES:
+            raise ValueError(f"tau_search must be one of {TAU_SEARCHES}, got {self.tau_search!r}")
+        if self.train_steps < 1 or self.seeds < 1 or self.max_extensions < 0:
+            raise ValueError("need train_steps >= 1, seeds >= 1, max_extensions >= 0")
+        for name in self.optimizers:
+            if not self.lr_grids.get(name):
+                raise ValueError(f"no learning-rate grid for {name}")
+
+    @property
+    def grid_steps(self):
+        return self.screen_steps or self.train_steps
+
+    def taus(self, optimizer):
+        if self.tau_search == "off" or optimizer not in TAU_OPTIMIZERS:
+            return []
+        return sorted(self.tau_grids.get(optimizer) or [])
+
+
+class Sweep:
+    """Runs the sweep of `config` with `runner`; `previous`: records of an earlier
+    results.json (reused, not rerun); `on_record(record, sweep)` after each trial."""
+
+    def __init__(self, runner, config, previous=(), on_record=None):
+        self.runner = runner
+        self.config = config
+        self.on_record = on_record
+        self.previous = {trial_from_dict(r).key: r for r in previous}
+        self.records = {}  # key -> record, in run order
+        self.selections = {}
+        self.finals = {}
+        self.run_seconds = 0.0  # wall time of the runs made by this process
+        self.run_steps = 0
+        self._pending = {}  # key -> steps
+        self._placeholders = {}  # (optimizer, stage) -> (count, steps)
+
+    # -- planning (for the ETA) -------------------------------------------------
+    def plan(self):
+        """Register the trials known before any result (for the ETA; `run` calls it)."""
+        c = self.config
+        for name in c.optimizers:
+            taus = c.taus(name)
+            lr_grid = c.lr_grids[name]
+            if taus and c.tau_search == "cross":
+                keys = [Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps) for t in taus
+                        for lr in lr_grid]
+            else:
+                tau = geometric_centre(taus) if taus else None
+                keys = [Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps) for lr in lr_grid]
+                if taus:
+                    self._placeholders[(name, "tau")] = (len(taus) - 1, c.grid_steps)
+            for t in keys:
+                self._expect(t)
+            self._placeholders[(name, "final")] = (c.seeds, c.train_steps)
+
+    def _expect(self, trial):
+        if trial.key not in self.records and trial.key not in self.previous:
+            self._pending[trial.key] = trial.steps
+
+    def pending_steps(self):
+        steps = sum(self._pending.values())
+        steps += sum(n * s for n, s in self._placeholders.values())
+        return steps
+
+    def pending_trials(self):
+        return len(self._pending) + sum(n for n, _ in self._placeholders.values())
+
+    def seconds_per_step(self):
+        return self.run_seconds / self.run_steps if self.run_steps else None
+
+    def eta_seconds(self):
+        rate = self.seconds_per_step()
+        return rate * self.pending_steps() if rate is not None else None
+
+    # -- running --------------------------------------------------------------
+    def trial(self, trial, stage):
+        """The record of `trial`: reused if known, else run."""
+        if trial.key in self.records:
+            return self.records[trial.key]
+        self._pending.pop(trial.key, None)
+        margin = self.config.divergence_margin
+        if trial.key in self.previous:
+            raw, reused = self.previous[trial.key], True
+        else:
+            raw = self.runner.load(trial)
+            reused = raw is not None
+            if raw is None:
+                raw = self.runner.run(trial)
+                self.run_seconds += raw.get("wall_seconds") or 0.0
+                self.run_steps += raw.get("steps_trained", trial.steps) or 0
+        record = make_record(trial, raw, margin, stage, reused)
+        self.records[trial.key] = record
+        if self.on_record:
+            self.on_record(record, self)
+        return record
+
+    def _lr_search(self, name, tau):
+        c = self.config
+
+        def evaluate(lr):
+            r = self.trial(Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps), "lr")
+            return r["score"], r
+
+        return search_grid(evaluate, c.lr_grids[name], c.max_extensions)
+
+    def select(self, name):
+        """The chosen (learning rate, tau) of `name` on the validation split."""
+        c = self.config
+        taus = c.taus(name)
+        lr_search, tau_search = None, None
+        if taus and c.tau_search == "cross":
+            per_tau = {}
+
+            def evaluate(tau):
+                for lr in c.lr_grids[name]:
+                    self._expect(Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps))
+                per_tau[tau] = self._lr_search(name, tau)
+                best = per_tau[tau]["best"]
+                rec = (self.records[Trial(name, best, tau, 0, SPLIT_SELECT, c.grid_steps).key]
+                       if best is not None else None)
+                return per_tau[tau]["best_score"], rec
+
+            tau_search = search_grid(evaluate, taus, c.max_extensions, _clipping_active)
+            tau = tau_search["best"]
+            lr_search = per_tau[tau] if tau is not None else per_tau[min(per_tau)]
+            lr = lr_search["best"]
+            tau_search["lr_searches"] = {f"{t:g}": s for t, s in per_tau.items()}
+        else:
+            tau = geometric_centre(taus) if taus else None
+            lr_search = self._lr_search(name, tau)
+            lr = lr_search["best"]
+            if taus and lr is not None:
+                self._placeholders.pop((name, "tau"), None)
+                for t in taus:
+                    self._expect(Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps))
+
+                def evaluate(t):
+                    r = self.trial(Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps), "tau")
+                    return r["score"], r
+
+                tau_search = search_grid(evaluate, taus, c.max_extensions, _clipping_active)
+                if tau_search["best"] is not None:
+                    tau = tau_search["best"]
+            self._placeholders.pop((name, "tau"), None)
+        if lr is None:
+            selection = None
+        else:
+            chosen = self.records[Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps).key]
+            selection = dict(learning_rate=lr, tau=tau, validation_loss=chosen["final_loss"],
+                             steps=c.grid_steps, split=SPLIT_SELECT)
+        self.selections[name] = dict(chosen=selection, lr_search=lr_search,
+                                     tau_search=tau_search)
+        return selection
+
+    def final(self, name, selection):
+        c = self.config
+        self._placeholders.pop((name, "final"), None)
+        if selection is None:
+            self.finals[name] = None
+            return None
+        trials = [Trial(name, selection["learning_rate"], selection["tau"], seed, SPLIT_FINAL,
+                        c.train_steps) for seed in range(c.seeds)]
+        for t in trials:
+            self._expect(t)
+        records = [self.trial(t, "final") for t in trials]
+        self.finals[name] = aggregate(records)
+        return self.finals[name]
+
+    def run(self):
+        self.plan()
+        for name in self.config.optimizers:
+            self.final(name, self.select(name))
+        return self.state()
+
+    def state(self):
+        """Everything results.json keeps (floats may be non-finite)."""
+        return dict(trials=list(self.records.values()), selections=dict(self.selections),
+                    finals=dict(self.finals))

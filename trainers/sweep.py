@@ -1,0 +1,375 @@
+"""Tuned, seeded optimizer comparison: learning-rate (and tau) grids chosen on the
+validation split, the chosen settings rerun with several seeds on the test split.
+
+    python -m trainers.sweep --program=causal_lm --model_dir=runs/sweep \\
+        --optimizers=sgd,gclip,cclip,acclip,acclip_norm,adam \\
+        --trainer_flags="--model_size=tiny --train_steps=1000" --screen_steps=300 --seeds=3
+
+Every trial is its own trainer process, ``python -m trainers.<program>
+--model_dir=MODEL_DIR/<optimizer>/<trial> --optimizer=... --learning_rate=...
+[--tau=...] --seed=... --eval_split=validation|test <trainer_flags>
+--train_steps=<steps>``, its output in ``<trial>/trainer.log``; its held-out
+curve is read from the run's metrics.jsonl. The rules (grids, their extension,
+the tau search, selection, seeds, divergence) are in trainers/common/sweep.py.
+
+Outputs in model_dir: ``results.json`` (every trial, the selections, the seed
+aggregates; rewritten after each trial), ``results.md`` (the table) and
+``results.png`` (held-out loss vs step, one mean line and min-max band per
+optimizer over its seeds). A rerun skips the trials that results.json or a
+finished run (summary.json at the requested step) already has, so an
+interrupted sweep resumes; the trainers resume an unfinished run themselves.
+A trial the trainer stopped on a non-finite value leaves ``diverged.json`` in
+its directory and is not repeated either. ``--dry_run`` prints the plan.
+
+The curves (and the plot) have one point per evaluation: set ``--eval_every``
+in --trainer_flags. A one-point grid fixes a value (``--lr_grid=adam=1e-3``).
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+from trainers.common import cli
+from trainers.common import sweep as sweep_lib
+from trainers.common import sweep_report
+from trainers.common.files import write_text_atomically
+from trainers.common.reporting import format_duration, read_metrics
+
+# Flags the sweep sets for each trial; --trainer_flags may not set them.
+CONTROLLED = ("model_dir", "optimizer", "learning_rate", "tau", "seed", "eval_split",
+              "train_epochs")
+# Programs whose held-out loss is a token cross-entropy (perplexity = exp(loss)).
+LM_PROGRAMS = ("causal_lm", "bert_pretrain")
+DIVERGED_FILE = "diverged.json"  # in a run dir: the trainer exited on a non-finite value
+NON_FINITE = re.compile(r"\b(nan|inf|infinity|non-?finite)\b", re.IGNORECASE)
+
+
+def define_flags(fv=flags.FLAGS):
+    """Define the sweep's flags in `fv` (tests use a FlagValues of their own)."""
+    kw = dict(flag_values=fv)
+    flags.DEFINE_string("program", None,
+                        "The trainer: a module of trainers/ (causal_lm, bert_pretrain, "
+                        "resnet_imagenet, ...) or a dotted module path.", **kw)
+    flags.DEFINE_string("model_dir", None, "The sweep's directory (one subdirectory per trial).",
+                        **kw)
+    flags.DEFINE_list("optimizers", ["sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam"],
+                      "Optimizers, in this order.", **kw)
+    flags.DEFINE_string("trainer_flags", "",
+                        "Flags for every trial (one string); must set --train_steps, the full "
+                        f"budget of the seeded runs; may not set --{', --'.join(CONTROLLED)}.",
+                        **kw)
+    flags.DEFINE_list("lr_grid", [],
+                      "Explicit learning-rate grids, e.g. adam=1e-4/3e-4/1e-3,sgd=0.01/0.1/1 "
+                      "(other optimizers: --lr_centres, --lr_factor, --lr_points).", **kw)
+    flags.DEFINE_list("lr_centres", [],
+                      "Centres of the generated grids, e.g. adam=1e-3 (default: "
+                      + ", ".join(f"{k} {v:g}" for k, v in sweep_lib.LR_CENTRES.items()) + ").",
+                      **kw)
+    flags.DEFINE_float("lr_factor", sweep_lib.LR_FACTOR,
+                       "Ratio of neighbouring points of a generated grid (default sqrt(10)).", **kw)
+    flags.DEFINE_integer("lr_points", sweep_lib.LR_POINTS,
+                         "Points of a generated grid (issue 10 asks for at least 4).", **kw)
+    flags.DEFINE_list("tau_grid", [],
+                      "GClip/CClip threshold grids (the trainers' absolute --tau), e.g. "
+                      "gclip=0.1/1/10,cclip=1e-3/1e-2/1e-1 (default: "
+                      + ", ".join(f"{k} " + "/".join(f"{v:g}" for v in g)
+                                  for k, g in sweep_lib.TAU_GRIDS.items()) + ").", **kw)
+    flags.DEFINE_enum("tau_search", "stage", sweep_lib.TAU_SEARCHES,
+                      "stage: rates at the tau grid's centre, then the tau grid at the chosen "
+                      "rate; cross: the rate search once per tau; off: the trainer's tau.", **kw)
+    flags.DEFINE_integer("screen_steps", 0,
+                         "Steps of each grid run (0: the full --train_steps of --trainer_flags).",
+                         **kw)
+    flags.DEFINE_integer("seeds", 3, "Seeds (0..N-1) of the chosen setting on the test split.",
+                         **kw)
+    flags.DEFINE_integer("max_extensions", 3,
+                         "Points a search may add beyond the edges of its grid.", **kw)
+    flags.DEFINE_float("divergence_margin", 1.0,
+                       "A run diverged when its final held-out loss exceeds its step-0 loss "
+                       "by more than this (or is not finite).", **kw)
+    flags.DEFINE_string("metric", "loss",
+                        "The held-out metric to minimise (the eval_<metric> of metrics.jsonl).",
+                        **kw)
+    flags.DEFINE_enum("perplexity", "auto", ["auto", "yes", "no"],
+                      f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.", **kw)
+    flags.DEFINE_bool("dry_run", False,
+                      "Print the trials and steps planned before any grid extension; run nothing.",
+                      **kw)
+
+
+def program_module(program):
+    return program if "." in program else f"trainers.{program}"
+
+
+def parse_grids(items, flag):
+    """``name=v1/v2/...`` items -> {name: [floats]}."""
+    grids = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep:
+            raise cli.TrainerError(f"--{flag} item {item!r} is not optimizer=v1/v2/...")
+        try:
+            grid = sorted(float(v) for v in values.split("/") if v.strip())
+        except ValueError:
+            raise cli.TrainerError(f"--{flag}: {values!r} is not a /-separated list of numbers")
+        if not grid or min(grid) <= 0:
+            raise cli.TrainerError(f"--{flag}: the {name} grid must hold values > 0")
+        grids[name.strip()] = grid
+    return grids
+
+
+def parse_trainer_flags(text):
+    """(argv list, train_steps) of --trainer_flags."""
+    try:
+        args = shlex.split(text)
+    except ValueError as e:
+        raise cli.TrainerError(f"--trainer_flags: {e}")
+    train_steps = None
+    for i, arg in enumerate(args):
+        m = re.match(r"--(?:no)?(\w+)(=|$)", arg)
+        if not m:
+            continue
+        if m.group(1) in CONTROLLED:
+            raise cli.TrainerError(f"--trainer_flags may not set --{m.group(1)}: the sweep sets it")
+        if m.group(1) == "train_steps":
+            value = arg.split("=", 1)[1] if m.group(2) else (args[i + 1] if i + 1 < len(args)
+                                                             else "")
+            try:
+                train_steps = int(value)
+            except ValueError:
+                raise cli.TrainerError(
+                    f"--trainer_flags: --train_steps={value!r} is not an integer")
+    if train_steps is None or train_steps < 1:
+        raise cli.TrainerError("--trainer_flags must set --train_steps (>= 1): the full budget "
+                               "of the seeded runs")
+    return args, train_steps
+
+
+def make_config(f, train_steps):
+    optimizers = [o.strip() for o in f.optimizers if o.strip()]
+    if not optimizers:
+        raise cli.TrainerError("--optimizers is empty")
+    explicit = parse_grids(f.lr_grid, "lr_grid")
+    centres = {k: v[0] for k, v in parse_grids(f.lr_centres, "lr_centres").items()}
+    if f.lr_points < 1 or not f.lr_factor > 1:
+        raise cli.TrainerError("--lr_points must be >= 1 and --lr_factor > 1")
+    lr_grids = {}
+    for name in optimizers:
+        if name in explicit:
+            lr_grids[name] = explicit[name]
+            continue
+        centre = centres.get(name, sweep_lib.LR_CENTRES.get(name))
+        if centre is None:
+            raise cli.TrainerError(f"no default learning-rate centre for {name}; "
+                                   f"give --lr_centres={name}=... or --lr_grid={name}=...")
+        lr_grids[name] = sweep_lib.log_grid(centre, f.lr_factor, f.lr_points)
+    tau_grids = dict(sweep_lib.TAU_GRIDS)
+    tau_grids.update(parse_grids(f.tau_grid, "tau_grid"))
+    if f.screen_steps < 0 or f.screen_steps > train_steps:
+        raise cli.TrainerError(f"--screen_steps must be in [0, {train_steps}] (the "
+                               f"--train_steps of --trainer_flags), got {f.screen_steps}")
+    if f.seeds < 1 or f.max_extensions < 0:
+        raise cli.TrainerError("--seeds must be >= 1 and --max_extensions >= 0")
+    return sweep_lib.Config(
+        optimizers=optimizers, lr_grids=lr_grids, train_steps=train_steps,
+        screen_steps=f.screen_steps, seeds=f.seeds, tau_grids=tau_grids,
+        tau_search=f.tau_search, max_extensions=f.max_extensions,
+        divergence_margin=f.divergence_margin)
+
+
+class SubprocessRunner:
+    """Runs a trial as ``command + trial flags`` in model_dir/<optimizer>/<trial name>."""
+
+    def __init__(self, command, model_dir, trainer_args, metric="loss"):
+        self.command = list(command)
+        self.model_dir = model_dir
+        self.trainer_args = list(trainer_args)
+        self.key = f"eval_{metric}"
+        self.calls = 0
+
+    def run_dir(self, trial):
+        return os.path.join(self.model_dir, trial.optimizer, trial.name)
+
+    def argv(self, trial):
+        args = [f"--model_dir={self.run_dir(trial)}", f"--optimizer={trial.optimizer}",
+                f"--learning_rate={trial.learning_rate!r}", f"--seed={trial.seed}",
+                f"--eval_split={trial.split}"]
+        if trial.tau is not None:
+            args.append(f"--tau={trial.tau!r}")
+        return self.command + args + self.trainer_args + [f"--train_steps={trial.steps}"]
+
+    def _summary(self, run_dir):
+        path = os.path.join(run_dir, "summary.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _read(self, trial, run_dir):
+        """Curve, clip fraction and train loss of the run's files."""
+        records = (read_metrics(run_dir)
+                   if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) else [])
+        evals = [r for r in records if self.key in r]
+        if records and not evals:
+            raise cli.TrainerError(f"no {self.key} in {run_dir}/metrics.jsonl (check --metric)")
+        clips = [r["clip_fraction"] for r in records if "clip_fraction" in r]
+        summary = self._summary(run_dir) or {}
+        return dict(curve=[[r["step"], r[self.key]] for r in evals],
+                    clip_fraction=clips[-1] if clips else None,
+                    train_loss=(summary.get("train") or {}).get("loss"))
+
+    def load(self, trial):
+        """The raw result of a finished run (summary.json at the trial's step, or the
+        diverged.json of a run the trainer stopped), else None."""
+        run_dir = self.run_dir(trial)
+        stopped = os.path.join(run_dir, DIVERGED_FILE)
+        if os.path.exists(stopped):
+            with open(stopped) as fh:
+                return dict(json.load(fh), steps_trained=0)
+        summary = self._summary(run_dir)
+        if not summary or summary.get("final_step", 0) < trial.steps:
+            return None
+        raw = self._read(trial, run_dir)
+        raw.update(exit_code=0, message="", wall_seconds=summary.get("train_seconds_this_run"),
+                   steps_trained=0)
+        return raw
+
+    def run(self, trial):
+        self.calls += 1
+        run_dir = self.run_dir(trial)
+        os.makedirs(run_dir, exist_ok=True)
+        before = self._read(trial, run_dir)["curve"]
+        start_step = before[-1][0] if before else 0
+        log_path = os.path.join(run_dir, "trainer.log")
+        cmd = self.argv(trial)
+        start = time.time()
+        with open(log_path, "a") as log:
+            log.write(f"$ {shlex.join(cmd)}\n")
+            log.flush()
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        wall = time.time() - start
+        message = ""
+        if code:
+            with open(log_path, errors="replace") as fh:
+                tail = fh.read()[-4000:]
+            lines = [line for line in tail.splitlines() if line.strip()]
+            if not NON_FINITE.search(tail):
+                raise cli.TrainerError(
+                    f"trial {trial.optimizer}/{trial.name} failed (exit {code}): "
+                    f"{lines[-1] if lines else 'no output'}; its log: {log_path}")
+            message = next((line for line in reversed(lines) if NON_FINITE.search(line)), "")
+        raw = self._read(trial, run_dir)
+        if not code and not raw["curve"]:
+            raise cli.TrainerError(f"trial {trial.optimizer}/{trial.name} recorded no held-out "
+                                   f"{self.key} in {run_dir}/metrics.jsonl; its log: {log_path}")
+        raw.update(exit_code=code, message=message.strip()[:300], wall_seconds=wall,
+                   steps_trained=max(trial.steps - start_step, 0))
+        if code:  # the trainer stopped on a non-finite value: a rerun does not repeat it
+            write_text_atomically(os.path.join(run_dir, DIVERGED_FILE),
+                                  json.dumps(sweep_report.jsonable(raw)))
+        return raw
+
+
+def progress_line(record, sweep, metric):
+    done = len(sweep.records)
+    total = done + sweep.pending_trials()
+    tau = "" if record["tau"] is None else f" tau {record['tau']:g}"
+    result = f"{metric} {record['final_loss']:.4f}"
+    if record["diverged"]:
+        result = f"DIVERGED ({record['divergence_reason']})"
+    when = ("done before" if record["reused"]
+            else format_duration(record.get("wall_seconds")))
+    rate = sweep.seconds_per_step()
+    return (f"[{done}/{total}] {record['optimizer']} lr {record['learning_rate']:g}{tau} "
+            f"seed {record['seed']} {record['split']} {record['steps']} steps: {result} | "
+            f"{when} | {f'{rate:.3g} s/step' if rate else 's/step ?'} | "
+            f"sweep ETA {format_duration(sweep.eta_seconds())}")
+
+
+def previous_trials(path, meta):
+    """The trials of an earlier results.json of the same program and trainer flags."""
+    if not os.path.exists(path):
+        return []
+    doc = sweep_report.load_results(path)
+    old = doc.get("meta", {})
+    for key in ("program", "trainer_flags", "metric"):
+        if old.get(key) != meta[key]:
+            raise cli.TrainerError(
+                f"{path} is a sweep with {key}={old.get(key)!r}, not {meta[key]!r}; "
+                "use another --model_dir (or move that results.json away)")
+    return doc.get("trials", [])
+
+
+def title(meta, cfg):
+    return (f"{meta['program']} {meta['trainer_flags']}: {cfg.train_steps} steps, "
+            f"{cfg.seeds} seeds")
+
+
+def run_sweep(f, command=None):
+    """The sweep the flag values `f` describe; `command` (argv prefix of a trial)
+    defaults to ``python -m trainers.<program>``. Returns results.json's document."""
+    if not f.program:
+        raise cli.TrainerError("--program is required (e.g. causal_lm)")
+    if not f.model_dir:
+        raise cli.TrainerError("--model_dir is required")
+    trainer_args, train_steps = parse_trainer_flags(f.trainer_flags)
+    cfg = make_config(f, train_steps)
+    perplexity = (f.perplexity == "yes" or (
+        f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
+    meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
+                perplexity=perplexity, config=vars(cfg).copy())
+    os.makedirs(f.model_dir, exist_ok=True)
+    results_path = os.path.join(f.model_dir, "results.json")
+    previous = previous_trials(results_path, meta)
+    command = command or [sys.executable, "-m", program_module(f.program)]
+    runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric)
+
+    def on_record(record, sweep):
+        print(progress_line(record, sweep, f.metric), flush=True)
+        sweep_report.write_results(results_path, sweep.state(), meta)
+
+    start = time.time()
+    sweep = sweep_lib.Sweep(runner, cfg, previous, on_record)
+    if f.dry_run:
+        sweep.plan()
+        print(f"dry run: {sweep.pending_trials()} trials, {sweep.pending_steps()} steps planned "
+              f"before any grid extension ({len(previous)} trials already in results.json); "
+              f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps}")
+        for name in cfg.optimizers:
+            taus = cfg.taus(name)
+            print(f"  {name}: lr " + "/".join(f"{v:g}" for v in cfg.lr_grids[name])
+                  + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else ""))
+        return None
+    print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; "
+          f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps} steps; "
+          f"trials in {f.model_dir}/<optimizer>/", flush=True)
+    state = sweep.run()
+    doc = sweep_report.write_results(results_path, state, meta)
+    head = title(meta, cfg)
+    table = sweep_report.markdown_table(doc, head)
+    table_path = os.path.join(f.model_dir, "results.md")
+    write_text_atomically(table_path, table)
+    plot_path = sweep_report.plot_bands(doc, os.path.join(f.model_dir, "results.png"), head)
+    print("\n" + table)
+    print(f"results:  {os.path.abspath(results_path)}")
+    print(f"table:    {os.path.abspath(table_path)}")
+    print(f"plot:     {os.path.abspath(plot_path)}")
+    print(f"sweep time: {format_duration(time.time() - start)} ({runner.calls} runs made, "
+          f"{len(state['trials']) - runner.calls} reused)")
+    return doc
+
+
+def main(argv):
+    del argv
+    run_sweep(flags.FLAGS)
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)
