@@ -8,7 +8,8 @@ import os
 import sys
 
 assert os.environ.get("KERAS_BACKEND") == "jax"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shared helpers (numpy_reference, multi_worker_problem) live in tests/.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
