@@ -22,6 +22,8 @@ SHAPES = [(4,), (2, 3)]
 CASES = [
     (lambda: acclip_tf.ACClip(0.05, alpha=1.5, initial_tau=0.5, weight_decay=0.1),
      lambda: ACClipRef(SHAPES, 0.05, alpha=1.5, initial_tau=0.5, weight_decay=0.1)),
+    (lambda: acclip_tf.ACClip(0.01, initial_tau=0.5, normalize=True),
+     lambda: ACClipRef(SHAPES, 0.01, initial_tau=0.5, normalize=True)),
     (lambda: acclip_tf.CClip(0.1, tau=0.5, momentum=0.9),
      lambda: CClipRef(SHAPES, 0.1, tau=0.5, momentum=0.9)),
     (lambda: acclip_tf.GClip(0.1, tau=1.0, momentum=0.5, weight_decay=0.1),
