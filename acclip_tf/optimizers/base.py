@@ -250,7 +250,7 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
     # ------------------------------------------------------------ the step
     def _clip_gradients(self, grads):
         # Keras calls this on each replica's gradient before the all-reduce;
-        # we clip the aggregated gradient instead (in `_step`).
+        # we clip the aggregated gradient instead (`_backend_update_step`).
         return grads
 
     def _apply_weight_decay(self, variables):

@@ -103,3 +103,25 @@ def test_normalized_slot_order_adds_second_moment_last():
     config = opt.get_config()
     assert config["normalize"] is True
     assert acclip_tf.ACClip.from_config(config).normalize is True
+
+
+def test_keras_file_loads_in_a_fresh_process_after_importing_the_optimizers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model, x, y = _model_and_data()
+    model.compile(optimizer=acclip_tf.ACClip(normalize=True), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    code = ("import acclip_tf.optimizers, keras, sys\n"
+            "o = keras.models.load_model(sys.argv[1]).optimizer\n"
+            "print(type(o).__name__, o.normalize, *[v.name for v in o.variables][2:5])\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, normalize, *slots = result.stdout.split("\n")[-2].split()
+    assert (name, normalize) == ("ACClip", "True")
+    assert [s.endswith(e) for s, e in zip(slots, ["_momentum", "_tau_alpha", "_second_moment"])
+            ] == [True] * 3, slots
