@@ -6,8 +6,8 @@ parameters ``x``, where ``grad f`` is estimated by the mean over many
 minibatches. `acclip_tf.noise.measure` measures that sample with TensorFlow;
 this module summarises it and needs neither TensorFlow nor Keras:
 
-* ``noise_norms_from_gradients``: the same quantity from gradients already in
-  memory (numpy), ``||g_i - mean_j g_j||``.
+* ``noise_norms_from_gradients``: the noise norms ``||g_i - mean_j g_j||`` of
+  gradients already in memory (numpy).
 * ``stable_tail_index``: the alpha-stable tail-index estimator of Mohammadi,
   Mohammadpour and Ogata (2015) that Simsekli et al. (2019, the paper's [25])
   use, on block sums.
