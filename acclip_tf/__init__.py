@@ -6,21 +6,35 @@ Implements "Why are Adaptive Methods Good for Attention Models?"
     import acclip_tf
     model.compile(optimizer=acclip_tf.ACClip(), loss=...)
 
-`acclip_tf.noise` measures gradient noise and its tail index; figures are in
-`acclip_tf.plotting` (imported on demand: it loads matplotlib).
+`acclip_tf.noise` measures gradient noise and its tail index
+(`acclip_tf.noise.stats` needs only numpy/scipy); figures are in
+`acclip_tf.plotting` (it loads matplotlib).
+
+Everything here is imported on first use (PEP 562), so that
+``import acclip_tf.noise.stats`` loads neither Keras nor TensorFlow. The
+optimizer classes are registered with Keras (as ``acclip_tf>ACClip`` etc.)
+when `acclip_tf.optimizers` is imported, which any use of `acclip_tf.ACClip`
+does; to load a saved ``.keras`` file in a fresh process, ``import
+acclip_tf.optimizers`` first.
 """
 
-from acclip_tf import clipping
-from acclip_tf import noise
-from acclip_tf import schedules
-from acclip_tf.optimizers import ACClip, CClip, ClippingOptimizer, GClip
-from acclip_tf.schedules import PolynomialThreshold
+import importlib
 
 __version__ = "0.1.0"
 
 # Regular expressions (matched against `variable.path`) that BERT excludes
 # from weight decay: LayerNorm gamma/beta and all biases.
 BERT_WEIGHT_DECAY_EXCLUDE = ("layer_norm", "layernorm", "bias")
+
+# name -> the module that defines it (imported on first access).
+_LAZY = {
+    "ACClip": "acclip_tf.optimizers",
+    "CClip": "acclip_tf.optimizers",
+    "ClippingOptimizer": "acclip_tf.optimizers",
+    "GClip": "acclip_tf.optimizers",
+    "PolynomialThreshold": "acclip_tf.schedules",
+}
+_SUBMODULES = ("clipping", "noise", "optimizers", "plotting", "schedules")
 
 __all__ = [
     "ACClip",
@@ -33,3 +47,18 @@ __all__ = [
     "noise",
     "schedules",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"acclip_tf.{name}")
+    else:
+        raise AttributeError(f"module 'acclip_tf' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

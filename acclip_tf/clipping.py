@@ -11,7 +11,10 @@ each equation of "Why are Adaptive Methods Good for Attention Models?"
   ``min(tau / (||d|| + eps), 1)`` shared by all coordinates of all tensors.
 * ``ema``, ``abs_pow`` and ``alpha_root``: the online moment estimate of
   Algorithm 1 (lines 3-4), ``tau**alpha <- beta_2 tau**alpha + (1-beta_2)|g|**alpha``.
-* ``acclip_direction``: Algorithm 1, line 5.
+* ``acclip_direction``: Algorithm 1, line 5; ``acclip_step`` the same with
+  the count of clipped coordinates from the same pass and, optionally, the
+  Adam-style normaliser ``sqrt(beta_2 * v) + eps`` of the ICLR-2020 reference
+  code (``adam_normalizer``).
 
 All functions are XLA-friendly (no data-dependent shapes, no Python branching
 on tensor values) and work on any Keras backend.
@@ -53,10 +56,13 @@ def _safe_ratio_factor(tau, denominator):
     ``den == 0`` (a zero direction with ``eps == 0``) the factor multiplies a
     zero anyway, so returning 0 keeps the update at 0 instead of NaN.
     """
-    tiny = 1e-30 if ops.dtype(denominator) in ("float32", "float64") else 1e-7
     return ops.divide(
-        ops.minimum(tau, denominator), ops.maximum(denominator, tiny)
+        ops.minimum(tau, denominator), ops.maximum(denominator, _tiny(denominator))
     )
+
+
+def _tiny(x):
+    return 1e-30 if ops.dtype(x) in ("float32", "float64") else 1e-7
 
 
 def coordinate_clip(d, tau, epsilon=0.0):
@@ -128,6 +134,39 @@ def acclip_direction(momentum, tau_alpha, alpha, epsilon):
     tau = alpha_root(tau_alpha, alpha)
     factor = _safe_ratio_factor(tau, ops.add(ops.abs(momentum), epsilon))
     return ops.multiply(factor, momentum)
+
+
+def adam_normalizer(second_moment, beta_2, epsilon):
+    """``sqrt(beta_2 * v) + eps``: the divisor of the reference code's ``mod=1``.
+
+    As in rivercold/ACClip-Pytorch, optimizers/ACClip.py: ``v`` (an EMA of
+    ``g**2`` at rate ``beta_2``, already updated with this step's gradient) is
+    multiplied by ``beta_2`` once more inside the square root, and ``eps`` is
+    added outside it.
+    """
+    return ops.add(ops.sqrt(ops.multiply(second_moment, beta_2)), epsilon)
+
+
+def acclip_step(momentum, tau_alpha, alpha, epsilon, normalizer=None, count_clipped=False):
+    """Algorithm 1 line 5 (optionally normalised) and its clip count, in one pass.
+
+    Returns ``(direction, clipped)``: ``direction`` is
+    ``min(tau / (|m| + eps), 1) * m`` (``acclip_direction``) or, with a
+    ``normalizer`` ``n``, ``(min(tau / (|m| + eps), 1) / n) * m``; ``clipped``
+    is the number of coordinates whose factor is below 1 (float32 scalar) when
+    ``count_clipped``, else None. ``tau = tau_alpha ** (1 / alpha)`` is
+    computed once for both.
+    """
+    tau = alpha_root(tau_alpha, alpha)
+    denominator = ops.add(ops.abs(momentum), epsilon)
+    factor = _safe_ratio_factor(tau, denominator)
+    if normalizer is not None:
+        # A zero normaliser (eps == 0 and v == 0) comes with m == 0: factor 0.
+        factor = ops.divide(factor, ops.maximum(normalizer, _tiny(normalizer)))
+    clipped = None
+    if count_clipped:
+        clipped = ops.sum(ops.cast(ops.greater(denominator, tau), "float32"))
+    return ops.multiply(factor, momentum), clipped
 
 
 def acclip_clip_mask(momentum, tau_alpha, alpha, epsilon):

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acclip_tf import noise  # noqa: E402
+from acclip_tf.noise import stats as noise  # noqa: E402  (numpy only)
 
 __all__ = [
     "plot_error_curves",

@@ -50,7 +50,9 @@ TRAFFIC_WORDS = {
     "ACClip(alpha=1)": 7, "ACClip(alpha=1.5)": 7, "ACClip(alpha=2)": 7,
     "CClip": 3, "GClip": 4, "Keras Adam": 7, "Keras SGD": 3,
     "Keras SGD+global_clipnorm": 4,
-    "GClip(skip_nonfinite)": 5, "ACClip(track_clip_fraction)": 10,
+    # The clip count comes out of the update's own pass (no second read).
+    "GClip(skip_nonfinite)": 5, "ACClip(track_clip_fraction)": 7,
+    "ACClip(normalize)": 9,  # + second_moment read and written
 }
 
 OPTIMIZERS = {
@@ -64,6 +66,7 @@ OPTIMIZERS = {
     "Keras SGD+global_clipnorm": lambda: keras.optimizers.SGD(global_clipnorm=1.0),
     "GClip(skip_nonfinite)": lambda: acclip_tf.GClip(skip_nonfinite=True),
     "ACClip(track_clip_fraction)": lambda: acclip_tf.ACClip(track_clip_fraction=True),
+    "ACClip(normalize)": lambda: acclip_tf.ACClip(normalize=True),
 }
 
 

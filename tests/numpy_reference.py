@@ -10,12 +10,17 @@ import numpy as np
 
 
 class ACClipRef:
+    """Algorithm 1; with ``normalize`` the step of rivercold/ACClip-Pytorch's
+    optimizers/ACClip.py with ``mod=1``: ``v = b2 v + (1-b2) g^2`` first, then
+    the clipping factor divided by ``sqrt(b2 * v) + eps``, times ``m``."""
+
     def __init__(self, shapes, lr, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0,
-                 initial_tau=1.0, weight_decay=0.0):
+                 initial_tau=1.0, weight_decay=0.0, normalize=False):
         self.lr, self.b1, self.b2, self.eps, self.alpha = lr, beta_1, beta_2, epsilon, alpha
-        self.wd = weight_decay
+        self.wd, self.normalize = weight_decay, normalize
         self.m = [np.zeros(s) for s in shapes]
         self.t = [np.full(s, initial_tau ** alpha) for s in shapes]
+        self.v = [np.zeros(s) for s in shapes]
 
     def step(self, xs, gs):
         out = []
@@ -23,8 +28,12 @@ class ACClipRef:
             x = x - self.lr * self.wd * x
             self.m[i] = self.b1 * self.m[i] + (1 - self.b1) * g
             self.t[i] = self.b2 * self.t[i] + (1 - self.b2) * np.abs(g) ** self.alpha
+            self.v[i] = self.b2 * self.v[i] + (1 - self.b2) * g * g
             tau = self.t[i] ** (1.0 / self.alpha)
-            update = np.minimum(tau / (np.abs(self.m[i]) + self.eps), 1.0) * self.m[i]
+            factor = np.minimum(tau / (np.abs(self.m[i]) + self.eps), 1.0)
+            if self.normalize:
+                factor = factor / (np.sqrt(self.b2 * self.v[i]) + self.eps)
+            update = factor * self.m[i]
             out.append(x - self.lr * update)
         return out
 

@@ -11,10 +11,12 @@ gradient that is identical on every replica:
   to each replica's gradient *before* the all-reduce (measured: with two
   replicas a `global_clipnorm=1` update had norm 1.84); we apply them after.
 
-So this module replaces that one hook. It uses three private pieces of Keras /
-TF, which `tests/test_keras_hooks.py` pins: `TFOptimizer._all_reduce_sum_gradients`,
-`TFOptimizer._distribution_strategy` and
-`tf.__internal__.distribute.interim.maybe_merge_call`.
+So the whole step (`ClippingOptimizer._step`, the same code as without
+TensorFlow) runs in replica context on the all-reduced gradients, and only its
+writes go through one merge call here. It uses three private pieces of Keras /
+TF, which `tests/acclip_tf/optimizers/test_keras_hooks.py` pins:
+`TFOptimizer._all_reduce_sum_gradients`, `TFOptimizer._distribution_strategy`
+and `tf.__internal__.distribute.interim.maybe_merge_call`.
 """
 
 import tensorflow as tf
@@ -33,46 +35,39 @@ def densify(gradient):
     return gradient
 
 
-def backend_update_step(optimizer, grads, trainable_variables, learning_rate):
-    """All-reduce, prepare the step in replica context, update in a merge call."""
+def all_reduce(optimizer, grads, trainable_variables):
+    """The gradients summed over replicas (dense), as Keras' own step does."""
     tf_variables = [to_tf_variable(v) for v in trainable_variables]
     reduced = optimizer._all_reduce_sum_gradients(list(zip(grads, tf_variables)))
-    grads = [densify(g) for g, _ in reduced]
-    grads = optimizer._clip_aggregated_gradients(grads)
-    context = optimizer._prepare_step(grads, trainable_variables)
+    return [densify(g) for g, _ in reduced]
 
-    def update_all(distribution, grads, tf_variables, learning_rate, context):
-        for gradient, variable in zip(grads, tf_variables):
+
+def write(optimizer, writes):
+    """Apply `writes` (from `ClippingOptimizer._step`) in one merge call.
+
+    The values cross into cross-replica context as per-replica values; the
+    targets (mirrored variables, the same objects on every replica) and the
+    operations stay in the closure.
+    """
+    targets = [to_tf_variable(w.target) for w in writes]
+    operations = [w.op for w in writes]
+
+    def update_all(distribution, values):
+        for target, op, value in zip(targets, operations, values):
             distribution.extended.update(
-                variable,
-                optimizer._update_variable,
-                args=(gradient, learning_rate, context),
-                group=False,
-            )
-        for variable, value, mode in optimizer._diagnostic_updates(context):
-            distribution.extended.update(
-                to_tf_variable(variable),
-                _assign_fn(mode),
-                args=(value,),
-                group=False,
+                target, _UPDATES[op], args=(value,), group=False
             )
 
     tf.__internal__.distribute.interim.maybe_merge_call(
-        update_all,
-        optimizer._distribution_strategy,
-        grads,
-        tf_variables,
-        learning_rate,
-        context,
+        update_all, optimizer._distribution_strategy, [w.value for w in writes]
     )
 
 
-def _assign_fn(mode):
-    if mode == "add":
-        return lambda variable, value: variable.assign_add(
-            tf.cast(value, variable.dtype)
-        )
-    return lambda variable, value: variable.assign(tf.cast(value, variable.dtype))
+_UPDATES = {
+    "assign": lambda v, value: v.assign(tf.cast(value, v.dtype)),
+    "assign_add": lambda v, value: v.assign_add(tf.cast(value, v.dtype)),
+    "assign_sub": lambda v, value: v.assign_sub(tf.cast(value, v.dtype)),
+}
 
 
 def colocation_scope(optimizer, reference_variable):

@@ -1,11 +1,19 @@
 """ACClip: adaptive coordinate-wise clipping (Algorithm 1 of Zhang et al., 2020)."""
 
 import keras
+from keras import ops
 
 from acclip_tf import clipping
-from acclip_tf.optimizers.base import ClippingOptimizer, check_range
+from acclip_tf.optimizers.base import (
+    ClippingOptimizer,
+    SlotSpec,
+    Transformed,
+    check_range,
+    fill_keyword_docs,
+)
 
 
+@fill_keyword_docs
 @keras.saving.register_keras_serializable(package="acclip_tf")
 class ACClip(ClippingOptimizer):
     """Adaptive coordinate-wise clipping of the momentum (ACClip).
@@ -28,6 +36,26 @@ class ACClip(ClippingOptimizer):
     ``beta_1=0.9``, ``beta_2=0.99``, ``epsilon=1e-5``, ``alpha=1``,
     ``initial_tau=1``, with ``weight_decay=1e-5``.
 
+    ``normalize=True`` is the step of the ICLR-2020 submission's public
+    PyTorch code (github.com/rivercold/ACClip-Pytorch, file
+    ``optimizers/ACClip.py``, option ``mod=1``), which also keeps
+    ``v``, an EMA of ``g**2`` at rate ``beta_2`` updated *before* use, and
+    divides the clipped momentum by ``sqrt(beta_2 * v) + epsilon`` (``beta_2``
+    applied once more inside the root, ``epsilon`` outside it, the same
+    ``epsilon`` as in the clipping ratio, no bias correction):
+
+        v         = beta_2 * v + (1 - beta_2) * g**2
+        update    = min(tau_alpha ** (1 / alpha) / (|m| + epsilon), 1)
+                    / (sqrt(beta_2 * v) + epsilon) * m
+
+    This is an Adam-scale step (about ``learning_rate`` per coordinate), the
+    scale on which the paper's ``learning_rate=1e-4`` fits; Algorithm 1's
+    step is on the gradient's scale. Differences from that code that remain:
+    weight decay here is Keras' decoupled ``x -= lr * wd * x`` (the reference
+    adds ``wd * x`` to the gradient), and ``tau_alpha`` starts at
+    ``initial_tau ** alpha`` (the reference starts it at 0 and defaults to
+    ``alpha=2``).
+
     Args:
         learning_rate: A float >= 0 or a
             `keras.optimizers.schedules.LearningRateSchedule`. Defaults to 1e-4.
@@ -43,13 +71,17 @@ class ACClip(ClippingOptimizer):
             any aggregated gradient entry is inf/NaN; counted in
             `skipped_steps`. Defaults to False (non-finite values propagate).
         track_clip_fraction: Store the fraction of clipped coordinates of the
-            last step in `clip_fraction`. Costs a second pass over the
-            gradients and slots. Defaults to False.
+            last step in `clip_fraction` (counted in the same pass as the
+            update). Defaults to False.
         state_dtype: Dtype of the slots (e.g. "float32" for bfloat16
             variables). Defaults to the variable's dtype.
+        normalize: Divide the clipped momentum by ``sqrt(beta_2 * v) +
+            epsilon`` as the reference code's ``mod=1`` (see above). Defaults
+            to False: Algorithm 1 exactly.
         {{base_optimizer_keyword_args}}
 
-    Slots per variable, in checkpoint order: ``momentum``, ``tau_alpha``.
+    Slots per variable, in checkpoint order: ``momentum``, ``tau_alpha``,
+    and with ``normalize=True`` also ``second_moment`` (``v``, starting at 0).
     """
 
     def __init__(
@@ -63,6 +95,7 @@ class ACClip(ClippingOptimizer):
         skip_nonfinite=False,
         track_clip_fraction=False,
         state_dtype=None,
+        normalize=False,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -102,28 +135,41 @@ class ACClip(ClippingOptimizer):
         self.epsilon = epsilon
         self.alpha = alpha
         self.initial_tau = initial_tau
+        self.normalize = bool(normalize)
 
-    def _slot_specs(self):
-        return [
-            ("momentum", "zeros"),
-            ("tau_alpha", keras.initializers.Constant(self.initial_tau**self.alpha)),
-        ]
+    def slot_specs(self):
+        specs = (
+            SlotSpec("momentum", "zeros"),
+            SlotSpec(
+                "tau_alpha", keras.initializers.Constant(self.initial_tau**self.alpha)
+            ),
+        )
+        if self.normalize:
+            specs += (SlotSpec("second_moment", "zeros"),)
+        return specs
 
-    def _compute(self, gradient, slots, context, want_mask=False):
-        momentum, tau_alpha = slots
-        momentum = clipping.ema(momentum, gradient, self.beta_1)
+    def transform(self, gradient, slots, scalars):
+        momentum = clipping.ema(slots[0], gradient, self.beta_1)
         tau_alpha = clipping.ema(
-            tau_alpha, clipping.abs_pow(gradient, self.alpha), self.beta_2
+            slots[1], clipping.abs_pow(gradient, self.alpha), self.beta_2
         )
-        direction = clipping.acclip_direction(
-            momentum, tau_alpha, self.alpha, self.epsilon
-        )
-        mask = None
-        if want_mask:
-            mask = clipping.acclip_clip_mask(
-                momentum, tau_alpha, self.alpha, self.epsilon
+        new_slots = (momentum, tau_alpha)
+        normalizer = None
+        if self.normalize:
+            second_moment = clipping.ema(slots[2], ops.square(gradient), self.beta_2)
+            normalizer = clipping.adam_normalizer(
+                second_moment, self.beta_2, self.epsilon
             )
-        return [momentum, tau_alpha], direction, mask
+            new_slots += (second_moment,)
+        direction, clipped = clipping.acclip_step(
+            momentum,
+            tau_alpha,
+            self.alpha,
+            self.epsilon,
+            normalizer=normalizer,
+            count_clipped=self.track_clip_fraction,
+        )
+        return Transformed(new_slots, direction, clipped)
 
     def get_config(self):
         config = super().get_config()
@@ -134,12 +180,8 @@ class ACClip(ClippingOptimizer):
                 "epsilon": self.epsilon,
                 "alpha": self.alpha,
                 "initial_tau": self.initial_tau,
+                "normalize": self.normalize,
             }
         )
         return config
 
-
-ACClip.__doc__ = ACClip.__doc__.replace(
-    "{{base_optimizer_keyword_args}}",
-    keras.src.optimizers.optimizer.base_optimizer_keyword_args,
-)

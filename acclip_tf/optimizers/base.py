@@ -1,21 +1,33 @@
-"""What GClip, CClip and ACClip share: one `apply` path built for tf.distribute.
+"""What GClip, CClip and ACClip share: the one step, written once.
 
-A subclass says only what is specific to its algorithm:
+The subclass contract (as small as Keras' own `build` / `update_step` /
+`get_config`):
 
-* `_slot_specs()`: the per-variable state, as ``[(name, initializer), ...]``;
-  the order is the checkpoint format (slots are saved by position).
-* `_compute(gradient, slots, context, want_mask)`: pure math (see
-  `acclip_tf.clipping`) from the aggregated gradient and the current slots to
-  ``(new_slot_values, direction, clipped_mask_or_None)``.
-* optionally `_global_context(grads, variables)`: scalars over all variables
-  (GClip's norm, a threshold schedule's current value).
+* `slot_specs()`: the per-variable state, a tuple of `SlotSpec(name,
+  initializer)`; the order is the checkpoint format (slots are saved by
+  position).
+* `transform(gradient, slots, scalars) -> Transformed(slots, direction,
+  clipped)`: ONE pure function (math from `acclip_tf.clipping`, no variable
+  reads or writes) from the aggregated gradient of one variable, the current
+  values of its slots and the step's `scalars` to the new slot values, the
+  direction ``d`` (the update is ``x -= learning_rate * d``) and, when
+  `track_clip_fraction` is on, the number of clipped coordinates (else None),
+  all from the same pass.
+* optionally `step_scalars(learning_rate, iteration)`: the scalars that all
+  variables share, computed once per step, as a typed `NamedTuple`
+  (`StepScalars` here; `ClippedSGD` adds the threshold ``tau``).
+* optionally `clip_globally(directions, scalars) -> GlobalClip`: a factor over
+  all variables at once, applied to the directions (GClip's global norm).
+* `get_config()`.
 
-Everything else lives here, once:
+Everything else lives here, once, in `_step`, which both the plain path and
+the `tf.distribute` path run (in replica context, on the aggregated gradient);
+they differ only in how the resulting writes reach the variables
+(`_tf_distribute.write` uses a merge call):
 
-* The step runs on the *aggregated* gradient. Under `tf.distribute`, Keras
-  applies `clipnorm`/`clipvalue`/`global_clipnorm` and weight decay before its
-  all-reduce; here they happen after it (see `_tf_distribute`), so two replicas
-  give the same update as one device on the same global batch.
+* Under `tf.distribute`, Keras applies `clipnorm`/`clipvalue`/`global_clipnorm`
+  and weight decay before its all-reduce; here they happen after it, so two
+  replicas give the same update as one device on the same global batch.
 * Decoupled weight decay ``x -= lr * wd * x`` (Keras' definition) is folded
   into the same assignment as the update: one pass over the weights, skipped
   together with the update when `skip_nonfinite` skips a step. Exclusion
@@ -38,11 +50,50 @@ Everything else lives here, once:
 import contextlib
 import math
 import re
+from typing import Any, NamedTuple, Optional
 
 import keras
 from keras import ops
 
 from acclip_tf import clipping
+
+
+class SlotSpec(NamedTuple):
+    """One per-variable state tensor: its name and initializer."""
+
+    name: str
+    initializer: Any
+
+
+class StepScalars(NamedTuple):
+    """What all variables of one step share (computed once per step)."""
+
+    learning_rate: Any  # this step's learning rate, a scalar tensor
+    iteration: Any  # the 0-based index of this step (`iterations` before it advances)
+
+
+class Transformed(NamedTuple):
+    """What `transform` returns for one variable."""
+
+    slots: tuple  # the new slot values, in `slot_specs()` order
+    direction: Any  # d: the update is x -= learning_rate * d
+    clipped: Optional[Any] = None  # number of clipped coordinates, or None
+
+
+class GlobalClip(NamedTuple):
+    """What `clip_globally` returns: directions scaled over all variables."""
+
+    directions: list
+    clip_fraction: Optional[Any] = None  # replaces the per-coordinate count
+    records: tuple = ()  # ((diagnostic variable, value), ...) to assign
+
+
+class Write(NamedTuple):
+    """One variable write of a step: ``target.<op>(value)``."""
+
+    target: Any
+    value: Any
+    op: str  # "assign" | "assign_add" | "assign_sub"
 
 
 def _tf():
@@ -53,6 +104,16 @@ def _tf():
 
 def _is_tensorflow():
     return keras.backend.backend() == "tensorflow"
+
+
+def fill_keyword_docs(cls):
+    """Put Keras' shared keyword-argument docs into `cls.__doc__` (None under -OO)."""
+    if cls.__doc__:
+        cls.__doc__ = cls.__doc__.replace(
+            "{{base_optimizer_keyword_args}}",
+            keras.src.optimizers.optimizer.base_optimizer_keyword_args,
+        )
+    return cls
 
 
 def check_range(name, value, low=None, high=None, low_open=False, high_open=False):
@@ -122,23 +183,36 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
                 )
         self.state_dtype = state_dtype
 
-    # ------------------------------------------------------------------ state
-    def _slot_specs(self):
-        """``[(name, initializer), ...]`` per variable, in checkpoint order."""
-        return []
+    # ------------------------------------------------------ the contract
+    def slot_specs(self):
+        """``(SlotSpec(name, initializer), ...)`` per variable, in checkpoint order."""
+        return ()
 
+    def step_scalars(self, learning_rate, iteration):
+        """The scalars all variables share in this step (a NamedTuple)."""
+        return StepScalars(learning_rate, iteration)
+
+    def transform(self, gradient, slots, scalars):
+        """Pure: ``Transformed(new_slots, direction, clipped_count_or_None)``."""
+        raise NotImplementedError
+
+    def clip_globally(self, directions, scalars):
+        """A factor over all variables' directions (GClip); none by default."""
+        return GlobalClip(directions)
+
+    # ------------------------------------------------------------ state
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
-        specs = self._slot_specs()
+        specs = self.slot_specs()
         self._slots = []
         for variable in var_list:
             if self._overwrite_variable_with_gradient(variable):
                 self._slots.append(None)
                 continue
             self._slots.append(
-                [self._add_slot(variable, name, init) for name, init in specs]
+                tuple(self._add_slot(variable, s.name, s.initializer) for s in specs)
             )
         self.skipped_steps = self.add_variable(
             (), dtype="int32", name="skipped_steps", aggregation="only_first_replica"
@@ -146,10 +220,6 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
         self.clip_fraction = self.add_variable(
             (), dtype="float32", name="clip_fraction", aggregation="only_first_replica"
         )
-        self._build_diagnostics()
-
-    def _build_diagnostics(self):
-        """Subclasses add further scalar diagnostics here (after the slots)."""
 
     def _slot_dtype(self, variable):
         return self.state_dtype or keras.backend.standardize_dtype(variable.dtype)
@@ -180,112 +250,100 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
     # ------------------------------------------------------------ the step
     def _clip_gradients(self, grads):
         # Keras calls this on each replica's gradient before the all-reduce;
-        # we clip the aggregated gradient instead (`_clip_aggregated_gradients`).
+        # we clip the aggregated gradient instead (`_backend_update_step`).
         return grads
 
-    def _clip_aggregated_gradients(self, grads):
-        return super()._clip_gradients(grads)
-
     def _apply_weight_decay(self, variables):
-        # Folded into `_update_variable` (same formula, one pass, skippable).
+        # Folded into `_step` (same formula, one pass, skippable).
         return
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if _is_tensorflow():
-            return _tf().backend_update_step(
-                self, grads, trainable_variables, learning_rate
-            )
-        grads = self._clip_aggregated_gradients(list(grads))
-        context = self._prepare_step(grads, trainable_variables)
-        for gradient, variable in zip(grads, trainable_variables):
-            self._update_variable(variable, gradient, learning_rate, context)
-        for variable, value, mode in self._diagnostic_updates(context):
-            value = ops.cast(value, variable.dtype)
-            if mode == "add":
-                variable.assign_add(value)
-            else:
-                variable.assign(value)
-
-    def _global_context(self, grads, variables):
-        """Scalars over all variables, computed once per step in replica context."""
-        return {}
-
-    def _prepare_step(self, grads, variables):
-        context = {}
-        if self.skip_nonfinite:
-            context["finite"] = clipping.all_finite(grads)
-            context["skipped"] = ops.subtract(1, ops.cast(context["finite"], "int32"))
-        context.update(self._global_context(grads, variables))
-        if self.track_clip_fraction:
-            context["clip_fraction"] = self._clip_fraction(grads, variables, context)
-        return context
-
-    def _clip_fraction(self, grads, variables, context):
-        """Fraction of clipped coordinates over all variables (element-wise rules)."""
-        clipped = ops.convert_to_tensor(0.0, "float32")
-        total = 0
-        for gradient, variable in zip(grads, variables):
-            slots = self._get_slots(variable)
-            gradient = ops.cast(gradient, self._slot_dtype(variable))
-            _, _, mask = self._compute(gradient, slots, context, want_mask=True)
-            clipped = ops.add(clipped, ops.sum(ops.cast(mask, "float32")))
-            # The variable's shape, not the gradient's: some layers' gradients
-            # have an unknown static dimension inside tf.function.
-            total += int(math.prod(variable.shape))
-        return ops.divide(clipped, float(max(total, 1)))
-
-    def _diagnostic_updates(self, context):
-        """``(variable, value, "add" | "assign")`` written after each step.
-
-        Values are entries of `context` as they are: under tf.distribute this
-        runs in cross-replica context, where no further math may be done.
-        """
-        updates = []
-        if "skipped" in context:
-            updates.append((self.skipped_steps, context["skipped"], "add"))
-        if "clip_fraction" in context:
-            updates.append((self.clip_fraction, context["clip_fraction"], "assign"))
-        return updates
-
-    def _compute(self, gradient, slots, context, want_mask=False):
-        raise NotImplementedError
+            tf_distribute = _tf()
+            grads = tf_distribute.all_reduce(self, grads, trainable_variables)
+            grads = super()._clip_gradients(grads)
+            writes = self._step(grads, trainable_variables, learning_rate)
+            tf_distribute.write(self, writes)
+        else:
+            grads = super()._clip_gradients(list(grads))
+            self._write(self._step(grads, trainable_variables, learning_rate))
 
     def update_step(self, gradient, variable, learning_rate):
         """Update one variable alone (Keras' per-variable contract).
 
-        `apply()` does not go through here: it prepares the global context of
-        the step (non-finite check, diagnostics, GClip's norm) once for all
-        variables. Called directly, the context covers this variable only.
+        `apply()` does not go through here: it runs `_step` once over all
+        variables (non-finite check, diagnostics, GClip's norm). Called
+        directly, the step covers this variable only.
         """
         if _is_tensorflow():
             gradient = _tf().densify(gradient)
-        context = self._prepare_step([gradient], [variable])
-        self._update_variable(variable, gradient, learning_rate, context)
+        self._write(self._step([gradient], [variable], learning_rate))
 
-    def _update_variable(self, variable, gradient, learning_rate, context):
-        slots = self._get_slots(variable)
-        dtype = self._slot_dtype(variable)
-        gradient = ops.cast(gradient, dtype)
-        new_slots, direction, _ = self._compute(gradient, slots, context)
-        lr = ops.cast(learning_rate, dtype)
-        step = ops.multiply(direction, lr)
-        variable_dtype = keras.backend.standardize_dtype(variable.dtype)
-        current = ops.cast(variable, dtype) if variable_dtype != dtype else variable
-        if self._use_weight_decay(variable):
-            wd = ops.cast(self.weight_decay, dtype)
-            step = ops.add(step, ops.multiply(current, ops.multiply(lr, wd)))
-        if "finite" in context:
-            finite = context["finite"]
-            step = ops.where(finite, step, ops.zeros_like(step))
-            new_slots = [
-                ops.where(finite, new, slot) for new, slot in zip(new_slots, slots)
-            ]
-        for slot, value in zip(slots, new_slots):
-            self.assign(slot, value)
-        if variable_dtype == dtype:
-            self.assign_sub(variable, step)
-        else:
-            self.assign(variable, ops.cast(ops.subtract(current, step), variable_dtype))
+    def _write(self, writes):
+        for target, value, op in writes:
+            getattr(self, op)(target, ops.cast(value, target.dtype))
+
+    def _step(self, grads, variables, learning_rate):
+        """The whole step as a list of `Write`s (reads variables, writes none).
+
+        Runs in replica context on the aggregated gradients: every replica
+        computes the same values.
+        """
+        scalars = self.step_scalars(learning_rate, self._iterations)
+        finite = clipping.all_finite(grads) if self.skip_nonfinite else None
+
+        dtypes = [self._slot_dtype(v) for v in variables]
+        slots = [self._get_slots(v) for v in variables]
+        results = [
+            self.transform(ops.cast(g, dtype), tuple(s), scalars)
+            for g, s, dtype in zip(grads, slots, dtypes)
+        ]
+        clipped = self.clip_globally([r.direction for r in results], scalars)
+
+        writes = []
+        for variable, old_slots, result, direction, dtype in zip(
+            variables, slots, results, clipped.directions, dtypes
+        ):
+            lr = ops.cast(learning_rate, dtype)
+            step = ops.multiply(direction, lr)
+            variable_dtype = keras.backend.standardize_dtype(variable.dtype)
+            current = ops.cast(variable, dtype) if variable_dtype != dtype else variable
+            if self._use_weight_decay(variable):
+                wd = ops.cast(self.weight_decay, dtype)
+                step = ops.add(step, ops.multiply(current, ops.multiply(lr, wd)))
+            new_slots = result.slots
+            if finite is not None:
+                step = ops.where(finite, step, ops.zeros_like(step))
+                new_slots = [
+                    ops.where(finite, new, old) for new, old in zip(new_slots, old_slots)
+                ]
+            writes.extend(Write(s, v, "assign") for s, v in zip(old_slots, new_slots))
+            if variable_dtype == dtype:
+                writes.append(Write(variable, step, "assign_sub"))
+            else:
+                new = ops.cast(ops.subtract(current, step), variable_dtype)
+                writes.append(Write(variable, new, "assign"))
+
+        if finite is not None:
+            skipped = ops.subtract(1, ops.cast(finite, "int32"))
+            writes.append(Write(self.skipped_steps, skipped, "assign_add"))
+        if self.track_clip_fraction:
+            fraction = clipped.clip_fraction
+            if fraction is None:
+                fraction = self._fraction([r.clipped for r in results], variables)
+            writes.append(Write(self.clip_fraction, fraction, "assign"))
+        writes.extend(Write(v, value, "assign") for v, value in clipped.records)
+        return writes
+
+    @staticmethod
+    def _fraction(counts, variables):
+        total = ops.convert_to_tensor(0.0, "float32")
+        for count in counts:
+            total = ops.add(total, ops.cast(count, "float32"))
+        # The variables' shapes, not the gradients': some layers' gradients
+        # have an unknown static dimension inside tf.function.
+        size = sum(int(math.prod(v.shape)) for v in variables)
+        return ops.divide(total, float(max(size, 1)))
 
     # ------------------------------------------------------- weight decay
     def _use_weight_decay(self, variable):
@@ -316,27 +374,3 @@ class ClippingOptimizer(keras.optimizers.Optimizer):
             }
         )
         return config
-
-    def _serialize_threshold(self, value):
-        if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
-            return keras.saving.serialize_keras_object(value)
-        return value
-
-    # Constructor arguments that may hold a serialized schedule.
-    _schedule_arguments = ()
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)  # the caller's dict stays as it was
-        for key in cls._schedule_arguments:
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(
-                    config[key], custom_objects=custom_objects
-                )
-        return super().from_config(config, custom_objects=custom_objects)
-
-    def _current_threshold(self, value):
-        """The threshold at this step, as a float32 scalar tensor."""
-        if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
-            value = value(self._iterations)
-        return ops.cast(value, "float32")

@@ -1,11 +1,14 @@
 """CClip: coordinate-wise clipped SGD, eq. (CClip) of Zhang et al., 2020."""
 
 import keras
+from keras import ops
 
 from acclip_tf import clipping
+from acclip_tf.optimizers.base import Transformed, fill_keyword_docs
 from acclip_tf.optimizers.clipped_sgd import ClippedSGD
 
 
+@fill_keyword_docs
 @keras.saving.register_keras_serializable(package="acclip_tf")
 class CClip(ClippedSGD):
     """SGD whose direction is clipped coordinate by coordinate.
@@ -36,20 +39,14 @@ class CClip(ClippedSGD):
     Slots per variable: ``momentum`` when ``momentum > 0``, else none.
     """
 
-    def _global_context(self, grads, variables):
-        return {"tau": self._current_threshold(self.tau)}
-
-    def _compute(self, gradient, slots, context, want_mask=False):
-        direction, new_slots = self._direction(gradient, slots)
-        tau = keras.ops.cast(context["tau"], gradient.dtype)
-        update = clipping.coordinate_clip(direction, tau, self.epsilon)
-        mask = None
-        if want_mask:
-            mask = clipping.coordinate_clip_mask(direction, tau, self.epsilon)
-        return new_slots, update, mask
-
-
-CClip.__doc__ = CClip.__doc__.replace(
-    "{{base_optimizer_keyword_args}}",
-    keras.src.optimizers.optimizer.base_optimizer_keyword_args,
-)
+    def transform(self, gradient, slots, scalars):
+        direction, new_slots = self.direction(gradient, slots)
+        tau = ops.cast(scalars.tau, gradient.dtype)
+        clipped = None
+        if self.track_clip_fraction:
+            clipped = ops.sum(
+                ops.cast(clipping.coordinate_clip_mask(direction, tau, self.epsilon), "float32")
+            )
+        return Transformed(
+            new_slots, clipping.coordinate_clip(direction, tau, self.epsilon), clipped
+        )

@@ -1,7 +1,25 @@
 """What CClip and GClip share: SGD (optionally with EMA momentum) with a threshold."""
 
+from typing import Any, NamedTuple
+
+import keras
+from keras import ops
+
 from acclip_tf import clipping
-from acclip_tf.optimizers.base import ClippingOptimizer, check_range, check_threshold
+from acclip_tf.optimizers.base import (
+    ClippingOptimizer,
+    SlotSpec,
+    check_range,
+    check_threshold,
+)
+
+
+class ThresholdScalars(NamedTuple):
+    """`StepScalars` plus the threshold of this step."""
+
+    learning_rate: Any
+    iteration: Any
+    tau: Any  # float32 scalar: `tau`, or its schedule at `iteration`
 
 
 class ClippedSGD(ClippingOptimizer):
@@ -11,8 +29,6 @@ class ClippedSGD(ClippingOptimizer):
     ``m = momentum * m + (1 - momentum) * g`` (slot ``momentum``). Subclasses
     say how ``d`` is clipped at ``tau``.
     """
-
-    _schedule_arguments = ("tau",)
 
     def __init__(
         self,
@@ -59,23 +75,37 @@ class ClippedSGD(ClippingOptimizer):
         self.momentum = momentum
         self.epsilon = epsilon
 
-    def _slot_specs(self):
-        return [("momentum", "zeros")] if self.momentum > 0 else []
+    def slot_specs(self):
+        return (SlotSpec("momentum", "zeros"),) if self.momentum > 0 else ()
 
-    def _direction(self, gradient, slots):
-        """``(d, new_slot_values)`` for one variable."""
+    def step_scalars(self, learning_rate, iteration):
+        tau = self.tau
+        if isinstance(tau, keras.optimizers.schedules.LearningRateSchedule):
+            tau = tau(iteration)
+        return ThresholdScalars(learning_rate, iteration, ops.cast(tau, "float32"))
+
+    def direction(self, gradient, slots):
+        """``(d, new_slots)`` for one variable: the gradient or its EMA."""
         if self.momentum > 0:
             momentum = clipping.ema(slots[0], gradient, self.momentum)
-            return momentum, [momentum]
-        return gradient, []
+            return momentum, (momentum,)
+        return gradient, ()
 
     def get_config(self):
         config = super().get_config()
+        tau = self.tau
+        if isinstance(tau, keras.optimizers.schedules.LearningRateSchedule):
+            tau = keras.saving.serialize_keras_object(tau)
         config.update(
-            {
-                "tau": self._serialize_threshold(self.tau),
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-            }
+            {"tau": tau, "momentum": self.momentum, "epsilon": self.epsilon}
         )
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)  # the caller's dict stays as it was
+        if isinstance(config.get("tau"), dict):
+            config["tau"] = keras.saving.deserialize_keras_object(
+                config["tau"], custom_objects=custom_objects
+            )
+        return super().from_config(config, custom_objects=custom_objects)

@@ -4,9 +4,11 @@ import keras
 from keras import ops
 
 from acclip_tf import clipping
+from acclip_tf.optimizers.base import GlobalClip, Transformed, fill_keyword_docs
 from acclip_tf.optimizers.clipped_sgd import ClippedSGD
 
 
+@fill_keyword_docs
 @keras.saving.register_keras_serializable(package="acclip_tf")
 class GClip(ClippedSGD):
     """SGD whose direction is clipped by its global norm over all variables.
@@ -43,37 +45,31 @@ class GClip(ClippedSGD):
     pre-clip norm of the last step is kept in the scalar `global_norm`.
     """
 
-    def _build_diagnostics(self):
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
         self.global_norm = self.add_variable(
             (), dtype="float32", name="global_norm", aggregation="only_first_replica"
         )
 
-    def _global_context(self, grads, variables):
-        directions = []
-        for gradient, variable in zip(grads, variables):
-            gradient = ops.cast(gradient, self._slot_dtype(variable))
-            directions.append(self._direction(gradient, self._get_slots(variable))[0])
-        tau = self._current_threshold(self.tau)
+    def transform(self, gradient, slots, scalars):
+        # The direction before the global factor (`clip_globally`).
+        direction, new_slots = self.direction(gradient, slots)
+        return Transformed(new_slots, direction)
+
+    def clip_globally(self, directions, scalars):
         norm = clipping.global_norm(directions)
-        scale = clipping.global_clip_scale(norm, ops.cast(tau, norm.dtype), self.epsilon)
-        return {"tau": tau, "global_norm": norm, "scale": scale}
-
-    def _clip_fraction(self, grads, variables, context):
-        clipped = ops.greater(
-            ops.add(context["global_norm"], self.epsilon),
-            ops.cast(context["tau"], context["global_norm"].dtype),
+        tau = ops.cast(scalars.tau, norm.dtype)
+        scale = clipping.global_clip_scale(norm, tau, self.epsilon)
+        clipped = None
+        if self.track_clip_fraction:  # 1.0 when the step was clipped
+            clipped = ops.cast(ops.greater(ops.add(norm, self.epsilon), tau), "float32")
+        return GlobalClip(
+            [ops.multiply(d, ops.cast(scale, d.dtype)) for d in directions],
+            clip_fraction=clipped,
+            records=((self.global_norm, norm),),
         )
-        return ops.cast(clipped, "float32")
-
-    def _diagnostic_updates(self, context):
-        updates = super()._diagnostic_updates(context)
-        updates.append((self.global_norm, context["global_norm"], "assign"))
-        return updates
-
-    def _compute(self, gradient, slots, context, want_mask=False):
-        direction, new_slots = self._direction(gradient, slots)
-        update = ops.multiply(direction, ops.cast(context["scale"], gradient.dtype))
-        return new_slots, update, None
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError(
@@ -82,8 +78,3 @@ class GClip(ClippedSGD):
             "per-variable `update_step`."
         )
 
-
-GClip.__doc__ = GClip.__doc__.replace(
-    "{{base_optimizer_keyword_args}}",
-    keras.src.optimizers.optimizer.base_optimizer_keyword_args,
-)

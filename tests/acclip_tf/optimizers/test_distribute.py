@@ -16,6 +16,9 @@ STEPS = 4
 OPTIMIZERS = {
     "acclip": lambda: acclip_tf.ACClip(learning_rate=0.05, beta_2=0.9, initial_tau=0.05,
                                        weight_decay=0.01),
+    "acclip_normalize": lambda: acclip_tf.ACClip(learning_rate=0.01, beta_2=0.9,
+                                                 initial_tau=0.05, normalize=True,
+                                                 track_clip_fraction=True),
     "cclip": lambda: acclip_tf.CClip(learning_rate=0.1, tau=0.02, momentum=0.9),
     "gclip": lambda: acclip_tf.GClip(learning_rate=0.1, tau=0.05, momentum=0.5),
     "gclip_no_momentum": lambda: acclip_tf.GClip(learning_rate=0.1, tau=0.05),

@@ -31,21 +31,38 @@ def _run(optimizer, reference, seed=0):
     return optimizer
 
 
+@pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("alpha", [1.0, 1.5, 2.0])
 @pytest.mark.parametrize("weight_decay", [None, 0.1])
-def test_acclip_matches_numpy(alpha, weight_decay):
-    kw = dict(beta_1=0.8, beta_2=0.95, epsilon=1e-3, alpha=alpha, initial_tau=0.7)
+def test_acclip_matches_numpy(alpha, weight_decay, normalize):
+    kw = dict(beta_1=0.8, beta_2=0.95, epsilon=1e-3, alpha=alpha, initial_tau=0.7,
+              normalize=normalize)
     opt = acclip_tf.ACClip(learning_rate=0.05, weight_decay=weight_decay, **kw)
     ref = ACClipRef(SHAPES, 0.05, weight_decay=weight_decay or 0.0, **kw)
     _run(opt, ref)
 
 
-def test_acclip_paper_defaults_match_numpy():
-    opt = acclip_tf.ACClip(weight_decay=1e-5)
-    ref = ACClipRef(SHAPES, 1e-4, weight_decay=1e-5)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_acclip_paper_defaults_match_numpy(normalize):
+    opt = acclip_tf.ACClip(weight_decay=1e-5, normalize=normalize)
+    ref = ACClipRef(SHAPES, 1e-4, weight_decay=1e-5, normalize=normalize)
     _run(opt, ref)
     assert (opt.beta_1, opt.beta_2, opt.epsilon, opt.alpha, opt.initial_tau) == (
         0.9, 0.99, 1e-5, 1.0, 1.0)
+    assert acclip_tf.ACClip().normalize is False  # default: Algorithm 1
+
+
+def test_normalized_acclip_is_an_adam_scale_step():
+    # Unclipped (huge tau), after one step from v = 0 the normalised update is
+    # m / (sqrt(b2 * v) + eps) = (1-b1) g / (sqrt(b2 (1-b2)) |g| + eps): about
+    # 0.1 / sqrt(0.0099) ~ 1.0 per coordinate whatever the gradient's scale.
+    for scale in [1e-3, 1.0, 1e3]:
+        opt = acclip_tf.ACClip(learning_rate=1.0, initial_tau=1e10, normalize=True,
+                               epsilon=0.0)
+        v = keras.Variable(np.zeros(3, "float32"))
+        opt.apply([np.array([1.0, -2.0, 0.5], "float32") * scale], [v])
+        np.testing.assert_allclose(-v.numpy(), np.sign([1.0, -2.0, 0.5]) * 0.1 / np.sqrt(0.0099),
+                                   rtol=1e-5)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

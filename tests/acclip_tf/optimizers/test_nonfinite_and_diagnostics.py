@@ -10,9 +10,13 @@ from numpy_reference import ACClipRef
 
 MAKERS = {
     "acclip": lambda **kw: acclip_tf.ACClip(learning_rate=0.1, **kw),
+    "acclip_normalize": lambda **kw: acclip_tf.ACClip(learning_rate=0.1, normalize=True, **kw),
     "cclip": lambda **kw: acclip_tf.CClip(momentum=0.9, **kw),
     "gclip": lambda **kw: acclip_tf.GClip(momentum=0.9, **kw),
 }
+
+
+SLOTS = ("momentum", "tau_alpha", "second_moment")
 
 
 def _two_variables():
@@ -27,13 +31,13 @@ def test_skip_nonfinite_skips_the_whole_update(name, bad):
     good = [np.full((2, 3), 0.5, "float32"), np.full(4, -0.5, "float32")]
     opt.apply(good, variables)
     weights = [v.numpy() for v in variables]
-    slots = [s.numpy() for s in opt.variables if s.path.endswith(("momentum", "tau_alpha"))]
+    slots = [s.numpy() for s in opt.variables if s.path.endswith(SLOTS)]
     broken = [good[0].copy(), good[1].copy()]
     broken[1][2] = bad  # one entry of one variable
     opt.apply(broken, variables)
     for v, w in zip(variables, weights):
         np.testing.assert_array_equal(v.numpy(), w)  # weight decay skipped too
-    after = [s.numpy() for s in opt.variables if s.path.endswith(("momentum", "tau_alpha"))]
+    after = [s.numpy() for s in opt.variables if s.path.endswith(SLOTS)]
     for a, b in zip(slots, after):
         np.testing.assert_array_equal(a, b)
     assert int(opt.skipped_steps.numpy()) == 1
@@ -73,11 +77,13 @@ def test_skip_is_all_reduced_across_replicas(two_replicas):
     assert int(opt.skipped_steps.numpy()) == 1
 
 
-def test_acclip_clip_fraction_matches_numpy():
+@pytest.mark.parametrize("normalize", [False, True])
+def test_acclip_clip_fraction_matches_numpy(normalize):
     rng = np.random.default_rng(0)
     shapes = [(20,), (4, 5)]
-    opt = acclip_tf.ACClip(learning_rate=0.1, beta_1=0.5, beta_2=0.9, track_clip_fraction=True)
-    ref = ACClipRef(shapes, 0.1, beta_1=0.5, beta_2=0.9)
+    opt = acclip_tf.ACClip(learning_rate=0.1, beta_1=0.5, beta_2=0.9, track_clip_fraction=True,
+                           normalize=normalize)
+    ref = ACClipRef(shapes, 0.1, beta_1=0.5, beta_2=0.9, normalize=normalize)
     variables = [keras.Variable(np.zeros(s, "float32")) for s in shapes]
     xs = [np.zeros(s) for s in shapes]
     for _ in range(3):
@@ -88,6 +94,8 @@ def test_acclip_clip_fraction_matches_numpy():
         expected = clipped / 40.0
         assert 0 < expected < 1
         np.testing.assert_allclose(float(opt.clip_fraction.numpy()), expected, rtol=1e-6)
+        for v, x in zip(variables, xs):  # the counting pass is the update's pass
+            np.testing.assert_allclose(v.numpy(), x, rtol=1e-5, atol=1e-6)
 
 
 def test_cclip_and_gclip_clip_fraction():

@@ -12,6 +12,8 @@ MAKERS = {
     "acclip_alpha1.5": lambda: acclip_tf.ACClip(learning_rate=0.01, alpha=1.5),
     "acclip_alpha2": lambda: acclip_tf.ACClip(learning_rate=0.01, alpha=2.0,
                                               track_clip_fraction=True),
+    "acclip_normalize": lambda: acclip_tf.ACClip(learning_rate=0.01, normalize=True,
+                                                 skip_nonfinite=True),
     "cclip": lambda: acclip_tf.CClip(tau=0.1, momentum=0.9, skip_nonfinite=True),
     "gclip": lambda: acclip_tf.GClip(tau=0.1, momentum=0.9, track_clip_fraction=True),
 }

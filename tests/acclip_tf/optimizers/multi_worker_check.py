@@ -1,4 +1,4 @@
-"""One worker of a two-process MultiWorkerMirroredStrategy run (see test_optimizer_multi_worker.py).
+"""One worker of a two-process MultiWorkerMirroredStrategy run (see test_multi_worker.py).
 
     python multi_worker_check.py OUT.npz   (TF_CONFIG set by the caller)
 
@@ -12,7 +12,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shared helpers (numpy_reference, multi_worker_problem) live in tests/.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -22,7 +22,7 @@ import acclip_tf
 
 def _keras_range():
     cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(os.path.dirname(__file__), "..", "setup.cfg"))
+    cfg.read(os.path.join(os.path.dirname(__file__), "..", "..", "..", "setup.cfg"))
     line = next(l for l in cfg["options"]["install_requires"].split("\n")
                 if l.strip().startswith("keras>="))
     low, high = line.strip()[len("keras>="):].split(",<")

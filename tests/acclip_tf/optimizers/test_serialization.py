@@ -11,6 +11,8 @@ MAKERS = {
     "acclip": lambda: acclip_tf.ACClip(learning_rate=0.01, alpha=1.5, weight_decay=1e-3,
                                        skip_nonfinite=True, track_clip_fraction=True,
                                        state_dtype="float32"),
+    "acclip_normalize": lambda: acclip_tf.ACClip(learning_rate=1e-3, normalize=True,
+                                                 track_clip_fraction=True),
     "cclip": lambda: acclip_tf.CClip(
         learning_rate=keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5),
         tau=acclip_tf.PolynomialThreshold(0.5, 0.3), momentum=0.9),
@@ -85,3 +87,41 @@ def test_slot_order_is_the_checkpoint_format():
     assert names == ["iteration", "learning_rate", "a_momentum", "a_tau_alpha", "b_momentum",
                      "b_tau_alpha", "skipped_steps", "clip_fraction"]
     np.testing.assert_array_equal(opt.variables[3].numpy(), [4.0, 4.0])  # initial_tau**alpha
+    assert opt.get_config()["normalize"] is False
+
+
+def test_normalized_slot_order_adds_second_moment_last():
+    v1 = keras.Variable(np.zeros(2, "float32"), name="a")
+    v2 = keras.Variable(np.zeros(3, "float32"), name="b")
+    opt = acclip_tf.ACClip(normalize=True)
+    opt.build([v1, v2])
+    names = [v.name for v in opt.variables]
+    assert names == ["iteration", "learning_rate", "a_momentum", "a_tau_alpha",
+                     "a_second_moment", "b_momentum", "b_tau_alpha", "b_second_moment",
+                     "skipped_steps", "clip_fraction"]
+    np.testing.assert_array_equal(opt.variables[4].numpy(), [0.0, 0.0])  # v starts at 0
+    config = opt.get_config()
+    assert config["normalize"] is True
+    assert acclip_tf.ACClip.from_config(config).normalize is True
+
+
+def test_keras_file_loads_in_a_fresh_process_after_importing_the_optimizers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model, x, y = _model_and_data()
+    model.compile(optimizer=acclip_tf.ACClip(normalize=True), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    code = ("import acclip_tf.optimizers, keras, sys\n"
+            "o = keras.models.load_model(sys.argv[1]).optimizer\n"
+            "print(type(o).__name__, o.normalize, *[v.name for v in o.variables][2:5])\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, normalize, *slots = result.stdout.split("\n")[-2].split()
+    assert (name, normalize) == ("ACClip", "True")
+    assert [s.endswith(e) for s, e in zip(slots, ["_momentum", "_tau_alpha", "_second_moment"])
+            ] == [True] * 3, slots

@@ -8,7 +8,8 @@ import os
 import sys
 
 assert os.environ.get("KERAS_BACKEND") == "jax"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The shared helpers (numpy_reference, multi_worker_problem) live in tests/.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
@@ -21,6 +22,8 @@ SHAPES = [(4,), (2, 3)]
 CASES = [
     (lambda: acclip_tf.ACClip(0.05, alpha=1.5, initial_tau=0.5, weight_decay=0.1),
      lambda: ACClipRef(SHAPES, 0.05, alpha=1.5, initial_tau=0.5, weight_decay=0.1)),
+    (lambda: acclip_tf.ACClip(0.01, initial_tau=0.5, normalize=True),
+     lambda: ACClipRef(SHAPES, 0.01, initial_tau=0.5, normalize=True)),
     (lambda: acclip_tf.CClip(0.1, tau=0.5, momentum=0.9),
      lambda: CClipRef(SHAPES, 0.1, tau=0.5, momentum=0.9)),
     (lambda: acclip_tf.GClip(0.1, tau=1.0, momentum=0.5, weight_decay=0.1),
