@@ -1,4 +1,4 @@
-"""Calibrate acclip_tf.tail_statistics.classify_tail on synthetic samples.
+"""Calibrate acclip_tf.noise.tails.classify_tail on synthetic samples.
 
 For every synthetic case (light: Gaussian-vector norms and normalised sums of
 squared Gaussians, xi = 0; heavy: Pareto and alpha-stable tails on a bulk of
@@ -35,7 +35,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from acclip_tf import tail_statistics as ts  # noqa: E402
+from acclip_tf.noise import tails as ts  # noqa: E402
 
 
 def _chi_norm(d):

@@ -3,6 +3,10 @@
 * `acclip_tf.noise.stats` (numpy/scipy only): tail indices (``stable_tail_index``,
   ``hill_tail_index``), ``tail_statistics``, ``variance_vs_sample_size``,
   synthetic references and ``noise_norms_from_gradients``.
+* `acclip_tf.noise.tails` (numpy/scipy only): location- and scale-invariant tail
+  estimators on excesses over a high threshold (generalized-Pareto fit, Pickands,
+  moment), Hill plots, bootstrap intervals and the calibrated heavy / light /
+  cannot-tell rule ``classify_tail`` (import it as a module).
 * `acclip_tf.noise.measure` (TensorFlow): ``gradient_noise_norms``, the
   per-minibatch gradients of a Keras model and their noise norms.
 

@@ -1,4 +1,4 @@
-"""Tests for acclip_tf.tail_statistics (numpy/scipy only; fast).
+"""Tests for acclip_tf.noise.tails (numpy/scipy only; fast).
 
 Tolerances: for samples whose excesses are exactly generalized Pareto
 (Pareto, GPD) the estimators' asymptotic standard error is about
@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from acclip_tf import tail_statistics as ts
+from acclip_tf.noise import tails as ts
 
-MODULE_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "acclip_tf", "tail_statistics.py"
-)
+MODULE_PATH = ts.__file__
 
 
 def _se_gpd(xi, k):
