@@ -61,7 +61,7 @@ def corpus_cache(request):
 
 @pytest.fixture(scope="session")
 def wiki_documents(corpus_cache):
-    from trainers.data.corpus import load_corpus
+    from trainers.common.text.corpus import load_corpus
 
     return load_corpus("wiki")
 
@@ -69,7 +69,7 @@ def wiki_documents(corpus_cache):
 @pytest.fixture(scope="session")
 def small_corpus(wiki_documents, tmp_path_factory):
     """The first 12 articles as a files: corpus (plain text, blank-line separated)."""
-    from trainers.data.corpus import write_documents
+    from trainers.common.text.corpus import write_documents
 
     directory = tmp_path_factory.mktemp("corpus")
     write_documents(str(directory / "wiki12.txt"), wiki_documents[:12])
@@ -78,7 +78,7 @@ def small_corpus(wiki_documents, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_vocab(wiki_documents, tmp_path_factory):
-    from trainers.data.vocab import build_vocabulary, save_vocabulary
+    from trainers.common.text.vocab import build_vocabulary, save_vocabulary
 
     path = str(tmp_path_factory.mktemp("vocab") / "vocab.txt")
     paragraphs = [p for d in wiki_documents[:12] for p in d]

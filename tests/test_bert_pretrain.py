@@ -70,7 +70,7 @@ def test_tiny_run_lowers_held_out_loss_and_writes_reports(one_device):
 
 
 def test_export_loads_for_finetuning(one_device):
-    from trainers.bert_model import load_pretrained
+    from trainers.bert.model import load_pretrained
 
     model_dir, _ = one_device
     backbone, tokenizer, config = load_pretrained(str(model_dir))

@@ -15,7 +15,7 @@ Stated tolerances (measured over master seeds 0-3, see docs/evidence.md):
 import numpy as np
 import pytest
 
-from trainers import heavy_tail_rates as H
+from trainers.synthetic import heavy_tail as H
 
 SMALL = dict(num_steps=5000, num_seeds=300, dim=2, seed=0)
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from trainers.data import mlm
-from trainers.data.corpus import split_documents
-from trainers.data.vocab import SPECIAL_TOKENS
+from trainers.bert import mlm
+from trainers.common.text.corpus import split_documents
+from trainers.common.text.vocab import SPECIAL_TOKENS, make_tokenizer
 
 VOCAB = list(SPECIAL_TOKENS) + [f"w{i}" for i in range(95)]
 
@@ -74,7 +74,7 @@ def test_padding_mask_and_segments(data):
 
 
 def test_segment_documents_frames_and_keeps_documents_apart():
-    tokenizer = mlm.make_tokenizer(SPECIAL_TOKENS + ("alpha", "beta", "gamma", "."))
+    tokenizer = make_tokenizer(SPECIAL_TOKENS + ("alpha", "beta", "gamma", "."))
     docs = [["alpha beta gamma . alpha beta gamma ."], ["gamma gamma gamma gamma gamma beta"]]
     segs = mlm.segment_documents(docs, tokenizer, seq_length=10, min_tokens=3)
     a, b, g, dot = (tokenizer.token_to_id(t) for t in ("alpha", "beta", "gamma", "."))
@@ -102,11 +102,11 @@ def test_split_by_document_is_fixed_and_disjoint():
 def test_tokenizer_normalises_like_the_learned_vocabulary():
     # build_vocabulary learns an uncased vocabulary from accent-stripped text; the
     # tokenizer must strip accents too, or every accented word becomes [UNK].
-    from trainers.data.vocab import build_vocabulary
+    from trainers.common.text.vocab import build_vocabulary
 
     text = ["Le café du résumé est naïf. The cafe sells a resume of naive art."] * 50
     vocab = build_vocabulary(text, 60)
-    tokenizer = mlm.make_tokenizer(vocab)
+    tokenizer = make_tokenizer(vocab)
     ids = np.asarray(tokenizer("Café résumé naïf")).tolist()
     assert vocab.index("[UNK]") not in ids
     assert ids == np.asarray(tokenizer("cafe resume naif")).tolist()

@@ -10,8 +10,8 @@ import keras
 
 from resnet_support import COLOURS, make_folder
 from trainers.common.cli import TrainerError
-from trainers.data import image_sources
-from trainers.data import images
+from trainers.vision import sources as image_sources
+from trainers.vision import pipelines as images
 
 
 def first_batches(dataset, n):

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from resnet_support import eagerly, parse_flags, restore_flag_defaults
-from trainers import resnet_imagenet
-from trainers import resnet_models
+from trainers import resnet_imagenet  # noqa: F401 - defines the flags
+from trainers.vision import task as vision_task
+from trainers.vision import models as resnet_models
 from trainers.common import runner
 from trainers.common.reporting import read_metrics
 
@@ -26,7 +27,7 @@ restore_defaults = pytest.fixture(autouse=True)(restore_flag_defaults)
 
 def train(model_dir, *args):
     f = parse_flags(f"--model_dir={model_dir}", *args)
-    return runner.run(resnet_imagenet.ImageClassificationTask, f)
+    return runner.run(vision_task.ImageClassificationTask, f)
 
 
 def test_resnet20_learns_digits(tmp_path):
@@ -72,23 +73,23 @@ def test_resnet50_builds_and_takes_a_training_step(tmp_path):
     """keras.applications.ResNet50 through the task and the common loop, one SGD step on
     two 32x32 images (eagerly: the traced first step costs ~35 s on this CPU)."""
     from trainers.common import optimizers as common_optimizers
-    from trainers.common import steps as common_steps
-    from trainers.common.loop import Trainer
+    from trainers.common import run_plan
+    from trainers.common.loop import StepLoop
 
     f = parse_flags(f"--model_dir={tmp_path}", "--dataset=synthetic", "--model=resnet50",
                     "--image_size=32", "--num_classes=10", "--global_batch_size=2",
                     "--train_steps=1")
-    task = resnet_imagenet.ImageClassificationTask(f)
+    task = vision_task.ImageClassificationTask(f)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model = task.build_model()
         optimizer, _, _ = common_optimizers.from_flags(
             f, 1, model.trainable_variables, task.weight_decay_exclude,
-            common_steps.resolve(f, task.steps_per_epoch(2)))
+            run_plan.resolve(f, task.steps_per_epoch(2)))
     reference = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
     assert model.count_params() == reference.count_params()
     before = [v.numpy().copy() for v in model.trainable_variables]
-    trainer = Trainer(strategy, model, optimizer, task.forward, jit_compile=False)
+    trainer = StepLoop(strategy, model, optimizer, task.forward, jit_compile=False)
     trainer.build_optimizer()
     data = strategy.distribute_datasets_from_function(lambda ctx: task.train_dataset(ctx, 2, 0))
     with eagerly():
@@ -105,11 +106,11 @@ def test_losses_and_top_k_against_references():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(200, 12)).astype(np.float32)
     labels = rng.integers(0, 12, 200).astype(np.int32)
-    ranks = resnet_imagenet.top_rank(tf.constant(logits), tf.constant(labels)).numpy()
+    ranks = vision_task.top_rank(tf.constant(logits), tf.constant(labels)).numpy()
     for k in (1, 5):
         assert np.mean(ranks < k) == pytest.approx(
             top_k_accuracy_score(labels, logits, k=k, labels=np.arange(12)))
-    ce = resnet_imagenet.classification_losses(tf.constant(logits), tf.constant(labels),
+    ce = vision_task.classification_losses(tf.constant(logits), tf.constant(labels),
                                                0.1).numpy()
     target = np.full((200, 12), 0.1 / 12)
     target[np.arange(200), labels] += 0.9
@@ -120,7 +121,7 @@ def test_losses_and_top_k_against_references():
 def test_l2_penalty_skips_batch_norm_and_biases(tmp_path):
     f = parse_flags(f"--model_dir={tmp_path}", "--dataset=digits", "--model=resnet20",
                     "--l2_weight_decay=0.01")
-    task = resnet_imagenet.ImageClassificationTask(f)
+    task = vision_task.ImageClassificationTask(f)
     model = task.build_model()
     names = [v.path for v in task.decayed]
     assert len(names) == 22 and all(n.endswith("kernel") for n in names)  # 21 convs + dense

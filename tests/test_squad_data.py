@@ -6,8 +6,8 @@ import os
 import pytest
 
 from trainers.common.cli import TrainerError
-from trainers.data import cloze
-from trainers.data import squad
+from trainers.squad import cloze
+from trainers.squad import data as squad
 
 HANDWRITTEN = os.path.join(os.path.dirname(__file__), "data", "squad_handwritten.json")
 
@@ -126,7 +126,7 @@ def test_generated_task_is_labelled_valid_and_split_by_article(generated):
 
 
 def test_generated_questions_come_from_held_out_articles(generated):
-    from trainers.data import corpus as corpus_lib
+    from trainers.common.text import corpus as corpus_lib
 
     train_docs, held = corpus_lib.split_documents(corpus_lib.load_corpus("wiki"), 0.1, seed=0)
     pretraining_text = "\n".join(p for d in train_docs for p in d)

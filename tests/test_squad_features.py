@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from squad_helpers import handwritten, small_vocabulary
-from trainers.data import squad_features as sf
+from trainers.squad import features as sf
 
 TRICKY = ["Café Ǆ Straße İstanbul ﬁne naïve 東京タワー résumé — “quoted” U.S.A. 1,000.5 $5 "
           "a\u00a0b e\u0301 \u200bzero", "  leading  spaces", "", "Ünïcödé ÀÉÎ"]
@@ -132,7 +132,7 @@ def test_window_layout(examples, features, vocab):
 def test_training_skips_answers_without_tokens(vocab):
     import keras_hub
 
-    from trainers.data.squad import Answer, SquadExample
+    from trainers.squad.data import Answer, SquadExample
 
     tokenizer = sf.OffsetTokenizer.like(keras_hub.models.BertTokenizer(vocabulary=vocab,
                                                                        lowercase=True))

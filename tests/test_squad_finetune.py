@@ -25,8 +25,8 @@ def run_module(module, *args, check=True):
 def pretrained(tmp_path_factory):
     """A tiny BERT from trainers.bert_pretrain (a few dozen steps on a corpus subset)."""
     from squad_helpers import corpus_vocabulary
-    from trainers.data import corpus as corpus_lib
-    from trainers.data import vocab as vocab_lib
+    from trainers.common.text import corpus as corpus_lib
+    from trainers.common.text import vocab as vocab_lib
 
     model_dir = str(tmp_path_factory.mktemp("bert"))
     # Learning a WordPiece vocabulary takes half a minute here; a frequent-word one does not.

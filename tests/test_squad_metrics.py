@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainers import squad_metrics as m
+from trainers.squad import metrics as m
 
 # (prediction, gold, EM, F1), each computed by hand from the definition:
 # lower case -> drop ASCII punctuation -> drop whole-word a/an/the -> collapse spaces.

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from squad_helpers import handwritten, small_vocabulary
-from trainers import squad_metrics
-from trainers.data import squad_features as sf
-from trainers.squad_postprocess import postprocess
+from trainers.squad import metrics as squad_metrics
+from trainers.squad import features as sf
+from trainers.squad.postprocess import postprocess
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The wiki-markup converter on real snippets of the gensim Wikipedia excerpt."""
 
-from trainers.data.corpus import parse_dump
-from trainers.data.wikitext import wiki_to_paragraphs
+from trainers.common.text.corpus import parse_dump
+from trainers.common.text.wikitext import wiki_to_paragraphs
 
 # From the article "Anarchism" (the excerpt's first page), verbatim but shortened.
 GODWIN = """\

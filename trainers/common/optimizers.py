@@ -13,7 +13,7 @@ import re
 import keras
 
 import acclip_tf
-from trainers.common import steps as common_steps
+from trainers.common import run_plan
 from trainers.common.cli import TrainerError
 
 DEFAULTS = {
@@ -164,7 +164,7 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
         settings["learning_rate"] *= f.global_batch_size / f.lr_scaling_batch
     if f.warmup_steps < 0:
         raise TrainerError(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
-    plan = plan or common_steps.resolve(f)
+    plan = plan or run_plan.resolve(f)
     schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
                               f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
     # The settings this optimizer reads (a flag outside its DEFAULTS entry is ignored).

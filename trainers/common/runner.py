@@ -14,11 +14,11 @@ import tensorflow as tf
 
 from trainers.common import flags as common_flags
 from trainers.common import optimizers as common_optimizers
-from trainers.common import steps as common_steps
+from trainers.common import run_plan
 from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
 from trainers.common.cli import TrainerError
-from trainers.common.loop import Trainer
+from trainers.common.loop import StepLoop
 from trainers.common.reporting import Reporter, Throughput, read_metrics
 from trainers.common.task import Task
 
@@ -118,7 +118,7 @@ def run(task_factory, f=None, mode="train_and_eval"):
         common_flags.write_flags(f.model_dir, f)
 
     task = task_factory(f, f.model_dir, chief)
-    plan = common_steps.resolve(f, task.steps_per_epoch(f.global_batch_size))
+    plan = run_plan.resolve(f, task.steps_per_epoch(f.global_batch_size))
     train_steps = plan.train_steps
     with strategy.scope():
         model = task.build_model()
@@ -127,7 +127,7 @@ def run(task_factory, f=None, mode="train_and_eval"):
         if f.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     jit = use_jit(strategy, f.jit_compile)
-    trainer = Trainer(strategy, model, optimizer, task.forward, jit_compile=jit)
+    trainer = StepLoop(strategy, model, optimizer, task.forward, jit_compile=jit)
     trainer.build_optimizer()
     checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
     restored = checkpoints.restore_or_initialize()

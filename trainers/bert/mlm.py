@@ -15,20 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.data.masking import example_seed, mask_sequence
-from trainers.data.vocab import SPECIAL_TOKENS
-
-
-def make_tokenizer(vocab, lowercase=True):
-    """KerasHub's BertTokenizer, normalising text as `vocab.build_vocabulary` learned it.
-
-    An uncased vocabulary is learned from lowercased, accent-stripped text (as BERT
-    uncased); a tokenizer that kept the accents would map every accented word to [UNK].
-    """
-    import keras_hub
-
-    return keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=lowercase,
-                                          strip_accents=lowercase)
+from trainers.bert.masking import example_seed, mask_sequence
+from trainers.common.inputs import per_replica
+from trainers.common.text.vocab import SPECIAL_TOKENS
 
 
 def segment_documents(documents, tokenizer, seq_length, min_tokens=8):
@@ -67,27 +56,6 @@ def segment_documents(documents, tokenizer, seq_length, min_tokens=8):
     if not segments:
         return np.zeros([0, seq_length], np.int32)
     return np.stack(segments)
-
-
-def per_replica(dataset, input_context, global_batch_size):
-    """Global batches -> this input pipeline's share as per-replica batches.
-
-    Pipeline p of P takes rows [p*G/P, (p+1)*G/P) of each global batch, in
-    per-replica batches of G/num_replicas: the union over all replicas of one
-    step is exactly the global batch a single device would see.
-    """
-    pipelines = input_context.num_input_pipelines if input_context else 1
-    pid = input_context.input_pipeline_id if input_context else 0
-    per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
-                         if input_context else global_batch_size)
-    share = global_batch_size // pipelines
-    dataset = dataset.batch(global_batch_size, drop_remainder=True)
-    if pipelines > 1:
-        dataset = dataset.map(
-            lambda b: tf.nest.map_structure(lambda t: t[pid * share : (pid + 1) * share], b))
-    if per_replica_batch != global_batch_size:
-        dataset = dataset.unbatch().batch(per_replica_batch, drop_remainder=True)
-    return dataset
 
 
 class MaskedLMData:

@@ -54,9 +54,9 @@ def build_masked_lm(config, vocabulary_size, seq_length, dropout):
 def export(backbone, vocab, export_dir, extra_config):
     os.makedirs(export_dir, exist_ok=True)
     backbone.save_to_preset(export_dir)
-    from trainers.data import mlm
+    from trainers.common.text.vocab import make_tokenizer
 
-    mlm.make_tokenizer(vocab).save_to_preset(export_dir)
+    make_tokenizer(vocab).save_to_preset(export_dir)
     with open(os.path.join(export_dir, "pretrain_config.json"), "w") as f:
         json.dump(extra_config, f, indent=2, sort_keys=True)
 

@@ -183,7 +183,7 @@ def answer_token_span(starts, ends, answer_start, answer_text):
 
 def build_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
                    max_query_length=64, training=False):
-    """`Features` of `examples` (`trainers.data.squad.SquadExample`s).
+    """`Features` of `examples` (`trainers.squad.data.SquadExample`s).
 
     With ``training=True`` an example whose answer covers no token is skipped
     (and listed in `Features.skipped`); otherwise every example gets windows.

@@ -11,6 +11,18 @@ from trainers.common.files import write_text_atomically
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+def make_tokenizer(vocab, lowercase=True):
+    """KerasHub's BertTokenizer, normalising text as `vocab.build_vocabulary` learned it.
+
+    An uncased vocabulary is learned from lowercased, accent-stripped text (as BERT
+    uncased); a tokenizer that kept the accents would map every accented word to [UNK].
+    """
+    import keras_hub
+
+    return keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=lowercase,
+                                          strip_accents=lowercase)
+
+
 def build_vocabulary(paragraphs, vocab_size, lowercase=True):
     """`keras_hub.tokenizers.compute_word_piece_vocabulary` over the paragraphs.
 
@@ -59,7 +71,7 @@ def corpus_vocabulary(train_documents, vocab_size):
     """WordPiece from a corpus' training documents (lists of paragraphs), memoised
     under the corpus cache directory: bert_pretrain, compare and gradient_noise
     learn the same vocabulary from the same split."""
-    from trainers.data import corpus as corpus_lib
+    from trainers.common.text import corpus as corpus_lib
 
     print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
           flush=True)

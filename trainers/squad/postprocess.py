@@ -34,7 +34,7 @@ def postprocess(examples, features, start_logits, end_logits, n_best_size=20,
     """(predictions {id: text}, nbest {id: [{text, probability, start_logit, end_logit}]})
 
     `start_logits`/`end_logits`: [len(features), max_seq_length] arrays in the
-    order of `features` (a `trainers.data.squad_features.Features`).
+    order of `features` (a `trainers.squad.features.Features`).
     """
     by_example = {}
     for f, e in enumerate(features.example_index):

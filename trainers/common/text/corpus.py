@@ -5,7 +5,7 @@
 * ``wiki`` (default): a real English Wikipedia excerpt (106 articles), found
   inside the PyPI wheel gensim==4.4.0. Fetched once with
   ``pip download --no-deps`` (nothing is installed), converted with
-  `trainers.data.wikitext`, and cached as plain text under the cache
+  `trainers.common.text.wikitext`, and cached as plain text under the cache
   directory (``$ACCLIP_TF_CACHE``, default ``~/.cache/acclip_tf``) with an
   attribution note (CC BY-SA).
 * ``files:GLOB``: plain-text files; documents are blocks separated by blank
@@ -28,7 +28,7 @@ import zipfile
 
 from trainers.common.cli import TrainerError, first_line
 from trainers.common.files import write_text_atomically
-from trainers.data.wikitext import wiki_to_paragraphs
+from trainers.common.text.wikitext import wiki_to_paragraphs
 
 CACHE_ENV = "ACCLIP_TF_CACHE"
 GENSIM_REQUIREMENT = "gensim==4.4.0"
@@ -36,7 +36,7 @@ WIKI_MEMBER = ("gensim/test/test_data/"
                "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
 WIKI_TEXT = "enwiki-excerpt.txt"
 ATTRIBUTION = """\
-enwiki-excerpt.txt: text converted by acclip-tf (trainers/data/wikitext.py) from
+enwiki-excerpt.txt: text converted by acclip-tf (trainers/common/text/wikitext.py) from
 {member}
 as shipped in the PyPI wheel {requirement} (https://pypi.org/project/gensim/4.4.0/),
 a shortened dump of the English Wikipedia (106 articles, 2016 revisions).

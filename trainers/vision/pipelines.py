@@ -5,7 +5,7 @@ the order is a stateless permutation per epoch (in-memory splits) or a
 seeded shuffle per epoch (streamed TFDS splits), and each example's random
 crop and flip take the stateless seed ``(seed, position)``. So a resumed run
 reads exactly the examples an uninterrupted one would, and every worker /
-replica layout builds the same global batches (`trainers.data.mlm.per_replica`
+replica layout builds the same global batches (`trainers.common.inputs.per_replica`
 slices them; the decoding and augmentation happen after the slicing, so each
 pipeline decodes only its own share).
 
@@ -28,7 +28,7 @@ import math
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.data.mlm import per_replica
+from trainers.common.inputs import per_replica
 
 AUGMENTATIONS = ("auto", "resized_crop_flip", "resized_crop", "pad_crop_flip", "pad_crop",
                  "none")

@@ -16,8 +16,8 @@ import random
 import re
 
 from trainers.common.cli import TrainerError
-from trainers.data import corpus as corpus_lib
-from trainers.data.squad import Answer, SquadExample, to_squad_json
+from trainers.common.text import corpus as corpus_lib
+from trainers.squad.data import Answer, SquadExample, to_squad_json
 
 GENERATED_VERSION = "generated-cloze-on-wikipedia (NOT SQuAD)"
 BLANK = "_"
