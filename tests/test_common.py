@@ -9,7 +9,7 @@ import pytest
 import acclip_tf
 from trainers.common import optimizers as opt_lib
 from trainers.common import strategy as strategy_lib
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.common.loop import ratios, scale_gradient
 from trainers.common.reporting import Throughput, format_duration
 from trainers.common.runner import next_stop

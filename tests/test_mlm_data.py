@@ -85,7 +85,7 @@ def test_segment_documents_frames_and_keeps_documents_apart():
 
 
 def test_too_small_corpus_is_reported(data):
-    from trainers.common.cli import TrainerError
+    from trainers.common.errors import TrainerError
 
     with pytest.raises(TrainerError, match="fewer than one batch"):
         data.check_sizes(64)

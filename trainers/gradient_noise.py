@@ -64,7 +64,7 @@ from absl import flags
 
 from trainers.bert import flags as bert_flags
 from trainers.common import cli
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.noise.measurements import (GAUSSIAN_TARGETS, MODELS, PATHS, measure,
                                          references, write_outputs)
 

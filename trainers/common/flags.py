@@ -4,9 +4,13 @@ A trainer defines its own task flags next to these, then runs
 `trainers.common.cli.run(main)`. `--flagfile` is absl's own.
 """
 
+import json
 import os
+import sys
 
 from absl import flags
+
+from trainers.common.files import write_text_atomically
 
 OPTIMIZERS = ("acclip", "adam", "adamw", "sgd", "gclip", "cclip", "lamb")
 LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
@@ -123,4 +127,35 @@ def write_flags(model_dir, flag_values=None):
     path = os.path.join(model_dir, "flags.txt")
     with open(path, "w") as f:
         f.write(flags_text(flag_values))
+    return path
+
+
+def _program_module(module):
+    """Whether absl's `module` (a module name, or the main script's path) is one of
+    this project's: trainers.* or the running program itself."""
+    if module.startswith("trainers."):
+        return True
+    main = sys.argv[0] if sys.argv else ""
+    return bool(main) and os.path.abspath(module) == os.path.abspath(main)
+
+
+def program_flags(flag_values=None):
+    """``{name: value}`` of every flag the program and the trainers.* modules define
+    (absl's and TensorFlow's own flags left out), sorted by name."""
+    flag_values = flag_values or flags.FLAGS
+    values = {}
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if _program_module(module):
+            for flag in module_flags:
+                values[flag.name] = flag.value
+    return dict(sorted(values.items()))
+
+
+def write_config(model_dir, program, flag_values=None):
+    """``model_dir/config.json``: ``{"program": program, "flags": {name: value}}``, the
+    machine-readable record of a run's settings (written atomically)."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "config.json")
+    record = {"program": program, "flags": program_flags(flag_values)}
+    write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -14,7 +14,7 @@ import keras
 
 import acclip_tf
 from trainers.common import run_plan
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 DEFAULTS = {
     "acclip": dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0,
@@ -148,7 +148,7 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
                plan=None):
     """(optimizer, schedule, settings) from the common flags.
 
-    `plan` (a `trainers.common.steps.StepPlan`) gives the warm-up and the step
+    `plan` (a `trainers.common.run_plan.RunPlan`) gives the warm-up and the step
     schedule's boundaries in steps; without it they come from the step flags.
     """
     f = flag_values

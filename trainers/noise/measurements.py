@@ -7,7 +7,7 @@ import os
 
 from trainers.bert import model as bert_model
 from trainers.common import checkpoints as checkpoints_lib
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 MODELS = ("bert", "attention_ablation", "resnet")
 GAUSSIAN_TARGETS = ("teacher", "text")

@@ -26,7 +26,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
