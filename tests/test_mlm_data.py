@@ -99,6 +99,18 @@ def test_split_by_document_is_fixed_and_disjoint():
     assert split_documents(docs, 0.1, seed=0) == (train, held)
 
 
+def test_validation_and_test_split_the_held_out_documents_only():
+    docs = [[f"doc {i}"] for i in range(40)]
+    train, held = split_documents(docs, 0.25, seed=0)
+    train3, validation, test = split_documents(docs, 0.25, seed=0, with_test=True)
+    assert train3 == train  # the training documents do not depend on the test split
+    assert len(validation) == 5 and len(test) == 5
+    assert sorted(validation + test) == sorted(held)
+    assert split_documents(docs, 0.25, seed=0, with_test=True) == (train, validation, test)
+    _, validation, test = split_documents(docs[:12], 0.1, seed=0, with_test=True)
+    assert len(validation) == 1 and test == []
+
+
 def test_tokenizer_normalises_like_the_learned_vocabulary():
     # build_vocabulary learns an uncased vocabulary from accent-stripped text; the
     # tokenizer must strip accents too, or every accented word becomes [UNK].
