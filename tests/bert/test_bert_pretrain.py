@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, model_weights, run_trainer
+from conftest import REPO, TINY, free_ports, model_weights, run_trainer
 
 STEPS = 20
 
@@ -93,16 +92,6 @@ def test_mirrored_two_cpus_equals_one_device(one_device, tmp_path, small_corpus,
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["num_replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
     assert_same_weights(model_dir, tmp_path)
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, small_vocab):
