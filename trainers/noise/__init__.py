@@ -1,0 +1,1 @@
+"""The pieces of the gradient-noise measurement program (trainers.gradient_noise)."""
