@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STEPS = 16
 TINY = ["--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_dim=64",
         "--seq_length=16", "--global_batch_size=8", "--steps_per_loop=4",
-        "--eval_fraction=0.2", "--nojit_compile", "--tokenizer=word", "--vocab_size=100"]
+        "--eval_fraction=0.4", "--nojit_compile", "--tokenizer=word", "--vocab_size=100"]
 
 
 def write_corpus(directory, documents=12, seed=0):

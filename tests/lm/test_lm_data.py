@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.data.vocab import SPECIAL_TOKENS
+from trainers.common.text.vocab import SPECIAL_TOKENS
 from trainers.lm import data as lm_data
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron "
@@ -33,15 +33,15 @@ def take(dataset, n):
 
 def test_split_is_disjoint_whole_documents_and_fixed():
     docs = make_documents(20)
-    splits = lm_data.split_documents(docs, 0.1, seed=0)
+    splits = lm_data.split_documents(docs, 0.2, seed=0)
     assert [len(splits[k]) for k in ("train", "validation", "test")] == [16, 2, 2]
     keys = {k: {d[0] for d in v} for k, v in splits.items()}
     assert not keys["train"] & keys["validation"]
     assert not keys["train"] & keys["test"]
     assert not keys["validation"] & keys["test"]
     assert keys["train"] | keys["validation"] | keys["test"] == {d[0] for d in docs}
-    assert lm_data.split_documents(docs, 0.1, seed=0) == splits
-    assert lm_data.split_documents(docs, 0.1, seed=1) != splits
+    assert lm_data.split_documents(docs, 0.2, seed=0) == splits
+    assert lm_data.split_documents(docs, 0.2, seed=1) != splits
     with pytest.raises(TrainerError):
         lm_data.split_documents(docs[:2])
 
@@ -68,7 +68,7 @@ def test_word_vocabulary_comes_from_train_only():
 
 
 def test_wordpiece_tokenizer_encodes_documents():
-    from trainers.data.vocab import build_vocabulary
+    from trainers.common.text.vocab import build_vocabulary
 
     docs = make_documents(6)
     vocab = build_vocabulary([p for d in docs for p in d], 80)
@@ -163,7 +163,7 @@ def test_task_learns_vocabulary_from_train_saves_and_reuses_it(tmp_path):
     (corpus / "a.txt").write_text("\n\n".join("\n".join(d) for d in docs) + "\n")
     f = types.SimpleNamespace(
         model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
-        dropout=0.0, corpus=f"files:{corpus}/*.txt", max_documents=0, eval_fraction=0.1,
+        dropout=0.0, corpus=f"files:{corpus}/*.txt", max_documents=0, eval_fraction=0.2,
         eval_split="validation", tokenizer="word", vocab_size=500, vocab_file=None,
         seq_length=8, seed=0)
     model_dir = tmp_path / "run"
@@ -171,7 +171,7 @@ def test_task_learns_vocabulary_from_train_saves_and_reuses_it(tmp_path):
     task = CausalLMTask(f, str(model_dir), True)
     saved = (model_dir / "vocab.txt").read_text().split()
     assert saved == task.vocab
-    splits = lm_data.split_documents(docs, 0.1)
+    splits = lm_data.split_documents(docs, 0.2)
     assert task.vocab == lm_data.word_vocabulary(splits["train"], 500)
     assert task.facts["eval_documents"] == 2 and task.facts["eval_unk_rate"] > 0
     # The test split is another set of documents; a resumed run reuses vocab.txt.

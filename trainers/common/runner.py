@@ -208,6 +208,7 @@ def evaluate(s, eval_data, eval_steps, step, train_metrics):
     if isinstance(s.task, PredictionEvaluation):
         outputs = s.loop.predict(iter(eval_data), eval_steps, s.task.predict)
         results.update(s.task.evaluate_predictions(outputs, step))
+    results.update(s.task.derived_metrics(results))
     record = {"step": step, "examples_seen": step * s.global_batch_size}
     record.update({f"train_{k}": v for k, v in (train_metrics or {}).items()})
     record.update({f"eval_{k}": v for k, v in results.items()})

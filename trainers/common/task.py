@@ -52,6 +52,11 @@ class Task(abc.ABC):
         """Global batches per epoch of the training set, or None (no epoch flags then)."""
         return None
 
+    def derived_metrics(self, results):
+        """Metrics computed from an evaluation's combined ``{metric: value}`` (e.g. a
+        language model's perplexity = exp(loss)); added to the same record."""
+        return {}
+
     def export(self, model, export_dir):
         """Write what later trainers load (chief only). Default: nothing."""
 

@@ -8,7 +8,7 @@
   training split, split on ``\\w+|[^\\w\\s]``; others -> [UNK]) or
   ``wordpiece`` (the project's WordPiece learner and KerasHub's BertTokenizer,
   as bert_pretrain uses them). Either vocabulary starts with the special tokens
-  of `trainers.data.vocab` and is learned from the training split only.
+  of `trainers.common.text.vocab` and is learned from the training split only.
 * Each split's documents are tokenized and concatenated, each followed by the
   document separator [SEP], and cut into windows of ``seq_length + 1`` tokens
   with stride ``seq_length``: inputs ``w[:-1]``, targets ``w[1:]``, so every
@@ -17,7 +17,7 @@
   window ``index_shuffle(p % n, seed=[seed, p // n])``: a fresh permutation per
   epoch, a pure function of (seed, position), so a resumed run skips to
   ``start_batch * G`` at no cost and any number of workers/replicas cut the
-  same global batches (`trainers.data.mlm.per_replica`).
+  same global batches (`trainers.common.inputs.per_replica`).
 * Evaluation: the held-out windows once, in order, the last global batch
   filled with weight-0 copies, so the reported loss is over the split exactly.
 """
@@ -30,29 +30,33 @@ import numpy as np
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.data.mlm import make_tokenizer, per_replica
-from trainers.data.vocab import SPECIAL_TOKENS
+from trainers.common.flags import EVAL_SPLITS
+from trainers.common.inputs import per_replica
+from trainers.common.text import corpus as corpus_lib
+from trainers.common.text.vocab import SPECIAL_TOKENS, make_tokenizer
 
 TOKENIZERS = ("word", "wordpiece")
-EVAL_SPLITS = ("validation", "test")
 SEPARATOR = "[SEP]"
 UNKNOWN = "[UNK]"
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
-def split_documents(documents, eval_fraction=0.1, seed=0):
-    """{"train", "validation", "test"}: lists of whole documents, disjoint, in corpus order."""
-    if not 0 < eval_fraction < 0.5:
-        raise TrainerError(f"--eval_fraction must lie in (0, 0.5), got {eval_fraction}")
-    if len(documents) < 3:
-        raise TrainerError(f"the corpus has {len(documents)} document(s); at least 3 are "
-                           "needed for train/validation/test splits")
-    order = list(range(len(documents)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(max(1, round(eval_fraction * len(documents))), (len(documents) - 1) // 2)
-    parts = {"validation": order[:n_eval], "test": order[n_eval:2 * n_eval],
-             "train": order[2 * n_eval:]}
-    return {name: [documents[i] for i in sorted(idx)] for name, idx in parts.items()}
+def split_documents(documents, eval_fraction=0.2, seed=0):
+    """{"train", "validation", "test"}: whole documents, disjoint, in corpus order.
+
+    The common text split (`trainers.common.text.corpus.split_documents`): a fraction
+    `eval_fraction` of the documents is held out and halved into validation and test,
+    the training documents being the same as BERT's with the same fraction.
+    """
+    train, validation, test = corpus_lib.split_documents(
+        documents, eval_fraction, seed=seed, with_test=True)
+    splits = {"train": train, "validation": validation, "test": test}
+    empty = [name for name, docs in splits.items() if not docs]
+    if empty:
+        raise TrainerError(
+            f"the corpus has {len(documents)} document(s): too few for a non-empty "
+            f"{' and '.join(empty)} split at --eval_fraction={eval_fraction}")
+    return splits
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -94,7 +98,7 @@ def encode_words(documents, vocab):
 
 def encode_wordpiece(documents, vocab):
     """[int32 array per document] under KerasHub's BertTokenizer (lowercased, accents
-    stripped, as `trainers.data.vocab.build_vocabulary` learned it)."""
+    stripped, as `trainers.common.text.vocab.build_vocabulary` learned it)."""
     tokenizer = make_tokenizer(vocab)
     paragraphs = [p for doc in documents for p in doc]
     if not paragraphs:

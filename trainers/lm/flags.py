@@ -7,7 +7,8 @@ flags (a sweep driving several trainers) keeps one definition of each name.
 from absl import flags
 
 from trainers.common.flags import define_once
-from trainers.lm.data import EVAL_SPLITS, TOKENIZERS
+from trainers.common import flags as common_flags
+from trainers.lm.data import TOKENIZERS
 from trainers.lm.model import MODEL_SIZES
 
 
@@ -25,11 +26,9 @@ def define_lm_flags():
                 "wiki (the default excerpt), files:GLOB or tfds:NAME.")
     define_once(flags.DEFINE_integer, "max_documents", 0,
                 "Use only the first N documents (0: all).")
-    define_once(flags.DEFINE_float, "eval_fraction", 0.1,
-                "Fraction of documents in each held-out split (validation and test).")
-    define_once(flags.DEFINE_enum, "eval_split", "validation",
-                "The held-out split evaluated: validation (choose settings on it) or test "
-                "(report the chosen ones).", list(EVAL_SPLITS))
+    define_once(flags.DEFINE_float, "eval_fraction", 0.2,
+                "Fraction of documents held out, halved into validation and test.")
+    common_flags.define_eval_split_flag()
     define_once(flags.DEFINE_enum, "tokenizer", "word",
                 "word: the --vocab_size most frequent lowercased words (+ [UNK]); "
                 "wordpiece: a learned WordPiece vocabulary.", list(TOKENIZERS))

@@ -59,7 +59,7 @@ def build_causal_lm(config, vocabulary_size, seq_length, dropout):
 def export(backbone, vocab, export_dir, extra_config):
     os.makedirs(export_dir, exist_ok=True)
     backbone.save_to_preset(export_dir)
-    from trainers.data.vocab import save_vocabulary
+    from trainers.common.text.vocab import save_vocabulary
 
     save_vocabulary(vocab, os.path.join(export_dir, "vocab.txt"))
     with open(os.path.join(export_dir, "lm_config.json"), "w") as f:
@@ -70,7 +70,7 @@ def load_exported(model_dir):
     """(GPT2CausalLM, vocabulary, lm_config) from a causal_lm `model_dir` or its export."""
     import keras_hub
 
-    from trainers.data.vocab import load_vocabulary
+    from trainers.common.text.vocab import load_vocabulary
 
     export_dir = os.path.join(model_dir, "export")
     if not os.path.isdir(export_dir):

@@ -2,19 +2,19 @@
 
 Reported per evaluation (eval_ prefix in metrics.jsonl): ``loss`` (nats per
 token over the held-out split), ``accuracy`` (next-token top-1) and
-``perplexity`` (exp of the loss, computed from the prediction pass' summed
-log-losses, so it is exp(eval_loss) up to float summation).
+``perplexity`` (exp of that loss, `Task.derived_metrics`).
 """
 
 import math
 
 import numpy as np
+import tensorflow as tf
 
 import acclip_tf
 from trainers.common.cli import TrainerError
 from trainers.common.task import Task
-from trainers.data import corpus as corpus_lib
-from trainers.data import vocab as vocab_lib
+from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import vocab as vocab_lib
 from trainers.lm import data as lm_data
 from trainers.lm import model as lm_model
 
@@ -34,8 +34,6 @@ class CausalLMTask(Task):
         self.f = f
         self.config = lm_model.model_config(
             f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
-        if f.eval_split not in lm_data.EVAL_SPLITS:
-            raise TrainerError(f"--eval_split must be one of {', '.join(lm_data.EVAL_SPLITS)}")
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         splits = lm_data.split_documents(documents, f.eval_fraction, seed=0)
         train_docs, eval_docs = splits["train"], splits[f.eval_split]
@@ -81,8 +79,6 @@ class CausalLMTask(Task):
 
     def _token_losses(self, model, batch, training):
         """(cross-entropy [B, L], correct [B, L], weights [B, L]) of next-token prediction."""
-        import tensorflow as tf
-
         tokens = batch["tokens"]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         logits = model({"token_ids": inputs, "padding_mask": tf.ones_like(inputs)},
@@ -95,23 +91,13 @@ class CausalLMTask(Task):
         return ce, correct, weights
 
     def forward(self, model, batch, training):
-        import tensorflow as tf
-
         ce, correct, weights = self._token_losses(model, batch, training)
         total = tf.reduce_sum(weights)
         return {"loss": (tf.reduce_sum(ce * weights), total),
                 "accuracy": (tf.reduce_sum(correct * weights), total)}
 
-    def predict(self, model, batch):
-        import tensorflow as tf
-
-        ce, _, weights = self._token_losses(model, batch, training=False)
-        return {"nll": tf.reduce_sum(ce * weights, -1), "tokens": tf.reduce_sum(weights, -1)}
-
-    def evaluate_predictions(self, outputs, step):
-        nll = float(np.sum(outputs["nll"], dtype=np.float64))
-        tokens = float(np.sum(outputs["tokens"], dtype=np.float64))
-        loss = nll / tokens if tokens else float("nan")
+    def derived_metrics(self, results):
+        loss = results.get("loss", float("nan"))
         return {"perplexity": math.exp(loss) if math.isfinite(loss) and loss < 700
                 else float("inf")}
 
