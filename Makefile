@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum setup.cfg | cut -d' ' -f1)
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench evidence evidence-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ demo: install
 
 bench: install
 	$(PY) bench/optimizer_step.py
+
+# Every table and figure of docs/evidence.md (bench/evidence.py --list: the stages and
+# their commands). Resumable: finished stages and trials are skipped on a rerun.
+evidence: install
+	$(PY) bench/evidence.py
+
+# The headline ladder (causal LM, six optimizers) at one seed, <= 20 min.
+evidence-quick: install
+	$(PY) bench/evidence.py --quick
 
 clean:
 	rm -rf $(VENV) demo_runs
