@@ -64,6 +64,11 @@ def test_tiny_run_lowers_held_out_loss_and_writes_reports(one_device):
     assert summary["eval"]["loss"] == pytest.approx(last)
     flags_txt = open(model_dir / "flags.txt").read()
     assert "--optimizer=adam" in flags_txt and f"--train_steps={STEPS}" in flags_txt
+    config = json.load(open(model_dir / "config.json"))
+    assert config["program"] == "trainers.bert_pretrain"
+    assert config["flags"]["optimizer"] == "adam" and config["flags"]["train_steps"] == STEPS
+    assert config["flags"]["seq_length"] == 32 and config["flags"]["model_size"] == "tiny"
+    assert "logtostderr" not in config["flags"] and "flagfile" not in config["flags"]
     assert (model_dir / "vocab.txt").exists() and os.listdir(model_dir / "tensorboard")
     progress = [l for l in proc.stdout.splitlines() if l.startswith("step ")]
     assert len(progress) == 4 and "sequences/s" in progress[-1] and "ETA" in progress[-1]

@@ -1,5 +1,6 @@
 """trainers/common: schedule, loop boundaries, optimizer factory, strategy choice."""
 
+import inspect
 import math
 
 import keras
@@ -9,7 +10,7 @@ import pytest
 import acclip_tf
 from trainers.common import optimizers as opt_lib
 from trainers.common import strategy as strategy_lib
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.common.loop import ratios, scale_gradient
 from trainers.common.reporting import Throughput, format_duration
 from trainers.common.runner import next_stop
@@ -46,13 +47,16 @@ def test_next_stop_respects_every_boundary():
 
 def test_defaults_and_overrides():
     s = opt_lib.resolve_settings("acclip", learning_rate=None, beta_2=0.9)
-    assert s["learning_rate"] == 1e-4 and s["beta_2"] == 0.9 and s["tau"] == 1.0
+    assert s["learning_rate"] == 1e-4 and s["beta_2"] == 0.9 and s["acclip_initial_tau"] == 1.0
+    assert "tau" not in s  # --tau is the gclip/cclip threshold only
     with pytest.raises(TrainerError, match="unknown optimizer 'adagrad'"):
         opt_lib.resolve_settings("adagrad")
 
 
 @pytest.mark.parametrize("name", list(opt_lib.DEFAULTS))
 def test_every_optimizer_builds_and_steps(name):
+    if name == "acclip_norm" and "normalize" not in inspect.signature(acclip_tf.ACClip).parameters:
+        pytest.skip("this acclip_tf has no ACClip(normalize=...) yet")
     layer = keras.layers.LayerNormalization(name="layer_norm")
     dense = keras.layers.Dense(3, name="dense")
     model = keras.Sequential([keras.Input((4,)), dense, layer])
@@ -126,3 +130,108 @@ def test_flags_txt_is_a_valid_flagfile(tmp_path):
             "gclip", 0.5, 7, False)
     finally:
         values.unparse_flags()
+
+
+def test_optimizer_flag_choices_are_the_table():
+    from trainers.common import flags as common_flags
+
+    assert common_flags.OPTIMIZERS == opt_lib.NAMES
+    for name in ("sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam", "adamw"):
+        assert name in opt_lib.OPTIMIZERS
+
+
+@pytest.mark.parametrize("name", ["gclip", "cclip"])
+def test_epsilon_reaches_the_clipped_sgds(name):
+    settings = opt_lib.resolve_settings(name, epsilon=0.25, tau=0.5)
+    opt = opt_lib.make_optimizer(name, 0.01, settings)
+    assert opt.get_config()["epsilon"] == 0.25 and opt.get_config()["tau"] == 0.5
+
+
+def test_acclip_initial_tau_has_its_own_flag():
+    opt = opt_lib.make_optimizer("acclip", 0.01, opt_lib.resolve_settings(
+        "acclip", acclip_initial_tau=0.3, tau=7.0))
+    assert opt.get_config()["initial_tau"] == pytest.approx(0.3)
+
+
+def test_sgd_refuses_epsilon_in_one_line():
+    with pytest.raises(TrainerError, match=r"--epsilon does not apply to --optimizer=sgd"):
+        opt_lib.check_applicable("sgd", epsilon=1e-8)
+    opt_lib.check_applicable("sgd", epsilon=None)
+    opt_lib.check_applicable("gclip", epsilon=1e-8)
+
+
+def test_weight_decay_is_read_one_way():
+    """Same flag, same meaning: Keras' decoupled decay on every optimizer (0: none)."""
+    for name in opt_lib.OPTIMIZERS:
+        if name == "acclip_norm":
+            continue
+        opt = opt_lib.make_optimizer(name, 0.01, opt_lib.resolve_settings(name, weight_decay=0.0))
+        assert not opt.weight_decay, name
+        opt = opt_lib.make_optimizer(name, 0.01, opt_lib.resolve_settings(name, weight_decay=0.02))
+        assert opt.weight_decay == pytest.approx(0.02), name
+
+
+def _parse(argv):
+    """Parse `argv` with the shared flags; returns the FlagValues (unparsed by the caller)."""
+    from absl import flags
+
+    from trainers.common import flags as common_flags
+
+    common_flags.define_common_flags()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", *argv])
+    return flags.FLAGS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizer=sgd", "--epsilon=1e-8", "--model_dir=x"], "--epsilon does not apply"),
+    (["--optimizer=adam", "--learning_rate=0", "--model_dir=x"], "--learning_rate must be > 0"),
+    (["--optimizer=adam", "--warmup_steps=-1", "--model_dir=x"], "--warmup_steps must be >= 0"),
+])
+def test_bad_optimizer_flags_fail_in_one_line(argv, message):
+    from absl import flags
+
+    try:
+        f = _parse(argv)
+        with pytest.raises(TrainerError, match=message):
+            opt_lib.from_flags(f, 10)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--model_dir is required"),
+    (["--model_dir=x", "--train_steps=0"], "--train_steps must be >= 1"),
+    (["--model_dir=x", "--global_batch_size=0"], "--global_batch_size must be >= 1"),
+    (["--model_dir=x", "--eval_every=-1"], "--eval_every must be >= 0"),
+])
+def test_bad_common_flags_fail_in_one_line(argv, message):
+    from absl import flags
+
+    from trainers.common import runner
+
+    try:
+        f = _parse(argv)
+        with pytest.raises(TrainerError, match=message):
+            runner.validate_common(f)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_config_json_records_the_program_and_its_flags(tmp_path):
+    import json
+
+    from absl import flags
+
+    from trainers.common import flags as common_flags
+
+    try:
+        f = _parse(["--optimizer=gclip", "--tau=0.5", "--train_steps=7"])
+        path = common_flags.write_config(str(tmp_path), "trainers.example", f)
+        config = json.load(open(path))
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert config["program"] == "trainers.example"
+    assert config["flags"]["optimizer"] == "gclip" and config["flags"]["tau"] == 0.5
+    assert config["flags"]["train_steps"] == 7 and config["flags"]["learning_rate"] is None
+    assert not [k for k in config["flags"] if k in ("logtostderr", "flagfile", "help")]

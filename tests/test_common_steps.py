@@ -6,7 +6,7 @@ import pytest
 from resnet_support import parse_flags, restore_flag_defaults
 from trainers.common import optimizers as common_optimizers
 from trainers.common import run_plan as steps
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 
 restore_defaults = pytest.fixture(autouse=True)(restore_flag_defaults)

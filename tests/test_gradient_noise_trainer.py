@@ -187,7 +187,7 @@ def test_resnet_at_init_on_digits(tmp_path):
 
 # ---------------------------------------------------------------- helpers and bad input
 def test_select_checkpoints():
-    from trainers.common.cli import TrainerError
+    from trainers.common.errors import TrainerError
     from trainers.noise.measurements import select_checkpoints
 
     available = {5: "a/ckpt-5", 10: "a/ckpt-10"}

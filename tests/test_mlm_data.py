@@ -85,7 +85,7 @@ def test_segment_documents_frames_and_keeps_documents_apart():
 
 
 def test_too_small_corpus_is_reported(data):
-    from trainers.common.cli import TrainerError
+    from trainers.common.errors import TrainerError
 
     with pytest.raises(TrainerError, match="fewer than one batch"):
         data.check_sizes(64)
@@ -97,6 +97,18 @@ def test_split_by_document_is_fixed_and_disjoint():
     assert len(held) == 4 and len(train) == 36
     assert not {d[0] for d in train} & {d[0] for d in held}
     assert split_documents(docs, 0.1, seed=0) == (train, held)
+
+
+def test_validation_and_test_split_the_held_out_documents_only():
+    docs = [[f"doc {i}"] for i in range(40)]
+    train, held = split_documents(docs, 0.25, seed=0)
+    train3, validation, test = split_documents(docs, 0.25, seed=0, with_test=True)
+    assert train3 == train  # the training documents do not depend on the test split
+    assert len(validation) == 5 and len(test) == 5
+    assert sorted(validation + test) == sorted(held)
+    assert split_documents(docs, 0.25, seed=0, with_test=True) == (train, validation, test)
+    _, validation, test = split_documents(docs[:12], 0.1, seed=0, with_test=True)
+    assert len(validation) == 1 and test == []
 
 
 def test_tokenizer_normalises_like_the_learned_vocabulary():

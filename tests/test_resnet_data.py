@@ -9,7 +9,7 @@ import tensorflow as tf
 import keras
 
 from resnet_support import COLOURS, make_folder
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.vision import sources as image_sources
 from trainers.vision import pipelines as images
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.squad import cloze
 from trainers.squad import data as squad
 

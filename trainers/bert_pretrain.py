@@ -19,6 +19,7 @@ from trainers.common import runner
 common_flags.define_common_flags()
 bert_flags.define_bert_model_flags()
 bert_flags.define_mlm_data_flags()
+common_flags.define_eval_split_flag()
 
 FLAGS = flags.FLAGS
 

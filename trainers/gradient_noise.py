@@ -75,7 +75,7 @@ from absl import flags
 from trainers.bert import flags as bert_flags
 from trainers.common import cli
 from trainers.common import strategy as common_strategy
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.noise.ablation import GAUSSIAN_TARGETS
 from trainers.noise.measurements import MODELS, PATHS, measure, references, write_outputs
 

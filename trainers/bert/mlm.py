@@ -14,7 +14,7 @@ batches however many workers and replicas read them (see `per_replica`).
 import numpy as np
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.bert.masking import example_seed, mask_sequence
 from trainers.common.inputs import per_replica
 from trainers.common.text.vocab import SPECIAL_TOKENS

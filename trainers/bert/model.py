@@ -11,7 +11,7 @@ format so `load_pretrained` needs no network:
 import json
 import os
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 # name -> (num_layers, hidden_dim, num_heads); intermediate_dim = 4 * hidden.
 MODEL_SIZES = {

@@ -22,7 +22,15 @@ class BertPretrainTask(Task):
         if f.max_predictions_per_seq < 1:
             raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
-        train_docs, eval_docs = corpus_lib.split_documents(documents, f.eval_fraction, seed=0)
+        train_docs, validation_docs, test_docs = corpus_lib.split_documents(
+            documents, f.eval_fraction, seed=0, with_test=True)
+        eval_split = getattr(f, "eval_split", "validation")
+        eval_docs = test_docs if eval_split == "test" else validation_docs
+        if not eval_docs:
+            raise cli.TrainerError(
+                f"--eval_split={eval_split}: the {len(validation_docs) + len(test_docs)} "
+                "held-out document(s) leave none for it; raise --eval_fraction or use more "
+                "documents")
         self.vocab = vocab_lib.run_vocabulary(
             f.vocab_file, model_dir, is_chief,
             lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
@@ -33,7 +41,8 @@ class BertPretrainTask(Task):
                                      f.max_predictions_per_seq, f.mask_rate)
         self.data.check_sizes(f.global_batch_size)
         self.facts = dict(corpus=f.corpus, documents=len(documents),
-                          train_documents=len(train_docs), eval_documents=len(eval_docs),
+                          train_documents=len(train_docs), eval_split=eval_split,
+                          eval_documents=len(eval_docs),
                           train_sequences=len(train), eval_sequences=len(held),
                           vocab_size=len(self.vocab), seq_length=f.seq_length,
                           max_predictions_per_seq=f.max_predictions_per_seq,

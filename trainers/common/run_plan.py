@@ -11,11 +11,11 @@ one.
 
 import dataclasses
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 
 @dataclasses.dataclass(frozen=True)
-class StepPlan:
+class RunPlan:
     train_steps: int
     warmup_steps: int
     lr_boundaries: tuple
@@ -47,7 +47,7 @@ def _numbers(values, name, kind):
 
 
 def resolve(f, steps_per_epoch=None):
-    """The `StepPlan` the flags ask for; `steps_per_epoch` from `Task.steps_per_epoch`."""
+    """The `RunPlan` the flags ask for; `steps_per_epoch` from `Task.steps_per_epoch`."""
     train_steps = f.train_steps
     if f.train_epochs is not None and _use_epochs(f, "train_steps", "train_epochs"):
         if not f.train_epochs > 0:
@@ -69,4 +69,4 @@ def resolve(f, steps_per_epoch=None):
                            f"got {boundaries} steps")
     if f.lr_schedule == "step" and not boundaries:
         raise TrainerError("--lr_schedule=step needs --lr_decay_steps or --lr_decay_epochs")
-    return StepPlan(int(train_steps), int(warmup_steps), tuple(boundaries), steps_per_epoch)
+    return RunPlan(int(train_steps), int(warmup_steps), tuple(boundaries), steps_per_epoch)

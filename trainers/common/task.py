@@ -52,23 +52,26 @@ class Task(abc.ABC):
         """Global batches per epoch of the training set, or None (no epoch flags then)."""
         return None
 
-    # ---- optional: evaluation by per-example predictions (e.g. SQuAD EM/F1) ----
-    def predict(self, model, batch):
-        """Per-example tensors of this replica's eval batch (``{name: [batch, ...]}``),
-        or None (default) for no prediction pass. When defined, each evaluation
-        also runs it over the same `eval_steps` batches and hands the outputs,
-        gathered from all replicas and concatenated over steps, to
-        `evaluate_predictions` (return an example index among the outputs if
-        their order matters)."""
-        return None
-
-    def evaluate_predictions(self, outputs, step):
-        """``{metric: float}`` from the numpy `outputs` of `predict` (added as eval_<metric>)."""
-        return {}
-
     def export(self, model, export_dir):
         """Write what later trainers load (chief only). Default: nothing."""
 
     def summary(self):
         """Task facts added to summary.json (sizes, corpus, vocabulary)."""
         return {}
+
+
+class PredictionEvaluation(abc.ABC):
+    """An optional capability a task declares by inheriting it next to `Task`
+    (``class SquadTask(Task, PredictionEvaluation)``): evaluation by per-example
+    predictions (e.g. SQuAD EM/F1). Each evaluation then also runs `predict` over
+    the same `eval_steps` batches and hands the outputs, gathered from all
+    replicas and concatenated over steps, to `evaluate_predictions`."""
+
+    @abc.abstractmethod
+    def predict(self, model, batch):
+        """Per-example tensors of this replica's eval batch (``{name: [batch, ...]}``);
+        return an example index among the outputs if their order matters."""
+
+    @abc.abstractmethod
+    def evaluate_predictions(self, outputs, step):
+        """``{metric: float}`` from the numpy `outputs` of `predict` (added as eval_<metric>)."""

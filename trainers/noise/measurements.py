@@ -16,7 +16,7 @@ import tensorflow as tf
 from acclip_tf import noise
 from acclip_tf import plotting
 from trainers.common import checkpoints as checkpoints_lib
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.noise import ablation
 from trainers.noise import objective
 from trainers.noise import tasks

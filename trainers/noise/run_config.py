@@ -13,9 +13,14 @@ cannot make the measurement disagree with the run.
 import json
 import os
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 CONFIG_FILE = "config.json"
+
+
+class MissingFlag(TrainerError, AttributeError):
+    """A flag the record lacks: one line for the user, and an AttributeError so that
+    ``getattr(flags, name, default)`` behaves as on absl's FLAGS."""
 
 
 class RunFlags:
@@ -31,7 +36,7 @@ class RunFlags:
         try:
             return self._values[name]
         except KeyError:
-            raise TrainerError(f"{self._source} has no value for --{name} (written by an older "
+            raise MissingFlag(f"{self._source} has no value for --{name} (written by an older "
                                "trainer?); rerun its trainer with this version") from None
 
     def __contains__(self, name):

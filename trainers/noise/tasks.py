@@ -12,7 +12,7 @@ are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
 import os
 
 from trainers.bert.task import BertPretrainTask
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.noise.run_config import RunFlags, run_flags
 from trainers.vision.task import ImageClassificationTask
 

@@ -15,7 +15,7 @@ features and metric apply) with ``"version": GENERATED_VERSION`` and titles
 import random
 import re
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.common.text import corpus as corpus_lib
 from trainers.squad.data import Answer, SquadExample, to_squad_json
 

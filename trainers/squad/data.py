@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
 
 

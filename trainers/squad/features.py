@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 
 def _split_patterns(split_on_cjk):

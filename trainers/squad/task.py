@@ -8,7 +8,7 @@ import acclip_tf
 from trainers.bert import model as bert_model
 from trainers.common import cli
 from trainers.common.inputs import per_replica
-from trainers.common.task import Task
+from trainers.common.task import PredictionEvaluation, Task
 from trainers.common.text import vocab as vocab_lib
 from trainers.squad import cloze
 from trainers.squad import data as squad_lib
@@ -66,7 +66,7 @@ def fresh_vocabulary(f, model_dir, is_chief, train_set):
     return vocab_lib.run_vocabulary(f.vocab_file, model_dir, is_chief, learn)
 
 
-class SquadTask(Task):
+class SquadTask(Task, PredictionEvaluation):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "windows"
 

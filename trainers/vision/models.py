@@ -11,7 +11,7 @@ Both models return logits.
 
 import keras
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 
 MODELS = ("resnet50", "resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 

@@ -27,7 +27,7 @@ import math
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.common.inputs import per_replica
 
 AUGMENTATIONS = ("auto", "resized_crop_flip", "resized_crop", "pad_crop_flip", "pad_crop",

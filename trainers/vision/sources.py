@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -26,7 +26,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
@@ -161,8 +161,10 @@ def load_corpus(spec, max_documents=None):
     return docs[:max_documents] if max_documents else docs
 
 
-def split_documents(documents, eval_fraction=0.1, seed=0):
-    """(train, held_out) by whole documents, shuffled with a fixed seed.
+def split_documents(documents, eval_fraction=0.1, seed=0, with_test=False):
+    """(train, held_out) by whole documents, shuffled with a fixed seed; with
+    `with_test`, (train, validation, test): the held-out documents halved (validation
+    gets the odd one), so the training documents are the same either way.
 
     At least one document is held out (and one kept) when there are two or more.
     """
@@ -175,4 +177,10 @@ def split_documents(documents, eval_fraction=0.1, seed=0):
     n_eval = min(max(1, round(eval_fraction * len(documents))), len(documents) - 1)
     held = sorted(order[:n_eval])
     train = sorted(order[n_eval:])
-    return [documents[i] for i in train], [documents[i] for i in held]
+    if not with_test:
+        return [documents[i] for i in train], [documents[i] for i in held]
+    n_validation = (n_eval + 1) // 2
+    validation = sorted(order[:n_validation])
+    test = sorted(order[n_validation:n_eval])
+    return ([documents[i] for i in train], [documents[i] for i in validation],
+            [documents[i] for i in test])

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError
+from trainers.common.errors import TrainerError
 from trainers.common.files import write_text_atomically
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
