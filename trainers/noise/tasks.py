@@ -40,7 +40,7 @@ def bert_flags(f):
 
     With ``--pretrain_dir``: the run's config.json, its vocabulary the run's own
     ``vocab.txt``. Otherwise this program's flags (the shared BERT model and MLM data
-    flags, --seed) with ``global_batch_size = --batch_size``.
+    flags, --seed).
     """
     if f.pretrain_dir:
         vocab = os.path.join(f.pretrain_dir, "vocab.txt")
@@ -49,8 +49,10 @@ def bert_flags(f):
                                "bert_pretrain model_dir?)")
         return run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
                          **MEASUREMENT_OVERRIDES)
+    # global_batch_size only sizes the task's check that each split holds a batch: the
+    # measurement reads no held-out batch, and `bert_task` checks the training split.
     return RunFlags(f.flag_values_dict(), "--model=bert without --pretrain_dir").replace(
-        global_batch_size=f.batch_size, **MEASUREMENT_OVERRIDES)
+        global_batch_size=1, **MEASUREMENT_OVERRIDES)
 
 
 def bert_task(f):
