@@ -131,3 +131,46 @@ def test_a_resnet_run_is_measured_with_its_model_and_loss(tmp_path):
     assert facts["parameters"] == summary["parameters"]
     assert facts["image_size"] == summary["image_size"] == 8
     assert list(result["measurements"]) == ["init", "step 2"]
+
+
+def test_the_task_loss_gives_the_global_batch_gradient_on_two_replicas(
+        two_replicas, small_corpus, small_vocab, tmp_path):
+    """`TaskObjective` divides by the global batch's predicted positions (as the
+    training loop does), so two replicas measure the gradients one device does,
+    although the replicas' halves hold different numbers of masked tokens."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from acclip_tf import noise
+    from trainers.bert.task import BertPretrainTask
+    from trainers.noise import objective
+
+    values = dict(model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2,
+                  intermediate_dim=32, corpus=small_corpus, max_documents=0, eval_fraction=0.1,
+                  vocab_size=600, vocab_file=small_vocab, seq_length=32,
+                  max_predictions_per_seq=5, mask_rate=0.15, seed=0, dropout=0.0,
+                  global_batch_size=1)
+    task = BertPretrainTask(run_config.RunFlags(values, "test"), str(tmp_path), is_chief=False)
+
+    def uneven(batch):  # the first replica's half predicts one position per sequence
+        keep = tf.concat([tf.tile([[1.0, 0, 0, 0, 0]], [4, 1]), tf.ones([4, 5])], 0)
+        return dict(batch, mask_weights=batch["mask_weights"] * keep)
+
+    batches = objective.task_batches(task.train_dataset(None, 8, 0).take(4).map(uneven).cache())
+    samples = []
+    for strategy in (None, two_replicas):
+        keras.utils.set_random_seed(0)
+        if strategy is None:
+            model = task.build_model()
+        else:
+            with strategy.scope():
+                model = task.build_model()
+        samples.append(noise.gradient_noise_norms(
+            objective.TaskObjective(task, model), objective.passthrough, batches,
+            strategy=strategy, cross_replica=objective.CROSS_REPLICA))
+    one, two = samples
+    np.testing.assert_allclose(two.gradient_norms, one.gradient_norms, rtol=1e-5)
+    np.testing.assert_allclose(two.noise_norms, one.noise_norms, rtol=1e-5)
+    weights = [b[0]["mask_weights"].numpy() for b in batches]
+    assert all(w[:4].sum() < w[4:].sum() for w in weights)  # the halves differ
