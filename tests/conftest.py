@@ -1,4 +1,10 @@
-"""Session setup and shared fixtures.
+"""Session setup, shared fixtures and the helpers every trainer test uses.
+
+Tests live in folders that mirror the package (tests/common, tests/bert,
+tests/squad, tests/vision, tests/noise, tests/synthetic) and are imported in
+pytest's importlib mode, so two folders may hold test files of the same name;
+setup.cfg puts tests/ on sys.path, so `from conftest import run_trainer` and
+the helper modules here (squad_helpers, resnet_support) import from any folder.
 
 * Two logical CPU devices let MirroredStrategy run two replicas on this
   machine; they must be configured before TensorFlow initialises its
@@ -10,6 +16,7 @@
 """
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -94,6 +101,17 @@ def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, ch
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def free_ports(n):
+    """`n` TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG workers)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def model_weights(model_dir):

@@ -5,11 +5,10 @@ import os
 
 import pytest
 
+from squad_helpers import HANDWRITTEN
 from trainers.common.errors import TrainerError
 from trainers.squad import cloze
 from trainers.squad import data as squad
-
-HANDWRITTEN = os.path.join(os.path.dirname(__file__), "data", "squad_handwritten.json")
 
 
 def _load():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 from resnet_support import eagerly, parse_flags, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.vision import task as vision_task
@@ -16,7 +17,6 @@ from trainers.vision import models as resnet_models
 from trainers.common import runner
 from trainers.common.reporting import read_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS_RUN = ("--dataset=digits", "--model=resnet20", "--global_batch_size=64",
               "--steps_per_loop=22", "--checkpoint_every=0", "--learning_rate=0.4",
               "--lr_schedule=cosine", "--warmup_epochs=1")

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, model_weights, run_trainer
+from conftest import REPO, TINY, free_ports, model_weights, run_trainer
 
 STEPS = 20
 
@@ -95,16 +94,6 @@ def test_mirrored_two_cpus_equals_one_device(one_device, tmp_path, small_corpus,
     assert_same_weights(model_dir, tmp_path)
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, small_vocab):
     model_dir, _ = one_device
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
@@ -153,9 +142,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_voca
     assert_same_weights(straight, resumed, exact=True)
 
 
+# Bad input that needs a running trainer (data, TF runtime) runs in subprocesses; flag
+# values are checked in-process below (tests/common/test_common.py has the shared ones).
 BAD_INPUTS = {
-    "optimizer": (["--optimizer=adagrad"], "--optimizer=adagrad"),
-    "model_size": (["--model_size=huge"], "--model_size='huge'"),
     "missing_files": (["--corpus=files:/nonexistent/*.txt"], "matches no files"),
     "tiny_corpus": (["--corpus=TINY_CORPUS"], "fewer than one batch"),
     "tpu": (["--strategy=tpu", "--tpu=grpc://127.0.0.1:CLOSED_PORT"], "unreachable"),
@@ -194,6 +183,33 @@ def test_bad_input_is_one_line(name, bad_input_runs):
     lines = [l for l in stderr.splitlines() if l.strip()]
     assert lines[-1].startswith("error: ") and expected in lines[-1], stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_bad_flag_values_fail_in_one_line_in_process(capsys):
+    from absl import flags
+
+    from trainers.bert import model as bert_model
+    from trainers.common import cli
+    from trainers.common import flags as common_flags
+
+    common_flags.define_common_flags()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(lambda argv: None, argv=["prog", "--optimizer=adagrad"])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and "--optimizer=adagrad" in err[-1]
+    finally:
+        flags.FLAGS.unparse_flags()
+
+    def main(argv):
+        bert_model.model_config("huge")
+
+    with pytest.raises(SystemExit):
+        cli.run(main, argv=["prog"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "--model_size='huge'" in err[-1]
+    flags.FLAGS.unparse_flags()
 
 
 def test_compare_writes_table_and_plot(one_device, tmp_path, small_corpus, small_vocab):
