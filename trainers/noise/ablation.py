@@ -99,7 +99,8 @@ def text_triples(task_batches):
 def ablation_measurements(f, strategy):
     """(cells, settings, facts) for Figure 4's four cells."""
     del strategy
-    task, flags = tasks.bert_task(f)
+    flags = tasks.bert_flags(f)
+    task = tasks.bert_task(f, flags)
     config, vocab_size = task.config, len(task.vocab)
     text = text_triples(task.train_dataset(None, f.batch_size, 0).take(f.num_batches)).cache()
     gaussian = gaussian_stream(text, config["hidden_dim"], vocab_size, flags.seed,
@@ -117,6 +118,6 @@ def ablation_measurements(f, strategy):
         cells.append((f"{arch} / text", build(attention, False), objective.masked_lm_loss, text))
         cells.append((f"{arch} / gaussian", build(attention, True), objective.masked_lm_loss,
                       gaussian))
-    facts = dict(task.facts, gaussian_targets=f.gaussian_targets,
-                 epochs_covered=round(f.num_batches * f.batch_size / len(task.data.train_segments), 3))
+    epochs = f.num_batches * f.batch_size / len(task.data.train_segments)
+    facts = dict(task.facts, gaussian_targets=f.gaussian_targets, epochs_covered=round(epochs, 3))
     return cells, tasks.settings_of(flags, tasks.BERT_SETTINGS, "trainers.gradient_noise"), facts

@@ -127,13 +127,14 @@ def bert_measurements(f, strategy):
     ``--num_batches`` so both passes see the same masks and order.
     """
     del strategy
+    flags = tasks.bert_flags(f)
     selected = selected_checkpoints(f)
     if f.pretrain_dir and not selected and not f.include_init:
         raise TrainerError(f"{f.pretrain_dir}/checkpoints holds no checkpoint and "
                            "--noinclude_init leaves nothing to measure")
     if not f.pretrain_dir and not f.include_init:
         raise TrainerError("--noinclude_init needs --pretrain_dir (nothing else to measure)")
-    task, flags = tasks.bert_task(f)
+    task = tasks.bert_task(f, flags)
     dataset = task.train_dataset(None, f.batch_size, 0).take(f.num_batches).cache()
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir, epochs_covered=round(
         f.num_batches * f.batch_size / len(task.data.train_segments), 3))
@@ -170,10 +171,11 @@ def resnet_measurements(f, strategy):
     --image_model, --dataset, --image_size and --seed (`tasks.FRESH_IMAGE_SETTINGS`).
     """
     del strategy
+    flags = tasks.image_flags(f)
     selected = selected_checkpoints(f)
     if not selected and not f.include_init:
         raise TrainerError("--noinclude_init leaves nothing to measure")
-    task, flags = tasks.image_task(f)
+    task = tasks.image_task(flags)
     dataset = image_stream(task, f.num_batches, f.batch_size, flags.seed)
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir)
     cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)

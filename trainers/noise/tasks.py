@@ -44,24 +44,23 @@ def bert_flags(f):
     """
     if f.pretrain_dir:
         vocab = os.path.join(f.pretrain_dir, "vocab.txt")
+        flags = run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
+                          **MEASUREMENT_OVERRIDES)
         if not os.path.exists(vocab):
-            raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (is --pretrain_dir a "
-                               "bert_pretrain model_dir?)")
-        return run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
-                         **MEASUREMENT_OVERRIDES)
+            raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
+        return flags
     # global_batch_size only sizes the task's check that each split holds a batch: the
     # measurement reads no held-out batch, and `bert_task` checks the training split.
     return RunFlags(f.flag_values_dict(), "--model=bert without --pretrain_dir").replace(
         global_batch_size=1, **MEASUREMENT_OVERRIDES)
 
 
-def bert_task(f):
-    """(BertPretrainTask, its flags): the run's task, or a fresh one from this program's flags.
+def bert_task(f, flags):
+    """`BertPretrainTask` from `bert_flags(f)`: the run's task, or a fresh one.
 
     A run's directory is only read (``is_chief=False``); a fresh task learns or loads
     its vocabulary as bert_pretrain does and saves it as ``--output_dir/vocab.txt``.
     """
-    flags = bert_flags(f)
     if f.pretrain_dir:
         task = BertPretrainTask(flags, f.pretrain_dir, is_chief=False)
     else:
@@ -73,7 +72,7 @@ def bert_task(f):
     if len(task.data.train_segments) < f.batch_size:
         raise TrainerError(f"the training split has {len(task.data.train_segments)} sequences, "
                            f"fewer than one batch (--batch_size={f.batch_size})")
-    return task, flags
+    return task
 
 
 def image_flags(f):
@@ -87,10 +86,9 @@ def image_flags(f):
                     "--model=resnet without --pretrain_dir")
 
 
-def image_task(f):
-    """(ImageClassificationTask, its flags)."""
-    flags = image_flags(f)
-    return ImageClassificationTask(flags), flags
+def image_task(flags):
+    """`ImageClassificationTask` from `image_flags(f)`."""
+    return ImageClassificationTask(flags)
 
 
 def settings_of(flags, names, program):
