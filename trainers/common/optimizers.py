@@ -212,6 +212,10 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
     f = flag_values
     given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
     check_applicable(f.optimizer, **given)
+    if given["tau"] is not None and "acclip_initial_tau" in OPTIMIZERS[f.optimizer].defaults:
+        # --tau set ACClip's initial threshold before it got its own flag: say so.
+        print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
+              "(its initial threshold is --acclip_initial_tau)", flush=True)
     settings = resolve_settings(f.optimizer, **given)
     if not settings["learning_rate"] > 0:
         raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
