@@ -10,13 +10,16 @@ is the data. Every measurement is a (model, loss, dataset) triple; a
 * ``--model=bert``: the masked-LM loss of BERT on the pretraining corpus, in
   the minibatches a ``trainers.bert_pretrain`` run with the same seed and
   batch size sees in its first ``--num_batches`` steps (training split, its
-  masking). With ``--pretrain_dir`` (a bert_pretrain ``model_dir``) the model
-  config, vocabulary, corpus, seq_length, masking and seed are read from that
-  run's ``flags.txt`` and ``vocab.txt``, and the weights of the checkpoints
-  named by ``--checkpoints`` (steps, or ``all``) are measured; ``init`` is a
-  fresh model built with the run's seed (``--include_init``). Without it: a
-  fresh ``--model_size`` model and a WordPiece vocabulary learned from the
-  corpus (cached, as bert_pretrain does) or ``--vocab_file``. Writes
+  masking). Model, data, minibatches and loss are those of the trainer's own
+  task (``trainers.bert.task.BertPretrainTask``). With ``--pretrain_dir`` (a
+  bert_pretrain ``model_dir``) the task is built from that run's
+  ``config.json`` (every flag the run was made with) and its ``vocab.txt``,
+  and the weights of the checkpoints named by ``--checkpoints`` (steps, or
+  ``all``) are measured; ``init`` is a fresh model built with the run's seed
+  (``--include_init``). Without it: a fresh model from this program's
+  ``--model_size``/data flags (the same definitions as bert_pretrain's) and a
+  WordPiece vocabulary learned from the corpus (cached, as bert_pretrain
+  does) or ``--vocab_file``. Writes
   ``bert_histograms.png`` (Figure 1 f next to the references of Figure 1
   c/g), ``bert_variance.png`` (Figure 1 h), ``bert_development.png``
   (Figure 2, with two or more measurements) and ``bert_noise.json``.
@@ -29,8 +32,14 @@ is the data. Every measurement is a (model, loss, dataset) triple; a
   ``attention_ablation_variance.png`` and ``attention_ablation_noise.json``.
 * ``--model=resnet``: a ResNet (``--image_model``, default resnet20) on image
   data (``--dataset``, default scikit-learn's digits), at initialisation and at
-  checkpoints of a ``trainers.resnet_imagenet`` run (``--pretrain_dir``), in
-  training mode (batch-norm batch statistics).
+  checkpoints of a ``trainers.resnet_imagenet`` run (``--pretrain_dir``: the
+  run's task from its ``config.json``, its loss with its label smoothing and L2
+  term), in training mode (batch-norm batch statistics), on the task's
+  eval-preprocessed training images (no augmentation). Without
+  ``--pretrain_dir`` the loss is the plain cross-entropy.
+
+A run made before trainers wrote ``config.json`` is refused in one line: rerun
+its trainer.
 
 Gaussian input (Figure 4). The token-embedding lookup is replaced by i.i.d.
 Gaussian vectors, normalised to the RMS of the token-embedding
@@ -60,13 +69,15 @@ samples of different scale share one axis (converging curves flatten out at
 
 import os
 
+import keras
 from absl import flags
 
 from trainers.bert import flags as bert_flags
 from trainers.common import cli
+from trainers.common import strategy as common_strategy
 from trainers.common.errors import TrainerError
-from trainers.noise.measurements import (GAUSSIAN_TARGETS, MODELS, PATHS, measure,
-                                         references, write_outputs)
+from trainers.noise.ablation import GAUSSIAN_TARGETS
+from trainers.noise.measurements import MODELS, PATHS, measure, references, write_outputs
 
 
 def define_flags():
@@ -78,7 +89,8 @@ def define_flags():
     flags.DEFINE_enum("model", None, MODELS, "What to measure.")
     flags.DEFINE_string("output_dir", None, "Where the PNG figures and the JSON are written.")
     flags.DEFINE_string("pretrain_dir", None,
-                        "A trainers.bert_pretrain model_dir (flags.txt, vocab.txt, checkpoints/).")
+                        "A trainers.bert_pretrain or trainers.resnet_imagenet model_dir "
+                        "(config.json, checkpoints/; bert: vocab.txt).")
     flags.DEFINE_string("checkpoints", None,
                         "With --pretrain_dir: comma-separated checkpoint steps, or 'all' (default).")
     flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
@@ -133,10 +145,6 @@ def main(argv):
     del argv
     f = FLAGS
     validate(f)
-    import keras
-
-    from trainers.common import strategy as common_strategy
-
     strategy = None
     if f.strategy == "mirrored":
         strategy = common_strategy.make_strategy("mirrored", None, f.num_devices)
@@ -144,8 +152,8 @@ def main(argv):
             raise TrainerError(f"--batch_size={f.batch_size} is not divisible by the "
                                f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(f.seed)
-    triples, settings, facts = PATHS[f.model](f, strategy)
-    samples = measure(triples, f.num_batches, strategy, training=f.model == "resnet")
+    cells, settings, facts = PATHS[f.model](f, strategy)
+    samples = measure(cells, f.num_batches, strategy, training=f.model == "resnet")
     refs = references(f.num_batches, f.reference_dim, f.reference_alpha, f.seed)
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
                     strategy=f.strategy)

@@ -129,7 +129,7 @@ def test_attention_ablation_writes_four_cells(tmp_path, small_corpus, small_voca
 
 
 def test_ablation_models_differ_by_exactly_the_attention_sublayers():
-    from trainers.noise.measurements import build_ablation_model
+    from trainers.noise.ablation import build_ablation_model
 
     config = dict(num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32)
     counts = {}
@@ -148,7 +148,7 @@ def test_ablation_models_differ_by_exactly_the_attention_sublayers():
 def test_gaussian_stream_keeps_the_text_structure_and_repeats():
     import tensorflow as tf
 
-    from trainers.noise.measurements import EMBEDDING_STDDEV, gaussian_stream
+    from trainers.noise.ablation import EMBEDDING_STDDEV, gaussian_stream
 
     rng = np.random.default_rng(0)
     x = {"token_ids": rng.integers(5, 40, (4, 2, 6)).astype(np.int32),
