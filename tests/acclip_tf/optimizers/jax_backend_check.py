@@ -8,8 +8,11 @@ import os
 import sys
 
 assert os.environ.get("KERAS_BACKEND") == "jax"
-# The shared helpers (numpy_reference, multi_worker_problem) live in tests/.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+# The shared helpers (numpy_reference, multi_worker_problem) live in tests/; the
+# repository root goes before it, so that `import acclip_tf` finds the package and
+# not the folder tests/acclip_tf (a namespace package that would shadow it).
+_TESTS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path[:0] = [os.path.dirname(_TESTS), _TESTS]
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
