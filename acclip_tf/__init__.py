@@ -34,7 +34,7 @@ _LAZY = {
     "GClip": "acclip_tf.optimizers",
     "PolynomialThreshold": "acclip_tf.schedules",
 }
-_SUBMODULES = ("clipping", "noise", "optimizers", "plotting", "schedules")
+_SUBMODULES = ("callbacks", "clipping", "noise", "optimizers", "plotting", "schedules")
 
 __all__ = [
     "ACClip",
@@ -43,6 +43,7 @@ __all__ = [
     "ClippingOptimizer",
     "GClip",
     "PolynomialThreshold",
+    "callbacks",
     "clipping",
     "noise",
     "schedules",
