@@ -45,7 +45,7 @@ class OptimizerDiagnostics(keras.callbacks.Callback):
       epoch end, the mean over the batch ends of that epoch.
     * ``global_norm`` (GClip only): the pre-clip global norm of the direction,
       per batch and as the epoch's mean, like ``clip_fraction``.
-    * ``skipped_steps`` (only when the optimizer was built with
+    * ``skipped_steps`` (only when the optimizer was created with
       ``skip_nonfinite=True``): how many steps were skipped for a non-finite
       gradient since the optimizer was built (a running count).
     * ``tau_mean``, ``tau_median`` (ACClip only, at each epoch end; also at
@@ -54,7 +54,7 @@ class OptimizerDiagnostics(keras.callbacks.Callback):
       ``tau = tau_alpha ** (1 / alpha)``. These read every slot back to the
       host, which is why they are per epoch by default.
 
-    ``clip_fraction`` exists only when the optimizer counts it: built with
+    ``clip_fraction`` exists only when the optimizer counts it: created with
     ``track_clip_fraction=False`` (the default) its value would be a constant
     0. So `on_train_begin` raises ``ValueError`` in that case, saying how to
     fix it, instead of logging a silent 0; pass ``clip_fraction=False`` to
@@ -97,9 +97,9 @@ class OptimizerDiagnostics(keras.callbacks.Callback):
         optimizer, _, _ = self._optimizer()
         if self.clip_fraction and not optimizer.track_clip_fraction:
             raise ValueError(
-                f"{type(optimizer).__name__} was built with track_clip_fraction=False, so "
+                f"{type(optimizer).__name__} was created with track_clip_fraction=False, so "
                 "it does not count clipped coordinates and clip_fraction would be a "
-                "constant 0. Build it with track_clip_fraction=True, or pass "
+                "constant 0. Create it with track_clip_fraction=True, or pass "
                 "OptimizerDiagnostics(clip_fraction=False) to log the other diagnostics."
             )
         self._epoch_values = {}
@@ -160,6 +160,8 @@ class OptimizerDiagnostics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         optimizer, is_acclip, is_gclip = self._optimizer()
+        if not optimizer.built:  # no step yet: nothing to report
+            return
         values = {}
         for key, seen in self._epoch_values.items():
             values[key] = float(np.mean(seen))
