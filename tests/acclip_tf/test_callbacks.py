@@ -192,3 +192,19 @@ def test_mixed_float16_loss_scale_optimizer_is_unwrapped():
     assert all(math.isfinite(b["tau_median"]) and b["tau_median"] > 0
                for b in recorder.batches)
     assert "tau_mean" in recorder.epochs[-1]
+
+
+def test_tensorboard_after_it_writes_the_scalars(tmp_path):
+    import tensorflow as tf
+
+    x, y = _problem()
+    model, _ = _model(acclip_tf.GClip(learning_rate=1e-5, tau=1100.0, track_clip_fraction=True))
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[OptimizerDiagnostics(),
+                         keras.callbacks.TensorBoard(str(tmp_path), update_freq="batch")])
+    tags = set()
+    for path in (tmp_path / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(v.tag for v in event.summary.value)
+    for key in ("clip_fraction", "global_norm"):
+        assert f"epoch_{key}" in tags and f"batch_{key}" in tags, sorted(tags)
