@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(CKSUM)
 TRAINERS_STAMP := $(VENV)/.installed-trainers-$(CKSUM)
 LIGHT_VENV ?= /tmp/acclip-tf-light-venv
 
-.PHONY: install install-trainers test demo bench check-light-install clean
+.PHONY: install install-trainers test demo bench evidence evidence-quick check-light-install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ demo: install-trainers
 
 bench: install-trainers
 	$(PY) bench/optimizer_step.py
+
+# Every table and figure of docs/evidence.md (bench/evidence.py --list: the stages and
+# their commands). Resumable: finished stages and trials are skipped on a rerun.
+evidence: install
+	$(PY) bench/evidence.py
+
+# The headline ladder (causal LM, six optimizers) at one seed, <= 20 min.
+evidence-quick: install
+	$(PY) bench/evidence.py --quick
 
 clean:
 	rm -rf $(VENV) demo_runs

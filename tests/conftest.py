@@ -1,4 +1,10 @@
-"""Session setup and shared fixtures.
+"""Session setup, shared fixtures and the helpers every trainer test uses.
+
+Tests live in folders that mirror the package (tests/common, tests/bert,
+tests/squad, tests/vision, tests/noise, tests/synthetic) and are imported in
+pytest's importlib mode, so two folders may hold test files of the same name;
+setup.cfg puts tests/ on sys.path, so `from conftest import run_trainer` and
+the helper modules here (squad_helpers, resnet_support) import from any folder.
 
 * Two logical CPU devices let MirroredStrategy run two replicas on this
   machine; they must be configured before TensorFlow initialises its
@@ -10,6 +16,7 @@
 """
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -61,7 +68,7 @@ def corpus_cache(request):
 
 @pytest.fixture(scope="session")
 def wiki_documents(corpus_cache):
-    from trainers.data.corpus import load_corpus
+    from trainers.common.text.corpus import load_corpus
 
     return load_corpus("wiki")
 
@@ -69,7 +76,7 @@ def wiki_documents(corpus_cache):
 @pytest.fixture(scope="session")
 def small_corpus(wiki_documents, tmp_path_factory):
     """The first 12 articles as a files: corpus (plain text, blank-line separated)."""
-    from trainers.data.corpus import write_documents
+    from trainers.common.text.corpus import write_documents
 
     directory = tmp_path_factory.mktemp("corpus")
     write_documents(str(directory / "wiki12.txt"), wiki_documents[:12])
@@ -78,7 +85,7 @@ def small_corpus(wiki_documents, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_vocab(wiki_documents, tmp_path_factory):
-    from trainers.data.vocab import build_vocabulary, save_vocabulary
+    from trainers.common.text.vocab import build_vocabulary, save_vocabulary
 
     path = str(tmp_path_factory.mktemp("vocab") / "vocab.txt")
     paragraphs = [p for d in wiki_documents[:12] for p in d]
@@ -94,6 +101,17 @@ def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, ch
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def free_ports(n):
+    """`n` TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG workers)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def model_weights(model_dir):

@@ -3,8 +3,8 @@
 import os
 import re
 
-from trainers.data import squad
-from trainers.data.vocab import SPECIAL_TOKENS
+from trainers.squad import data as squad
+from trainers.common.text.vocab import SPECIAL_TOKENS
 
 HANDWRITTEN = os.path.join(os.path.dirname(__file__), "data", "squad_handwritten.json")
 

@@ -86,8 +86,8 @@ def passed_flags():
 
 def shared_vocabulary(model_dir):
     """Learn the vocabulary once (as bert_pretrain would) for every optimizer's run."""
-    from trainers.data import corpus as corpus_lib
-    from trainers.data import vocab as vocab_lib
+    from trainers.common.text import corpus as corpus_lib
+    from trainers.common.text import vocab as vocab_lib
 
     if FLAGS.vocab_file:
         return FLAGS.vocab_file

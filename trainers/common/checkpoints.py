@@ -17,7 +17,7 @@ import tempfile
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 
 
 def named_weights(model):
@@ -82,8 +82,9 @@ class Checkpoints:
     def latest(self):
         return tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
 
-    def restore_or_initialize(self):
-        """Restore the latest checkpoint of `model_dir`; returns its path or None."""
+    def restore_latest(self):
+        """Restore the latest checkpoint of `model_dir`; returns its path, or None (and
+        changes nothing) when there is none."""
         path = self.latest()
         if path is None:
             return None

@@ -12,16 +12,7 @@ import sys
 from absl import app
 from absl import flags
 
-
-class TrainerError(Exception):
-    """A problem with the user's input or environment, reported in one line."""
-
-
-def first_line(error):
-    """The first line of an exception's message, or its type's name if it has none:
-    what a one-line error shows of a failure deep inside a library."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+from trainers.common.errors import TrainerError, first_line  # noqa: F401 - re-exported
 
 
 def fail(message):

@@ -4,11 +4,18 @@ A trainer defines its own task flags next to these, then runs
 `trainers.common.cli.run(main)`. `--flagfile` is absl's own.
 """
 
+import json
 import os
+import sys
 
 from absl import flags
 
-OPTIMIZERS = ("acclip", "adam", "adamw", "sgd", "gclip", "cclip", "lamb")
+from trainers.common.files import write_text_atomically
+
+# The names of trainers.common.optimizers.OPTIMIZERS (kept here so defining the flags
+# imports no TensorFlow; a test checks they agree).
+OPTIMIZERS = ("sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam", "adamw", "lamb")
+EVAL_SPLITS = ("validation", "test")
 LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -56,15 +63,22 @@ def define_common_flags(**defaults):
                       "After warm-up: constant, linear decay to 0 at train_steps, cosine, or "
                       "step (x --lr_decay_rate at each --lr_decay_steps/--lr_decay_epochs).")
     flags.DEFINE_float("weight_decay", d("weight_decay", None),
-                       "Decoupled weight decay; default: the optimizer's (0 for adam and sgd).")
-    flags.DEFINE_float("beta_1", d("beta_1", None), "First-moment decay (adam, adamw, lamb, acclip).")
+                       "Decoupled weight decay as Keras applies it (w -= lr * weight_decay * w), "
+                       "the same for every optimizer; default: the optimizer's (0 for sgd, "
+                       "gclip, cclip and adam).")
+    flags.DEFINE_float("beta_1", d("beta_1", None),
+                       "First-moment decay (adam, adamw, lamb, acclip, acclip_norm).")
     flags.DEFINE_float("beta_2", d("beta_2", None),
-                       "Second-moment decay (adam, adamw, lamb) or the threshold EMA (acclip).")
-    flags.DEFINE_float("epsilon", d("epsilon", None), "The optimizer's epsilon.")
+                       "Second-moment decay (adam, adamw, lamb) or the threshold EMA (acclip, "
+                       "acclip_norm).")
+    flags.DEFINE_float("epsilon", d("epsilon", None),
+                       "The optimizer's epsilon (all but sgd, which refuses it).")
     flags.DEFINE_float("alpha", d("alpha", None), "ACClip's moment order in [1, 2].")
-    flags.DEFINE_float("tau", d("tau", None), "Clipping threshold (gclip, cclip) or ACClip's initial tau.")
+    flags.DEFINE_float("tau", d("tau", None), "Clipping threshold of gclip and cclip.")
+    flags.DEFINE_float("acclip_initial_tau", d("acclip_initial_tau", None),
+                       "ACClip's initial threshold (acclip, acclip_norm).")
     flags.DEFINE_float("momentum", d("momentum", None), "Momentum (sgd, gclip, cclip).")
-    # Epoch-based lengths and the step schedule (see trainers/common/steps.py):
+    # Epoch-based lengths and the step schedule (see trainers/common/run_plan.py):
     # a flag given on the command line beats one left at its default.
     flags.DEFINE_float("train_epochs", d("train_epochs", None),
                        "Train this many epochs of the task's training set (instead of --train_steps).")
@@ -100,41 +114,12 @@ def define_once(define, name, default, help_text, *args):
         define(name, default, *args, help_text)
 
 
-def define_bert_model_flags(note="", dropout=True):
-    """The BERT size flags of bert_pretrain, squad_finetune and gradient_noise.
-
-    `note` prefixes each help text (e.g. "Fresh model: "); `dropout` adds --dropout.
-    """
-    from trainers.bert_model import MODEL_SIZES
-
-    define_once(flags.DEFINE_string, "model_size", "tiny",
-                 f"{note}One of {', '.join(MODEL_SIZES)}.")
-    define_once(flags.DEFINE_integer, "num_layers", None, f"{note}Override the size's layers.")
-    define_once(flags.DEFINE_integer, "hidden_dim", None,
-                 f"{note}Override the size's hidden size.")
-    define_once(flags.DEFINE_integer, "num_heads", None,
-                 f"{note}Override the size's attention heads.")
-    define_once(flags.DEFINE_integer, "intermediate_dim", None,
-                 f"{note}Override the feed-forward size (4 * hidden).")
-    if dropout:
-        define_once(flags.DEFINE_float, "dropout", 0.1, f"{note}Dropout rate of the backbone.")
-
-
-def define_mlm_data_flags(eval_fraction_help="Fraction of documents held out for evaluation."):
-    """Corpus, vocabulary and masking flags of the masked-LM stream (bert_pretrain,
-    gradient_noise)."""
-    define_once(flags.DEFINE_string, "corpus", "wiki",
-                 "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-    define_once(flags.DEFINE_integer, "max_documents", 0,
-                 "Use only the first N documents (0: all).")
-    define_once(flags.DEFINE_float, "eval_fraction", 0.1, eval_fraction_help)
-    define_once(flags.DEFINE_integer, "vocab_size", 8192, "WordPiece vocabulary size to learn.")
-    define_once(flags.DEFINE_string, "vocab_file", None,
-                 "Use this vocabulary instead of learning one.")
-    define_once(flags.DEFINE_integer, "seq_length", 128, "Tokens per sequence.")
-    define_once(flags.DEFINE_integer, "max_predictions_per_seq", 20,
-                 "Masked positions per sequence at most.")
-    define_once(flags.DEFINE_float, "mask_rate", 0.15, "Fraction of tokens masked.")
+def define_eval_split_flag():
+    """--eval_split of the text trainers: which held-out documents they evaluate on."""
+    define_once(flags.DEFINE_enum, "eval_split", "validation",
+                "Held-out documents to evaluate on: validation, or test (the corpus' held-out "
+                "documents are halved into the two with a fixed seed; the training documents "
+                "are the same either way).", EVAL_SPLITS)
 
 
 def flags_text(flag_values=None):
@@ -160,4 +145,35 @@ def write_flags(model_dir, flag_values=None):
     path = os.path.join(model_dir, "flags.txt")
     with open(path, "w") as f:
         f.write(flags_text(flag_values))
+    return path
+
+
+def _program_module(module):
+    """Whether absl's `module` (a module name, or the main script's path) is one of
+    this project's: trainers.* or the running program itself."""
+    if module.startswith("trainers."):
+        return True
+    main = sys.argv[0] if sys.argv else ""
+    return bool(main) and os.path.abspath(module) == os.path.abspath(main)
+
+
+def program_flags(flag_values=None):
+    """``{name: value}`` of every flag the program and the trainers.* modules define
+    (absl's and TensorFlow's own flags left out), sorted by name."""
+    flag_values = flag_values or flags.FLAGS
+    values = {}
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if _program_module(module):
+            for flag in module_flags:
+                values[flag.name] = flag.value
+    return dict(sorted(values.items()))
+
+
+def write_config(model_dir, program, flag_values=None):
+    """``model_dir/config.json``: ``{"program": program, "flags": {name: value}}``, the
+    machine-readable record of a run's settings (written atomically)."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "config.json")
+    record = {"program": program, "flags": program_flags(flag_values)}
+    write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -43,7 +43,7 @@ def ratios(sums):
     return {k: float(s) / float(w) if float(w) > 0 else float("nan") for k, (s, w) in sums.items()}
 
 
-class Trainer:
+class StepLoop:
     """Compiled train and eval loops for one model/optimizer under a strategy."""
 
     def __init__(self, strategy, model, optimizer, forward, jit_compile=True):

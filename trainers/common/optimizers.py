@@ -1,32 +1,35 @@
-"""Flags -> learning-rate schedule and optimizer.
+"""Flags -> learning-rate schedule and optimizer, from one table.
 
-Each optimizer has its own defaults (`DEFAULTS`); a flag left unset (None)
-takes them, so ``--optimizer=adam`` and ``--optimizer=acclip`` are both
+`OPTIMIZERS` maps each `--optimizer` name to its class and the shared flags it
+reads, each with the optimizer's own default: a flag left unset (None) takes
+that default, so ``--optimizer=adam`` and ``--optimizer=acclip`` are both
 sensible without further flags. ACClip's are the paper's BERT settings
-(lr 1e-4, beta_1 0.9, beta_2 0.99, epsilon 1e-5, tau 1, weight decay 1e-5);
-Adam's are BERT's (lr 1e-4, 0.9 / 0.999, epsilon 1e-6).
+(lr 1e-4, beta_1 0.9, beta_2 0.99, epsilon 1e-5, initial tau 1, weight decay
+1e-5); Adam's are BERT's (lr 1e-4, 0.9 / 0.999, epsilon 1e-6).
+
+Every optimizer reads the flags the same way:
+
+* ``--weight_decay``: decoupled weight decay as Keras applies it
+  (``variable -= learning_rate * weight_decay * variable`` each step), the same
+  variables excluded for all (the task's `weight_decay_exclude`); 0: none.
+* ``--epsilon``: every optimizer that has one (ACClip, GClip, CClip, Adam,
+  AdamW, Lamb); SGD has none and refuses a given ``--epsilon``.
+* ``--tau``: the GClip/CClip threshold; ACClip's initial threshold is
+  ``--acclip_initial_tau``.
+* A flag the optimizer does not read (e.g. ``--momentum`` for adam) is ignored,
+  as ``trainers.compare`` passes the same flags to every optimizer.
 """
 
+import dataclasses
 import math
 import re
+from typing import Callable
 
 import keras
 
 import acclip_tf
-from trainers.common import steps as common_steps
-from trainers.common.cli import TrainerError
-
-DEFAULTS = {
-    "acclip": dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0,
-                   tau=1.0, weight_decay=1e-5),
-    "adam": dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-6, weight_decay=0.0),
-    "adamw": dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-6, weight_decay=0.01),
-    "lamb": dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-6, weight_decay=0.01),
-    "sgd": dict(learning_rate=0.1, momentum=0.9, weight_decay=0.0),
-    "gclip": dict(learning_rate=0.1, momentum=0.9, tau=1.0, weight_decay=0.0),
-    "cclip": dict(learning_rate=0.1, momentum=0.9, tau=1.0, weight_decay=0.0),
-}
-
+from trainers.common import run_plan
+from trainers.common.errors import TrainerError
 
 
 @keras.saving.register_keras_serializable(package="acclip_trainers")
@@ -82,13 +85,92 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     boundaries=list(self.boundaries), decay_rate=self.decay_rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerEntry:
+    """One row of the table: `make(learning_rate, weight_decay, settings)` builds the
+    optimizer; `defaults` names the shared flags it reads, with its own defaults."""
+    make: Callable
+    defaults: dict
+
+
+def _acclip(normalize):
+    def make(lr, wd, s):
+        # `normalize` only when asked, so plain acclip works with any acclip_tf.
+        extra = {"normalize": True} if normalize else {}
+        return acclip_tf.ACClip(
+            learning_rate=lr, beta_1=s["beta_1"], beta_2=s["beta_2"], epsilon=s["epsilon"],
+            alpha=s["alpha"], initial_tau=s["acclip_initial_tau"], weight_decay=wd,
+            track_clip_fraction=True, **extra)
+    return make
+
+
+def _clipped_sgd(cls):
+    def make(lr, wd, s):
+        return cls(learning_rate=lr, tau=s["tau"], momentum=s["momentum"], epsilon=s["epsilon"],
+                   weight_decay=wd, track_clip_fraction=True)
+    return make
+
+
+def _keras_adaptive(cls):
+    def make(lr, wd, s):
+        # Keras' AdamW refuses weight_decay=None; 0.0 decays nothing, as None does.
+        wd = 0.0 if wd is None and cls is keras.optimizers.AdamW else wd
+        return cls(learning_rate=lr, beta_1=s["beta_1"], beta_2=s["beta_2"],
+                   epsilon=s["epsilon"], weight_decay=wd)
+    return make
+
+
+_ACCLIP_DEFAULTS = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0,
+                        acclip_initial_tau=1.0, weight_decay=1e-5)
+_ADAM_DEFAULTS = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                      weight_decay=0.0)
+_CLIPPED_SGD_DEFAULTS = dict(learning_rate=0.1, momentum=0.9, tau=1.0, epsilon=0.0,
+                             weight_decay=0.0)
+
+OPTIMIZERS = {
+    "sgd": OptimizerEntry(
+        lambda lr, wd, s: keras.optimizers.SGD(learning_rate=lr, momentum=s["momentum"],
+                                               weight_decay=wd),
+        dict(learning_rate=0.1, momentum=0.9, weight_decay=0.0)),
+    "gclip": OptimizerEntry(_clipped_sgd(acclip_tf.GClip), _CLIPPED_SGD_DEFAULTS),
+    "cclip": OptimizerEntry(_clipped_sgd(acclip_tf.CClip), _CLIPPED_SGD_DEFAULTS),
+    "acclip": OptimizerEntry(_acclip(normalize=False), _ACCLIP_DEFAULTS),
+    # ACClip(normalize=True): the ICLR-2020 reference code's mod=1 (clipped momentum over
+    # sqrt(beta_2 * v) + epsilon).
+    "acclip_norm": OptimizerEntry(_acclip(normalize=True), _ACCLIP_DEFAULTS),
+    "adam": OptimizerEntry(_keras_adaptive(keras.optimizers.Adam), _ADAM_DEFAULTS),
+    "adamw": OptimizerEntry(_keras_adaptive(keras.optimizers.AdamW),
+                            dict(_ADAM_DEFAULTS, weight_decay=0.01)),
+    "lamb": OptimizerEntry(_keras_adaptive(keras.optimizers.Lamb),
+                           dict(_ADAM_DEFAULTS, learning_rate=1e-3, weight_decay=0.01)),
+}
+NAMES = tuple(OPTIMIZERS)
+# Each optimizer's defaults (the table's second column), by name.
+DEFAULTS = {name: entry.defaults for name, entry in OPTIMIZERS.items()}
+# The flags of the table, besides --learning_rate and --weight_decay.
+SETTING_FLAGS = ("learning_rate", "beta_1", "beta_2", "epsilon", "alpha", "tau",
+                 "acclip_initial_tau", "momentum", "weight_decay")
+
+
+def _unknown(name):
+    return TrainerError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def check_applicable(name, **given):
+    """Refuse a given flag that means nothing to this optimizer where silence would
+    mislead: --epsilon for an optimizer without one."""
+    if name not in OPTIMIZERS:
+        raise _unknown(name)
+    if given.get("epsilon") is not None and "epsilon" not in OPTIMIZERS[name].defaults:
+        raise TrainerError(f"--epsilon does not apply to --optimizer={name} (it has no "
+                           "epsilon); leave it unset")
+
+
 def resolve_settings(name, **overrides):
     """The optimizer's defaults with the flags that were set (not None) on top."""
-    if name not in DEFAULTS:
-        raise TrainerError(
-            f"unknown optimizer {name!r}; choose one of {', '.join(DEFAULTS)}"
-        )
-    settings = dict(DEFAULTS[name])
+    if name not in OPTIMIZERS:
+        raise _unknown(name)
+    settings = dict(OPTIMIZERS[name].defaults)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 
@@ -101,36 +183,12 @@ def make_optimizer(name, schedule, settings, variables=(), exclude_from_weight_d
     matching variables are excluded by identity, which works the same for
     Keras' optimizers (whose own patterns only see `variable.name`) and ours.
     """
-    s = settings
-    wd = s.get("weight_decay") or None
+    if name not in OPTIMIZERS:
+        raise _unknown(name)
+    wd = settings.get("weight_decay") or None
     try:
-        if name == "acclip":
-            opt = acclip_tf.ACClip(
-                learning_rate=schedule, beta_1=s["beta_1"], beta_2=s["beta_2"],
-                epsilon=s["epsilon"], alpha=s["alpha"], initial_tau=s["tau"],
-                weight_decay=wd, track_clip_fraction=True)
-        elif name in ("gclip", "cclip"):
-            clipped_sgd = acclip_tf.GClip if name == "gclip" else acclip_tf.CClip
-            opt = clipped_sgd(learning_rate=schedule, tau=s["tau"], momentum=s["momentum"],
-                              weight_decay=wd, track_clip_fraction=True)
-        elif name == "adam":
-            opt = keras.optimizers.Adam(learning_rate=schedule, beta_1=s["beta_1"],
-                                        beta_2=s["beta_2"], epsilon=s["epsilon"],
-                                        weight_decay=wd)
-        elif name == "adamw":
-            opt = keras.optimizers.AdamW(learning_rate=schedule, beta_1=s["beta_1"],
-                                         beta_2=s["beta_2"], epsilon=s["epsilon"],
-                                         weight_decay=s["weight_decay"])
-        elif name == "lamb":
-            opt = keras.optimizers.Lamb(learning_rate=schedule, beta_1=s["beta_1"],
-                                        beta_2=s["beta_2"], epsilon=s["epsilon"],
-                                        weight_decay=wd)
-        elif name == "sgd":
-            opt = keras.optimizers.SGD(learning_rate=schedule, momentum=s["momentum"],
-                                       weight_decay=wd)
-        else:
-            raise TrainerError(f"unknown optimizer {name!r}; choose one of {', '.join(DEFAULTS)}")
-    except ValueError as e:
+        opt = OPTIMIZERS[name].make(schedule, wd, settings)
+    except (ValueError, TypeError) as e:
         raise TrainerError(f"--optimizer={name}: {e}")
     if wd and exclude_from_weight_decay:
         excluded = excluded_variables(variables, exclude_from_weight_decay)
@@ -148,27 +206,28 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
                plan=None):
     """(optimizer, schedule, settings) from the common flags.
 
-    `plan` (a `trainers.common.steps.StepPlan`) gives the warm-up and the step
+    `plan` (a `trainers.common.run_plan.RunPlan`) gives the warm-up and the step
     schedule's boundaries in steps; without it they come from the step flags.
     """
     f = flag_values
-    settings = resolve_settings(
-        f.optimizer,
-        **{k: getattr(f, k) for k in
-           ("learning_rate", "beta_1", "beta_2", "epsilon", "alpha", "tau", "momentum",
-            "weight_decay")},
-    )
+    given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
+    check_applicable(f.optimizer, **given)
+    if given["tau"] is not None and "acclip_initial_tau" in OPTIMIZERS[f.optimizer].defaults:
+        # --tau set ACClip's initial threshold before it got its own flag: say so.
+        print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
+              "(its initial threshold is --acclip_initial_tau)", flush=True)
+    settings = resolve_settings(f.optimizer, **given)
     if not settings["learning_rate"] > 0:
         raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
     if f.lr_scaling_batch > 0:
         settings["learning_rate"] *= f.global_batch_size / f.lr_scaling_batch
     if f.warmup_steps < 0:
         raise TrainerError(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
-    plan = plan or common_steps.resolve(f)
+    plan = plan or run_plan.resolve(f)
     schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
                               f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
-    # The settings this optimizer reads (a flag outside its DEFAULTS entry is ignored).
-    used = {k: v for k, v in settings.items() if k in DEFAULTS[f.optimizer]}
+    # The settings this optimizer reads (a flag outside its table entry is ignored).
+    used = {k: v for k, v in settings.items() if k in OPTIMIZERS[f.optimizer].defaults}
     optimizer = make_optimizer(f.optimizer, schedule, settings, variables,
                                exclude_from_weight_decay)
     return optimizer, schedule, used

@@ -1,11 +1,19 @@
-"""The one driver every trainer calls:
+"""The one driver every trainer calls, in four named steps:
 
-flags -> strategy -> task (data) -> model -> optimizer -> loop -> checkpoints + reports.
+    build     flags -> strategy -> task (data) -> model -> optimizer -> step loop
+    restore   the latest checkpoint of model_dir, if any
+    schedule  train in loops of --steps_per_loop, evaluating and checkpointing on schedule
+    finish    export (chief) and summary.json
+
+`run` strings them together; each step is a function of the `Session` the
+first one builds, so a new program can reuse them in another order.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 
 import keras
@@ -14,13 +22,15 @@ import tensorflow as tf
 
 from trainers.common import flags as common_flags
 from trainers.common import optimizers as common_optimizers
-from trainers.common import steps as common_steps
+from trainers.common import run_plan
 from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
-from trainers.common.cli import TrainerError
-from trainers.common.loop import Trainer
+from trainers.common.errors import TrainerError
+from trainers.common.loop import StepLoop
 from trainers.common.reporting import Reporter, Throughput, read_metrics
-from trainers.common.task import Task
+from trainers.common.task import PredictionEvaluation
+
+MODES = ("train_and_eval", "train", "eval")
 
 
 def validate_common(f):
@@ -69,6 +79,16 @@ def use_jit(strategy, requested):
     return True
 
 
+def program_name():
+    """The running program's module name (``python -m trainers.bert_pretrain`` ->
+    ``trainers.bert_pretrain``), or the script's file name."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return spec.name
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "unknown"
+
+
 def _truncate_metrics(model_dir, step):
     """Drop metrics.jsonl records after the restored step (a killed run wrote them)."""
     path = os.path.join(model_dir, "metrics.jsonl")
@@ -86,7 +106,222 @@ def _setup_precision(policy):
         keras.mixed_precision.set_dtype_policy(policy)
 
 
-MODES = ("train_and_eval", "train", "eval")
+@dataclasses.dataclass
+class Session:
+    """What `build` makes and the later steps use."""
+    f: object
+    mode: str
+    strategy: object
+    chief: bool
+    task: object
+    plan: object
+    model: object
+    optimizer: object
+    schedule: object
+    settings: dict
+    jit: bool
+    loop: StepLoop
+    checkpoints: Checkpoints
+    reporter: Reporter = None
+    restored: str = None
+    step: int = 0
+
+    @property
+    def global_batch_size(self):
+        return self.f.global_batch_size
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the train/eval schedule leaves for the summary."""
+    step: int
+    last_train: dict
+    last_eval: dict
+    throughput: Throughput
+    seconds: float
+
+
+# ---------------------------------------------------------------- 1. build
+def build(task_factory, f, mode):
+    """Strategy, seeds, flags.txt/config.json, the task, its model, the optimizer, the
+    step loop and the checkpoint manager."""
+    strategy = common_strategy.make_strategy(f.strategy, f.tpu, f.num_devices)
+    chief = common_strategy.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if f.global_batch_size % replicas:
+        raise TrainerError(
+            f"--global_batch_size={f.global_batch_size} is not divisible by the "
+            f"{replicas} replicas")
+    keras.utils.set_random_seed(f.seed)
+    if f.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    _setup_precision(f.mixed_precision)
+    os.makedirs(f.model_dir, exist_ok=True)
+    if chief:
+        common_flags.write_flags(f.model_dir, f)
+        common_flags.write_config(f.model_dir, program_name(), f)
+
+    task = task_factory(f, f.model_dir, chief)
+    plan = run_plan.resolve(f, task.steps_per_epoch(f.global_batch_size))
+    with strategy.scope():
+        model = task.build_model()
+        optimizer, schedule, settings = common_optimizers.from_flags(
+            f, plan.train_steps, model.trainable_variables, task.weight_decay_exclude, plan)
+        if f.mixed_precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    jit = use_jit(strategy, f.jit_compile)
+    loop = StepLoop(strategy, model, optimizer, task.forward, jit_compile=jit)
+    loop.build_optimizer()
+    checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
+    return Session(f=f, mode=mode, strategy=strategy, chief=chief, task=task, plan=plan,
+                   model=model, optimizer=optimizer, schedule=schedule, settings=settings,
+                   jit=jit, loop=loop, checkpoints=checkpoints)
+
+
+# ---------------------------------------------------------------- 2. restore
+def restore(s):
+    """Resume from model_dir's latest checkpoint (if any); drop the metrics a killed run
+    wrote after it; open the reporter."""
+    s.restored = s.checkpoints.restore_latest()
+    if s.mode == "eval" and not s.restored:
+        raise TrainerError(f"--mode=eval needs a checkpoint in {s.f.model_dir}/checkpoints "
+                           "(train first)")
+    s.step = int(s.optimizer.iterations.numpy())
+    if s.chief:
+        _truncate_metrics(s.f.model_dir, s.step if s.restored else -1)
+    s.reporter = Reporter(s.f.model_dir, s.chief, s.task.example_name)
+    if s.restored:
+        print(f"resumed from {s.restored} at step {s.step}", flush=True)
+    return s
+
+
+# ---------------------------------------------------------------- 3. schedule
+def _clip_fraction(optimizer):
+    clip = common_optimizers.clip_fraction(optimizer)
+    return None if clip is None else float(clip.numpy())
+
+
+def evaluate(s, eval_data, eval_steps, step, train_metrics):
+    """One evaluation (plus the task's prediction pass, if it declares one) -> the
+    record written to metrics.jsonl."""
+    results = s.loop.evaluate(iter(eval_data), eval_steps)
+    if isinstance(s.task, PredictionEvaluation):
+        outputs = s.loop.predict(iter(eval_data), eval_steps, s.task.predict)
+        results.update(s.task.evaluate_predictions(outputs, step))
+    results.update(s.task.derived_metrics(results))
+    record = {"step": step, "examples_seen": step * s.global_batch_size}
+    record.update({f"train_{k}": v for k, v in (train_metrics or {}).items()})
+    record.update({f"eval_{k}": v for k, v in results.items()})
+    clip = _clip_fraction(s.optimizer)
+    if clip is not None and step > 0:
+        record["clip_fraction"] = clip
+    s.reporter.evaluation(record)
+    return record
+
+
+def train_and_evaluate(s):
+    """Loops of --steps_per_loop up to train_steps, evaluating (train_and_eval) and
+    checkpointing on their schedules; in eval mode only the one evaluation."""
+    f, G, task = s.f, s.global_batch_size, s.task
+    train_steps = s.plan.train_steps
+    start_batch = int(s.checkpoints.data_position.numpy())
+    train_iter = iter(s.strategy.distribute_datasets_from_function(
+        lambda ctx: task.train_dataset(ctx, G, start_batch)))
+    eval_data = s.strategy.distribute_datasets_from_function(
+        lambda ctx: task.eval_dataset(ctx, G))
+    eval_steps = task.eval_steps(G)
+    if f.eval_batches:
+        eval_steps = min(eval_steps, f.eval_batches)
+
+    step = s.step
+    throughput = Throughput()
+    last_eval = None
+    if s.mode == "eval":
+        last_eval = evaluate(s, eval_data, eval_steps, step, None)
+    elif not s.restored and s.mode == "train_and_eval":
+        last_eval = evaluate(s, eval_data, eval_steps, 0, None)
+    wall_start = time.time()
+    since_eval = {}
+    last_train = {}
+    while s.mode != "eval" and step < train_steps:
+        stop = next_stop(step, train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
+        n = stop - step
+        t0 = time.time()
+        last_train = s.loop.train(train_iter, n)
+        seconds = time.time() - t0
+        step = stop
+        s.checkpoints.data_position.assign_add(n)
+        throughput.add(n * G, seconds)
+        for k, v in last_train.items():
+            total, count = since_eval.get(k, (0.0, 0))
+            since_eval[k] = (total + v * n, count + n)
+        lr = float(keras.ops.convert_to_numpy(s.schedule(step - 1)))
+        extra = {}
+        clip = _clip_fraction(s.optimizer)
+        if clip is not None:
+            extra["clip_fraction"] = clip
+        s.reporter.loop(step, train_steps, last_train, lr, throughput.per_second,
+                        throughput.eta(train_steps - step, G), extra)
+        if s.mode == "train_and_eval" and (
+                (f.eval_every and step % f.eval_every == 0) or step == train_steps):
+            last_eval = evaluate(s, eval_data, eval_steps, step,
+                                 {k: t / c for k, (t, c) in since_eval.items()})
+            since_eval = {}
+        if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
+            s.checkpoints.save(step)
+    return Progress(step=step, last_train=last_train, last_eval=last_eval,
+                    throughput=throughput, seconds=time.time() - wall_start)
+
+
+# ---------------------------------------------------------------- 4. finish
+def finish(s, progress):
+    """Export the model (chief, not in eval mode), write summary.json, close files."""
+    f, task = s.f, s.task
+    digest = weights_digest(s.model)
+    print(f"final weights sha256 {digest}", flush=True)
+    export_dir = os.path.join(f.model_dir, "export")
+    if s.chief and s.mode != "eval":
+        task.export(s.model, export_dir)
+    last_eval = progress.last_eval
+    summary = {
+        "final_step": progress.step,
+        "global_batch_size": s.global_batch_size,
+        "strategy": type(s.strategy).__name__,
+        "num_replicas": s.strategy.num_replicas_in_sync,
+        "optimizer": f.optimizer,
+        "optimizer_settings": s.settings,
+        "lr_schedule": f.lr_schedule,
+        "train_steps": s.plan.train_steps,
+        "warmup_steps": s.plan.warmup_steps,
+        "lr_boundaries": list(s.plan.lr_boundaries),
+        "steps_per_epoch": s.plan.steps_per_epoch,
+        "jit_compile": s.jit,
+        "mixed_precision": f.mixed_precision,
+        "train": dict(progress.last_train),
+        "eval": ({k[len("eval_"):]: v for k, v in last_eval.items() if k.startswith("eval_")}
+                 if last_eval else {}),
+        f"{task.example_name}_per_second": progress.throughput.per_second,
+        "train_seconds_this_run": progress.seconds,
+        "weights_sha256": digest,
+        "export_dir": export_dir,
+        "task": task.summary(),
+    }
+    previous = os.path.join(f.model_dir, "summary.json")
+    if (s.mode == "eval" or not progress.last_train) and os.path.exists(previous):
+        # Keep the training run's facts: in eval mode replace only the evaluation;
+        # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
+        with open(previous) as fh:
+            kept = json.load(fh)
+        summary = (dict(kept, eval=summary["eval"], task=summary["task"]) if s.mode == "eval"
+                   else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
+    if s.mode == "eval":
+        summary["evaluated_checkpoint"] = s.restored
+    path = s.reporter.summary(summary)
+    if path:
+        print(f"summary: {path}", flush=True)
+    s.reporter.close()
+    s.checkpoints.close()
+    return summary
 
 
 def run(task_factory, f=None, mode="train_and_eval"):
@@ -102,145 +337,5 @@ def run(task_factory, f=None, mode="train_and_eval"):
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     f = f or common_flags.flags.FLAGS
     validate_common(f)
-    strategy = common_strategy.make_strategy(f.strategy, f.tpu, f.num_devices)
-    chief = common_strategy.is_chief(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if f.global_batch_size % replicas:
-        raise TrainerError(
-            f"--global_batch_size={f.global_batch_size} is not divisible by the "
-            f"{replicas} replicas")
-    keras.utils.set_random_seed(f.seed)
-    if f.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    _setup_precision(f.mixed_precision)
-    os.makedirs(f.model_dir, exist_ok=True)
-    if chief:
-        common_flags.write_flags(f.model_dir, f)
-
-    task = task_factory(f, f.model_dir, chief)
-    plan = common_steps.resolve(f, task.steps_per_epoch(f.global_batch_size))
-    train_steps = plan.train_steps
-    with strategy.scope():
-        model = task.build_model()
-        optimizer, schedule, settings = common_optimizers.from_flags(
-            f, train_steps, model.trainable_variables, task.weight_decay_exclude, plan)
-        if f.mixed_precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    jit = use_jit(strategy, f.jit_compile)
-    trainer = Trainer(strategy, model, optimizer, task.forward, jit_compile=jit)
-    trainer.build_optimizer()
-    checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
-    restored = checkpoints.restore_or_initialize()
-    if mode == "eval" and not restored:
-        raise TrainerError(f"--mode=eval needs a checkpoint in {f.model_dir}/checkpoints "
-                           "(train first)")
-    step = int(optimizer.iterations.numpy())
-    if chief:
-        _truncate_metrics(f.model_dir, step if restored else -1)
-    reporter = Reporter(f.model_dir, chief, task.example_name)
-    if restored:
-        print(f"resumed from {restored} at step {step}", flush=True)
-    G = f.global_batch_size
-
-    start_batch = int(checkpoints.data_position.numpy())
-    train_iter = iter(strategy.distribute_datasets_from_function(
-        lambda ctx: task.train_dataset(ctx, G, start_batch)))
-    eval_data = strategy.distribute_datasets_from_function(
-        lambda ctx: task.eval_dataset(ctx, G))
-    eval_steps = task.eval_steps(G)
-    if f.eval_batches:
-        eval_steps = min(eval_steps, f.eval_batches)
-
-    def evaluate(step, train_metrics):
-        results = trainer.evaluate(iter(eval_data), eval_steps)
-        if type(task).predict is not Task.predict:
-            outputs = trainer.predict(iter(eval_data), eval_steps, task.predict)
-            results.update(task.evaluate_predictions(outputs, step))
-        record = {"step": step, "examples_seen": step * G}
-        record.update({f"train_{k}": v for k, v in (train_metrics or {}).items()})
-        record.update({f"eval_{k}": v for k, v in results.items()})
-        clip = common_optimizers.clip_fraction(optimizer)
-        if clip is not None and step > 0:
-            record["clip_fraction"] = float(clip.numpy())
-        reporter.evaluation(record)
-        return record
-
-    throughput = Throughput()
-    last_eval = None
-    if mode == "eval":
-        last_eval = evaluate(step, None)
-    elif not restored and mode == "train_and_eval":
-        last_eval = evaluate(0, None)
-    wall_start = time.time()
-    since_eval = {}
-    last_train = {}
-    while mode != "eval" and step < train_steps:
-        stop = next_stop(step, train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
-        n = stop - step
-        t0 = time.time()
-        last_train = trainer.train(train_iter, n)
-        seconds = time.time() - t0
-        step = stop
-        checkpoints.data_position.assign_add(n)
-        throughput.add(n * G, seconds)
-        for k, v in last_train.items():
-            s, c = since_eval.get(k, (0.0, 0))
-            since_eval[k] = (s + v * n, c + n)
-        lr = float(keras.ops.convert_to_numpy(schedule(step - 1)))
-        extra = {}
-        clip = common_optimizers.clip_fraction(optimizer)
-        if clip is not None:
-            extra["clip_fraction"] = float(clip.numpy())
-        reporter.loop(step, train_steps, last_train, lr, throughput.per_second,
-                      throughput.eta(train_steps - step, G), extra)
-        if mode == "train_and_eval" and (
-                (f.eval_every and step % f.eval_every == 0) or step == train_steps):
-            last_eval = evaluate(step, {k: s / c for k, (s, c) in since_eval.items()})
-            since_eval = {}
-        if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
-            checkpoints.save(step)
-
-    digest = weights_digest(model)
-    print(f"final weights sha256 {digest}", flush=True)
-    export_dir = os.path.join(f.model_dir, "export")
-    if chief and mode != "eval":
-        task.export(model, export_dir)
-    summary = {
-        "final_step": step,
-        "global_batch_size": G,
-        "strategy": type(strategy).__name__,
-        "num_replicas": replicas,
-        "optimizer": f.optimizer,
-        "optimizer_settings": settings,
-        "lr_schedule": f.lr_schedule,
-        "train_steps": train_steps,
-        "warmup_steps": plan.warmup_steps,
-        "lr_boundaries": list(plan.lr_boundaries),
-        "steps_per_epoch": plan.steps_per_epoch,
-        "jit_compile": jit,
-        "mixed_precision": f.mixed_precision,
-        "train": {k: v for k, v in last_train.items()},
-        "eval": ({k[len("eval_"):]: v for k, v in last_eval.items() if k.startswith("eval_")}
-                 if last_eval else {}),
-        f"{task.example_name}_per_second": throughput.per_second,
-        "train_seconds_this_run": time.time() - wall_start,
-        "weights_sha256": digest,
-        "export_dir": export_dir,
-        "task": task.summary(),
-    }
-    previous = os.path.join(f.model_dir, "summary.json")
-    if (mode == "eval" or not last_train) and os.path.exists(previous):
-        # Keep the training run's facts: in eval mode replace only the evaluation;
-        # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
-        with open(previous) as fh:
-            kept = json.load(fh)
-        summary = (dict(kept, eval=summary["eval"], task=summary["task"]) if mode == "eval"
-                   else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
-    if mode == "eval":
-        summary["evaluated_checkpoint"] = restored
-    path = reporter.summary(summary)
-    if path:
-        print(f"summary: {path}", flush=True)
-    reporter.close()
-    checkpoints.close()
-    return summary
+    session = restore(build(task_factory, f, mode))
+    return finish(session, train_and_evaluate(session))

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import tensorflow as tf
 
-from trainers.common.cli import TrainerError, first_line
+from trainers.common.errors import TrainerError, first_line
 
 TPU_CONNECT_TIMEOUT_S = 60
 

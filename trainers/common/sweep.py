@@ -9,7 +9,8 @@ A sweep, per optimizer:
    at most `max_extensions` times; a search that stops with its best still at
    the edge records ``bound_hit``. If every point diverged, the grid grows
    downwards (a smaller rate is the one that can converge). A one-point grid
-   is a fixed value (no search), e.g. to reuse a rate chosen by another sweep.
+   is a fixed value (no search), e.g. to reuse a rate chosen by another sweep;
+   with at most one tau as well, nothing is chosen and no validation run is made.
 2. **Clipping threshold** (gclip and cclip, when a `tau_grid` is given). Either
    ``stage`` (default): step 1 runs at the centre of the tau grid, then the tau
    grid is screened at the chosen rate, with the same edge extension; or
@@ -290,6 +291,11 @@ class Config:
             return []
         return sorted(self.tau_grids.get(optimizer) or [])
 
+    def is_fixed(self, optimizer):
+        """One learning rate and at most one tau: nothing to choose, so no
+        validation run (the setting goes straight to its seeds)."""
+        return len(self.lr_grids[optimizer]) == 1 and len(self.taus(optimizer)) <= 1
+
 
 class Sweep:
     """Runs the sweep of `config` with `runner`; `previous`: records of an earlier
@@ -315,7 +321,9 @@ class Sweep:
         for name in c.optimizers:
             taus = c.taus(name)
             lr_grid = c.lr_grids[name]
-            if taus and c.tau_search == "cross":
+            if c.is_fixed(name):
+                keys = []
+            elif taus and c.tau_search == "cross":
                 keys = [Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps) for t in taus
                         for lr in lr_grid]
             else:
@@ -381,6 +389,11 @@ class Sweep:
         """The chosen (learning rate, tau) of `name` on the validation split."""
         c = self.config
         taus = c.taus(name)
+        if c.is_fixed(name):
+            selection = dict(learning_rate=c.lr_grids[name][0], tau=taus[0] if taus else None,
+                             validation_loss=None, steps=0, split=None, fixed=True)
+            self.selections[name] = dict(chosen=selection, lr_search=None, tau_search=None)
+            return selection
         lr_search, tau_search = None, None
         if taus and c.tau_search == "cross":
             per_tau = {}

@@ -128,9 +128,12 @@ def markdown_table(doc, title):
                 cells.append(_num(math.exp(f["mean"]), ".2f")
                              if f and f["n"] and f["mean"] is not None else "n/a")
         clip = f.get("clip_fraction") if f else None
+        fixed = bool(c and c.get("fixed"))
         cells += [_num(clip, ".3g"),
                   f"{r['grid_diverged']}/{r['grid_runs']} / {r['seed_diverged']}/{r['seed_runs']}",
-                  _grid_range(r["lr_search"]), _grid_range(r["tau_search"])]
+                  f"{c['learning_rate']:g} (fixed)" if fixed else _grid_range(r["lr_search"]),
+                  ("" if c["tau"] is None else f"{c['tau']:g} (fixed)") if fixed
+                  else _grid_range(r["tau_search"])]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "",

@@ -52,18 +52,9 @@ class Task(abc.ABC):
         """Global batches per epoch of the training set, or None (no epoch flags then)."""
         return None
 
-    # ---- optional: evaluation by per-example predictions (e.g. SQuAD EM/F1) ----
-    def predict(self, model, batch):
-        """Per-example tensors of this replica's eval batch (``{name: [batch, ...]}``),
-        or None (default) for no prediction pass. When defined, each evaluation
-        also runs it over the same `eval_steps` batches and hands the outputs,
-        gathered from all replicas and concatenated over steps, to
-        `evaluate_predictions` (return an example index among the outputs if
-        their order matters)."""
-        return None
-
-    def evaluate_predictions(self, outputs, step):
-        """``{metric: float}`` from the numpy `outputs` of `predict` (added as eval_<metric>)."""
+    def derived_metrics(self, results):
+        """Metrics computed from an evaluation's combined ``{metric: value}`` (e.g. a
+        language model's perplexity = exp(loss)); added to the same record."""
         return {}
 
     def export(self, model, export_dir):
@@ -72,3 +63,20 @@ class Task(abc.ABC):
     def summary(self):
         """Task facts added to summary.json (sizes, corpus, vocabulary)."""
         return {}
+
+
+class PredictionEvaluation(abc.ABC):
+    """An optional capability a task declares by inheriting it next to `Task`
+    (``class SquadTask(Task, PredictionEvaluation)``): evaluation by per-example
+    predictions (e.g. SQuAD EM/F1). Each evaluation then also runs `predict` over
+    the same `eval_steps` batches and hands the outputs, gathered from all
+    replicas and concatenated over steps, to `evaluate_predictions`."""
+
+    @abc.abstractmethod
+    def predict(self, model, batch):
+        """Per-example tensors of this replica's eval batch (``{name: [batch, ...]}``);
+        return an example index among the outputs if their order matters."""
+
+    @abc.abstractmethod
+    def evaluate_predictions(self, outputs, step):
+        """``{metric: float}`` from the numpy `outputs` of `predict` (added as eval_<metric>)."""

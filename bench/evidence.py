@@ -1,0 +1,286 @@
+"""`make evidence` / `make evidence-quick`: rerun the measurements behind docs/evidence.md.
+
+    python bench/evidence.py              # every stage (target: <= 3 h on the 2-core CPU)
+    python bench/evidence.py --quick      # the headline ladder at one seed (<= 20 min)
+    python bench/evidence.py --list       # the stages, their commands and estimates
+    python bench/evidence.py --only=lm_ladder,rates
+
+Each stage is one or more commands of the project's own programs (the sweep, the
+trainers, the rate experiment, the tail-rule calibration); their outputs go under
+``--runs`` (default runs/evidence) and the tables and figures that docs/evidence.md
+shows are copied to docs/figures/evidence/. A finished stage leaves
+``<runs>/<stage>.done.json`` (its commands, start, wall time) and is skipped on a
+rerun; inside a stage the sweep and the trainers resume themselves, so an
+interrupted run continues where it stopped. One progress line per stage gives the
+estimated time left for the whole run (the estimates below, replaced by measured
+wall times once a stage has run).
+
+Stages that reuse a sweep's chosen learning rates (the vocabulary and batch-size
+axes) read them from that sweep's results.json; they wait for it (run order).
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIGURES = os.path.join("docs", "figures", "evidence")
+
+# The causal LM of the ladder: the issue's probe (2 layers, width 128, word
+# vocabulary 8192, 64-token windows, batch 32) on the Wikipedia excerpt.
+LM_FLAGS = ("--model_size=tiny --tokenizer=word --vocab_size=8192 --seq_length=64 "
+            "--global_batch_size=32 --warmup_steps=50 --steps_per_loop=50 --eval_every=100 "
+            "--checkpoint_every=500 --eval_batches=0 --dropout=0.1")
+LADDER = "sgd,gclip,cclip,acclip,acclip_norm,adam"
+# Fixed rates of the quick ladder (one seed, no search): the full ladder's choices
+# when its results.json exists, else these (the issue's probe and the sweep's centres).
+QUICK_RATES = {"sgd": 0.1, "gclip": 0.1, "cclip": 0.1, "acclip": 0.3,
+               "acclip_norm": 1e-3, "adam": 1e-3}
+QUICK_TAUS = {"gclip": 1.0, "cclip": 0.01}
+
+
+def python(*args):
+    return [sys.executable, *args]
+
+
+def sweep(model_dir, program, optimizers, trainer_flags, *extra):
+    return python("-m", "trainers.sweep", f"--program={program}", f"--model_dir={model_dir}",
+                  f"--optimizers={optimizers}", f"--trainer_flags={trainer_flags}", *extra)
+
+
+def chosen(results_json, optimizers):
+    """{optimizer: (lr, tau)} chosen by a finished sweep (None when it has none)."""
+    if not os.path.exists(results_json):
+        return None
+    with open(results_json) as f:
+        doc = json.load(f)
+    out = {}
+    for name in optimizers:
+        c = ((doc.get("selections") or {}).get(name) or {}).get("chosen")
+        if c:
+            out[name] = (c["learning_rate"], c.get("tau"))
+    return out
+
+
+def fixed_grids(rates):
+    """--lr_grid / --tau_grid arguments that fix each optimizer's setting."""
+    lr = ",".join(f"{o}={r[0]:g}" for o, r in rates.items())
+    tau = ",".join(f"{o}={r[1]:g}" for o, r in rates.items() if r[1] is not None)
+    return [f"--lr_grid={lr}"] + ([f"--tau_grid={tau}"] if tau else [])
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    what: str
+    minutes: float  # estimate on the 2-core CPU, nothing else running
+    commands: object  # callable(runs) -> [argv, ...]
+    outputs: tuple = ()  # (path under runs or repo, name under docs/figures/evidence)
+    quick: bool = False
+    full: bool = True
+
+
+def ladder_rates(runs, optimizers):
+    rates = chosen(os.path.join(runs, "lm_ladder", "results.json"), optimizers)
+    if rates and all(o in rates for o in optimizers):
+        return rates
+    return {o: (QUICK_RATES[o], QUICK_TAUS.get(o)) for o in optimizers}
+
+
+def _ladder(runs):
+    return [sweep(os.path.join(runs, "lm_ladder"), "causal_lm", LADDER,
+                  LM_FLAGS + " --train_steps=1000", "--screen_steps=300", "--lr_points=4",
+                  "--seeds=3")]
+
+
+def _ladder_quick(runs):
+    names = LADDER.split(",")
+    return [sweep(os.path.join(runs, "lm_ladder_quick"), "causal_lm", LADDER,
+                  LM_FLAGS + " --train_steps=400", "--seeds=1",
+                  *fixed_grids(ladder_rates(runs, names)))]
+
+
+def _acclip_start(runs):
+    # Algorithm 1 gives no tau_0; the reference code starts tau**alpha at 0. The
+    # ladder's ACClip rates with tau_0 = 1e-6 (clipping from the first step).
+    rates = ladder_rates(runs, ["acclip", "acclip_norm"])
+    return [sweep(os.path.join(runs, "lm_acclip_start"), "causal_lm", "acclip,acclip_norm",
+                  LM_FLAGS + " --train_steps=1000 --acclip_initial_tau=1e-6", "--seeds=3",
+                  *fixed_grids(rates))]
+
+
+def _vocabulary_axis(runs):
+    # Kunstner et al. (NeurIPS 2024): the SGD-Adam gap on LMs grows with the class
+    # imbalance of a larger vocabulary. The ladder's rates, 2 seeds per cell.
+    names = ["sgd", "acclip", "acclip_norm", "adam"]
+    rates = ladder_rates(runs, names)
+    cmds = []
+    for tokenizer, size in (("word", 2048), ("word", 32768), ("wordpiece", 8192)):
+        flags = LM_FLAGS.replace("--tokenizer=word --vocab_size=8192",
+                                 f"--tokenizer={tokenizer} --vocab_size={size}")
+        cmds.append(sweep(os.path.join(runs, f"lm_vocab_{tokenizer}{size}"), "causal_lm",
+                          ",".join(names), flags + " --train_steps=1000", "--seeds=2",
+                          *fixed_grids(rates)))
+    return cmds
+
+
+def _large_batch(runs):
+    # Noise control: 8x the batch (noise sd / sqrt(8)), the same number of steps,
+    # the rates retuned on a 4-point grid around the ladder's choice.
+    names = ["sgd", "adam"]
+    rates = ladder_rates(runs, names)
+    grid = ",".join(f"{o}=" + "/".join(f"{rates[o][0] * k:g}" for k in (0.3, 1, 3, 10))
+                    for o in names)
+    flags = LM_FLAGS.replace("--global_batch_size=32", "--global_batch_size=256")
+    return [sweep(os.path.join(runs, "lm_large_batch"), "causal_lm", ",".join(names),
+                  flags + " --train_steps=300", f"--lr_grid={grid}", "--seeds=2")]
+
+
+def _resnet(runs):
+    dataset = ("fashion_mnist" if os.path.isdir("/usr/share/datasets/fashion-mnist")
+               or os.path.isdir(os.path.expanduser("~/.keras/datasets/fashion-mnist"))
+               else "digits")
+    flags = (f"--dataset={dataset} --model=resnet20 --global_batch_size=128 "
+             "--lr_schedule=cosine --warmup_steps=50 --lr_scaling_batch=0 "
+             "--steps_per_loop=50 --eval_every=200 --checkpoint_every=1000 --eval_batches=0 "
+             "--train_steps=1000")
+    return [sweep(os.path.join(runs, "resnet_sgd_adam"), "resnet_imagenet", "sgd,adam",
+                  flags, "--screen_steps=300", "--lr_points=4", "--seeds=3",
+                  "--metric=cross_entropy")]
+
+
+def _bert(runs):
+    flags = ("--model_size=tiny --seq_length=128 --global_batch_size=32 --warmup_steps=100 "
+             "--steps_per_loop=50 --eval_every=250 --checkpoint_every=1000 --eval_batches=0 "
+             "--train_steps=1500")
+    return [sweep(os.path.join(runs, "bert_table2"), "bert_pretrain", "sgd,acclip,acclip_norm,adam",
+                  flags, "--screen_steps=300", "--lr_points=4", "--seeds=3")]
+
+
+def _rates(runs):
+    base = ["--alphas=1.2,1.5", "--num_seeds=2000", "--num_repeats=5"]
+    return [python("-m", "trainers.heavy_tail_rates", f"--output_dir={runs}/rates_{name}",
+                   *base, *extra)
+            for name, extra in (("stable", ["--noise=stable", "--G=1"]),
+                                ("pareto", ["--noise=pareto", "--G=auto"]),
+                                ("pareto_sym", ["--noise=pareto", "--G=auto", "--skewness=0"]))]
+
+
+def _calibration(runs):
+    return [python("bench/calibrate_tail_rule.py",
+                   "--output=docs/figures/tail_rule_calibration.json")]
+
+
+def _sweep_outputs(name):
+    return ((f"{name}/results.md", f"{name}.md"), (f"{name}/results.png", f"{name}.png"),
+            (f"{name}/results.json", f"{name}.json"))
+
+
+STAGES = (
+    Stage("lm_ladder_quick", "Figure 3a ladder on the causal LM, one seed, fixed rates",
+          18, _ladder_quick, _sweep_outputs("lm_ladder_quick"), quick=True, full=False),
+    Stage("lm_ladder", "Figure 3a ladder on the causal LM: tuned on validation, 3 seeds on test",
+          150, _ladder, _sweep_outputs("lm_ladder")),
+    Stage("lm_acclip_start", "ACClip with tau_0 = 1e-6 instead of 1 (the ladder's rates)",
+          30, _acclip_start, _sweep_outputs("lm_acclip_start")),
+    Stage("resnet_sgd_adam", "Figure 1a: SGD vs Adam on a ResNet-20, tuned, 3 seeds",
+          60, _resnet, _sweep_outputs("resnet_sgd_adam")),
+    Stage("bert_table2", "Table 2: BERT MLM (tiny), SGD/ACClip/Adam, tuned, 3 seeds",
+          90, _bert, _sweep_outputs("bert_table2")),
+    Stage("lm_vocabulary", "vocabulary axis (word 2k/32k, WordPiece 8k), the ladder's rates",
+          90, _vocabulary_axis,
+          sum((_sweep_outputs(f"lm_vocab_{n}") for n in ("word2048", "word32768",
+                                                           "wordpiece8192")), ())),
+    Stage("lm_large_batch", "noise control: batch 256 instead of 32, SGD vs Adam retuned",
+          60, _large_batch, _sweep_outputs("lm_large_batch")),
+    Stage("rates", "Section 3 rates: stable (assumption fails) and Pareto (it holds)",
+          6, _rates, (("rates_stable/rates.png", "rates_stable.png"),
+                      ("rates_pareto/rates.png", "rates_pareto.png"),
+                      ("rates_pareto_sym/rates.png", "rates_pareto_symmetric.png"))),
+    Stage("tail_calibration", "error rates of the heavy/light/cannot-tell rule",
+          10, _calibration),
+)
+
+
+def format_minutes(minutes):
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min"
+
+
+def done_path(runs, stage):
+    return os.path.join(runs, f"{stage.name}.done.json")
+
+
+def run_stage(stage, runs, log):
+    commands = stage.commands(runs)
+    start = time.time()
+    for argv in commands:
+        print("  $ " + shlex.join(argv), flush=True)
+        with open(log, "a") as f:
+            f.write("$ " + shlex.join(argv) + "\n")
+        code = subprocess.call(argv, cwd=ROOT)
+        if code:
+            raise SystemExit(f"error: stage {stage.name} failed (exit {code}) in: "
+                             f"{shlex.join(argv)}")
+    os.makedirs(FIGURES, exist_ok=True)
+    for src, dst in stage.outputs:
+        path = src if os.path.isabs(src) else os.path.join(runs, src)
+        if os.path.exists(path):
+            shutil.copyfile(path, os.path.join(FIGURES, dst))
+    record = dict(stage=stage.name, what=stage.what, commands=[shlex.join(c) for c in commands],
+                  started=datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+                  .strftime("%Y-%m-%d %H:%M UTC"), wall_minutes=round((time.time() - start) / 60, 1))
+    with open(done_path(runs, stage), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="only the quick stages (<= 20 min)")
+    p.add_argument("--runs", default=os.path.join("runs", "evidence"))
+    p.add_argument("--only", default="", help="comma-separated stage names")
+    p.add_argument("--list", action="store_true", help="print the stages and exit")
+    a = p.parse_args(argv)
+    os.chdir(ROOT)
+    selected = [s for s in STAGES if (s.quick if a.quick else s.full)]
+    if a.only:
+        names = a.only.split(",")
+        unknown = sorted(set(names) - {s.name for s in STAGES})
+        if unknown:
+            raise SystemExit(f"error: unknown stage(s) {', '.join(unknown)}; "
+                             f"stages: {', '.join(s.name for s in STAGES)}")
+        selected = [s for s in STAGES if s.name in names]
+    if a.list:
+        for s in selected:
+            print(f"{s.name} (~{format_minutes(s.minutes)}): {s.what}")
+            for c in s.commands(a.runs):
+                print("    " + shlex.join(c))
+        return
+    os.makedirs(a.runs, exist_ok=True)
+    log = os.path.join(a.runs, "commands.log")
+    left = {s.name: (0 if os.path.exists(done_path(a.runs, s)) else s.minutes) for s in selected}
+    for i, s in enumerate(selected, 1):
+        if os.path.exists(done_path(a.runs, s)):
+            with open(done_path(a.runs, s)) as f:
+                rec = json.load(f)
+            print(f"[evidence {i}/{len(selected)}] {s.name}: done earlier "
+                  f"({rec['wall_minutes']} min, {rec['started']})", flush=True)
+            continue
+        print(f"[evidence {i}/{len(selected)}] {s.name}: {s.what} (~{format_minutes(s.minutes)}; "
+              f"all stages left ~{format_minutes(sum(left.values()))})", flush=True)
+        rec = run_stage(s, a.runs, log)
+        left[s.name] = 0
+        print(f"[evidence {i}/{len(selected)}] {s.name}: done in {rec['wall_minutes']} min",
+              flush=True)
+    print(f"evidence: tables and figures in {FIGURES}/; commands in {log}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The BERT trainer end to end, in subprocesses: learning, distribution, resume, bad input.
+
+One-device, two-replica and two-worker runs of the same config must end
+with the same weights (the global batch is the same; only the float
+summation order differs), and a killed-and-resumed run must end with the
+weights of an uninterrupted one, bit for bit, under --deterministic.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY, free_ports, model_weights, run_trainer
+
+STEPS = 20
+
+
+def base_args(model_dir, corpus, vocab, *extra):
+    return [f"--model_dir={model_dir}", f"--corpus={corpus}", f"--vocab_file={vocab}",
+            *TINY, f"--train_steps={STEPS}", "--eval_every=10", "--checkpoint_every=10",
+            "--optimizer=adam", "--learning_rate=5e-3", "--warmup_steps=2", *extra]
+
+
+def digest(stdout):
+    lines = [l for l in stdout.splitlines() if l.startswith("final weights sha256 ")]
+    assert lines, stdout[-2000:]
+    return lines[-1].split()[-1]
+
+
+def assert_same_weights(dir_a, dir_b, exact=False):
+    a, b = model_weights(dir_a), model_weights(dir_b)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        if exact:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory, small_corpus, small_vocab):
+    model_dir = tmp_path_factory.mktemp("one_device")
+    proc = run_trainer(base_args(model_dir, small_corpus, small_vocab, "--strategy=one_device"))
+    return model_dir, proc
+
+
+def test_tiny_run_lowers_held_out_loss_and_writes_reports(one_device):
+    model_dir, proc = one_device
+    records = [json.loads(l) for l in open(model_dir / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [0, 10, 20]
+    first, last = records[0]["eval_loss"], records[-1]["eval_loss"]
+    assert last < first - 0.25, records  # 6.35 = ln(vocab) at init
+    assert records[-1]["eval_accuracy"] > records[0]["eval_accuracy"]
+    summary = json.load(open(model_dir / "summary.json"))
+    assert summary["final_step"] == STEPS and summary["sequences_per_second"] > 0
+    assert summary["eval"]["loss"] == pytest.approx(last)
+    flags_txt = open(model_dir / "flags.txt").read()
+    assert "--optimizer=adam" in flags_txt and f"--train_steps={STEPS}" in flags_txt
+    config = json.load(open(model_dir / "config.json"))
+    assert config["program"] == "trainers.bert_pretrain"
+    assert config["flags"]["optimizer"] == "adam" and config["flags"]["train_steps"] == STEPS
+    assert config["flags"]["seq_length"] == 32 and config["flags"]["model_size"] == "tiny"
+    assert "logtostderr" not in config["flags"] and "flagfile" not in config["flags"]
+    assert (model_dir / "vocab.txt").exists() and os.listdir(model_dir / "tensorboard")
+    progress = [l for l in proc.stdout.splitlines() if l.startswith("step ")]
+    assert len(progress) == 4 and "sequences/s" in progress[-1] and "ETA" in progress[-1]
+
+
+def test_export_loads_for_finetuning(one_device):
+    from trainers.bert.model import load_pretrained
+
+    model_dir, _ = one_device
+    backbone, tokenizer, config = load_pretrained(str(model_dir))
+    trained = list(model_weights(model_dir).values())
+    for w in backbone.weights:
+        value = np.asarray(w.numpy())
+        assert any(t.shape == value.shape and np.array_equal(t, value) for t in trained), w.path
+    assert tokenizer.vocabulary_size() == config["vocab_size"] == backbone.vocabulary_size
+
+
+def test_mirrored_two_cpus_equals_one_device(one_device, tmp_path, small_corpus, small_vocab):
+    model_dir, _ = one_device
+    run_trainer(base_args(tmp_path, small_corpus, small_vocab,
+                          "--strategy=mirrored", "--num_devices=2"))
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["num_replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
+    assert_same_weights(model_dir, tmp_path)
+
+
+def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, small_vocab):
+    model_dir, _ = one_device
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+        args = base_args(tmp_path, small_corpus, small_vocab, "--strategy=multi_worker_mirrored")
+        procs.append(subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-4000:]
+        outs.append(out)
+    assert digest(outs[0]) == digest(outs[1])  # both workers: identical weights
+    summary = json.load(open(tmp_path / "summary.json"))  # written by the chief only
+    assert summary["num_replicas"] == 2
+    assert_same_weights(model_dir, tmp_path)
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_vocab):
+    args = ["--deterministic", "--dropout=0.1", "--checkpoint_every=5", "--eval_every=0",
+            "--train_steps=15"]
+    straight = tmp_path / "straight"
+    run_trainer(base_args(straight, small_corpus, small_vocab, *args))
+
+    resumed = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "trainers.bert_pretrain",
+           *base_args(resumed, small_corpus, small_vocab, *args)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    victim = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    state = resumed / "checkpoints" / "checkpoint"
+    deadline = time.time() + 240
+    while not state.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert "ckpt-15" not in state.read_text()
+
+    proc = run_trainer(base_args(resumed, small_corpus, small_vocab, *args))
+    assert "resumed from" in proc.stdout
+    assert_same_weights(straight, resumed, exact=True)
+
+
+# Bad input that needs a running trainer (data, TF runtime) runs in subprocesses; flag
+# values are checked in-process below (tests/common/test_common.py has the shared ones).
+BAD_INPUTS = {
+    "missing_files": (["--corpus=files:/nonexistent/*.txt"], "matches no files"),
+    "tiny_corpus": (["--corpus=TINY_CORPUS"], "fewer than one batch"),
+    "tpu": (["--strategy=tpu", "--tpu=grpc://127.0.0.1:CLOSED_PORT"], "unreachable"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory, small_vocab):
+    """All bad-input runs at once (each is mostly TF start-up, so run them side by side)."""
+    tmp = tmp_path_factory.mktemp("bad")
+    tiny = tmp / "tiny.txt"
+    tiny.write_text("One short document about nothing much.\n\nAnother short one.\n")
+    (port,) = free_ports(1)  # closed again: nothing listens there
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    procs = {}
+    for name, (extra, _) in BAD_INPUTS.items():
+        extra = [e.replace("TINY_CORPUS", f"files:{tiny}").replace("CLOSED_PORT", str(port))
+                 for e in extra]
+        args = [f"--model_dir={tmp / name}", f"--vocab_file={small_vocab}", *TINY,
+                "--train_steps=2", *extra]
+        procs[name] = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
+                                       cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+    results = {}
+    for name, p in procs.items():
+        _, err = p.communicate(timeout=180)
+        results[name] = (p.returncode, err)
+    return results
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_line(name, bad_input_runs):
+    returncode, stderr = bad_input_runs[name]
+    expected = BAD_INPUTS[name][1]
+    assert returncode != 0
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert lines[-1].startswith("error: ") and expected in lines[-1], stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
+def test_bad_flag_values_fail_in_one_line_in_process(capsys):
+    from absl import flags
+
+    from trainers.bert import model as bert_model
+    from trainers.common import cli
+    from trainers.common import flags as common_flags
+
+    common_flags.define_common_flags()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(lambda argv: None, argv=["prog", "--optimizer=adagrad"])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and "--optimizer=adagrad" in err[-1]
+    finally:
+        flags.FLAGS.unparse_flags()
+
+    def main(argv):
+        bert_model.model_config("huge")
+
+    with pytest.raises(SystemExit):
+        cli.run(main, argv=["prog"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "--model_size='huge'" in err[-1]
+    flags.FLAGS.unparse_flags()
+
+
+def test_compare_writes_table_and_plot(one_device, tmp_path, small_corpus, small_vocab):
+    # The adam run is the one-device run above (compare skips a finished run);
+    # acclip runs here, with an overridden learning rate.
+    model_dir, _ = one_device
+    shutil.copytree(model_dir, tmp_path / "adam")
+    args = [f"--model_dir={tmp_path}", f"--corpus={small_corpus}", f"--vocab_file={small_vocab}",
+            *TINY, f"--train_steps={STEPS}", "--eval_every=10", "--optimizers=adam,acclip",
+            "--learning_rates=acclip=0.5"]
+    proc = run_trainer(args, module="trainers.compare")
+    assert "adam: already finished" in proc.stdout
+    table = open(tmp_path / "comparison.md").read()
+    rows = [l for l in table.splitlines() if l.startswith("| adam") or l.startswith("| acclip")]
+    assert len(rows) == 2 and "| acclip | 0.5 |" in table
+    adam = json.load(open(model_dir / "summary.json"))
+    assert f"| {adam['eval']['loss']:.4f} |" in rows[0]
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert json.load(open(tmp_path / "acclip" / "summary.json"))["optimizer"] == "acclip"
+    assert "comparison table:" in proc.stdout

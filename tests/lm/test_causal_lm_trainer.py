@@ -1,0 +1,166 @@
+"""`python -m trainers.causal_lm` end to end, in subprocesses, on a corpus this test
+writes (no download): the held-out loss drops, reports carry loss, perplexity,
+accuracy and the clip fraction, the export loads back, two replicas end with
+the weights of one device, and a run stopped halfway (its own --train_steps)
+and resumed ends with the weights of the uninterrupted one, bit for bit (under
+--deterministic). Dropout is off (two replicas draw other masks than one
+device); the resume of the dropout RNG is covered by the BERT trainer's test.
+
+Three runs start side by side, then the resume (each is mostly TF start-up).
+"""
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 16
+TINY = ["--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_dim=64",
+        "--seq_length=16", "--global_batch_size=8", "--steps_per_loop=4",
+        "--eval_fraction=0.4", "--nojit_compile", "--tokenizer=word", "--vocab_size=100"]
+
+
+def write_corpus(directory, documents=12, seed=0):
+    """A few KB of template sentences, blank-line separated documents."""
+    r = random.Random(seed)
+    subj = ["the cat", "a dog", "the old man", "my sister", "the bird", "our teacher"]
+    verb = ["sees", "likes", "follows", "finds", "helps", "watches"]
+    obj = ["the river", "a small house", "the green field", "the market", "a red ball"]
+    docs = []
+    for _ in range(documents):
+        paras = [" ".join(f"{r.choice(subj).capitalize()} {r.choice(verb)} {r.choice(obj)}."
+                          for _ in range(6)) for _ in range(3)]
+        docs.append("\n".join(paras))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "corpus.txt").write_text("\n\n".join(docs) + "\n")
+    return f"files:{directory}/*.txt"
+
+
+def start(model_dir, corpus, *extra):
+    args = [f"--model_dir={model_dir}", f"--corpus={corpus}", *TINY, *extra]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-m", "trainers.causal_lm", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs, check=True):
+    results = {}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=400)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{name} failed ({p.returncode}):\n{err[-4000:]}")
+        results[name] = (p.returncode, out, err)
+    return results
+
+
+def model_weights(model_dir):
+    """{checkpoint key: array} of the model variables in model_dir's latest checkpoint."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        os.path.join(model_dir, "checkpoints")))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}
+
+
+def assert_same_weights(dir_a, dir_b, exact):
+    a, b = model_weights(dir_a), model_weights(dir_b)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        if exact:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+def records(model_dir):
+    return [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("causal_lm")
+    corpus = write_corpus(tmp / "corpus")
+    # One configuration for all runs: a clipped optimizer (its state must resume
+    # too) and a constant learning rate (the schedule must not depend on
+    # --train_steps, which the interrupted run sets to half).
+    args = [f"--train_steps={STEPS}", "--eval_every=8", "--checkpoint_every=8",
+            "--optimizer=gclip", "--learning_rate=0.3", "--tau=0.5", "--dropout=0",
+            "--lr_schedule=constant", "--deterministic"]
+    dirs = {name: tmp / name for name in ("one", "two", "resumed")}
+    finish({
+        "one": start(dirs["one"], corpus, *args, "--strategy=one_device"),
+        "two": start(dirs["two"], corpus, *args, "--strategy=mirrored", "--num_devices=2"),
+        "resumed": start(dirs["resumed"], corpus, *args, f"--train_steps={STEPS // 2}"),
+    })
+    resumed = finish({"resumed": start(dirs["resumed"], corpus, *args)})["resumed"]
+    return dirs, resumed
+
+
+def test_held_out_loss_drops_and_reports_perplexity_and_accuracy(runs):
+    dirs, _ = runs
+    recs = records(dirs["one"])
+    assert [r["step"] for r in recs] == [0, 8, 16]
+    first, last = recs[0], recs[-1]
+    assert last["eval_loss"] < first["eval_loss"] - 0.3, recs
+    assert last["eval_accuracy"] > first["eval_accuracy"]
+    for r in recs:
+        assert r["eval_perplexity"] == pytest.approx(math.exp(r["eval_loss"]), rel=1e-4)
+    assert "train_loss" in last and 0.0 <= last["clip_fraction"] <= 1.0  # gclip tracks it
+    summary = json.load(open(dirs["one"] / "summary.json"))
+    assert summary["eval"]["loss"] == pytest.approx(last["eval_loss"])
+    task = summary["task"]
+    assert task["eval_split"] == "validation" and task["tokenizer"] == "word"
+    assert task["vocab_size"] <= 100 and task["train_sequences"] > 8
+    assert (dirs["one"] / "vocab.txt").exists()
+
+
+def test_export_loads_back_with_the_trained_weights(runs):
+    from trainers.lm.model import load_exported
+
+    dirs, _ = runs
+    model, vocab, config = load_exported(str(dirs["one"]))
+    assert vocab == (dirs["one"] / "vocab.txt").read_text().split()
+    assert config["task"] == "causal_lm" and config["num_layers"] == 1
+    trained = list(model_weights(dirs["one"]).values())
+    for w in model.weights:
+        value = np.asarray(w.numpy())
+        assert any(t.shape == value.shape and np.array_equal(t, value) for t in trained), w.path
+    tokens = np.ones([2, 16], np.int32)
+    logits = model({"token_ids": tokens, "padding_mask": tokens})
+    assert logits.shape == (2, 16, len(vocab))
+
+
+def test_two_replicas_equal_one_device(runs):
+    dirs, _ = runs
+    summary = json.load(open(dirs["two"] / "summary.json"))
+    assert summary["num_replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
+    assert_same_weights(dirs["one"], dirs["two"], exact=False)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(runs):
+    dirs, resumed = runs
+    assert "resumed from" in resumed[1]
+    assert [r["step"] for r in records(dirs["resumed"])] == [0, STEPS // 2, STEPS]
+    assert_same_weights(dirs["one"], dirs["resumed"], exact=True)
+    digests = [json.load(open(dirs[n] / "summary.json"))["weights_sha256"]
+               for n in ("one", "resumed")]
+    assert digests[0] == digests[1]
+
+
+def test_bad_model_size_is_a_trainer_error():
+    from trainers.common.cli import TrainerError
+    from trainers.lm.model import model_config
+
+    with pytest.raises(TrainerError, match="--model_size='huge'"):
+        model_config("huge")
+    with pytest.raises(TrainerError, match="not divisible"):
+        model_config("tiny", hidden_dim=30, num_heads=4)
+    assert model_config("paper") == dict(num_layers=6, hidden_dim=512, num_heads=8,
+                                         intermediate_dim=2048)

@@ -1,0 +1,177 @@
+"""gradient_noise measures a run with exactly the settings the run was made with.
+
+The settings come from the run's config.json (every flag of the trainer, defaults
+included) and the task is the trainer's own, so no default is copied and a changed
+trainer default cannot desynchronise the measurement. A run without config.json
+is refused in one line.
+"""
+
+import json
+import os
+
+import pytest
+
+from conftest import run_trainer
+from trainers.common.errors import TrainerError
+from trainers.noise import run_config
+
+MODULE = "trainers.gradient_noise"
+MEASURE = ["--num_batches=16", "--batch_size=8", "--reference_dim=10"]
+# Every model and data flag away from both bert_pretrain's and gradient_noise's defaults.
+RUN_FLAGS = ["--num_layers=1", "--hidden_dim=24", "--num_heads=3", "--intermediate_dim=40",
+             "--seq_length=24", "--max_predictions_per_seq=4", "--mask_rate=0.2",
+             "--eval_fraction=0.2", "--seed=7", "--dropout=0"]
+
+
+def write_config(model_dir, program="trainers.bert_pretrain", **values):
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "config.json"), "w") as fh:
+        json.dump({"program": program, "flags": values}, fh)
+
+
+# ---------------------------------------------------------------- the reader, in-process
+def test_run_flags_are_the_recorded_values_with_the_measurement_overrides(tmp_path):
+    write_config(tmp_path, hidden_dim=24, seq_length=24, num_layers=None, dropout=0.1)
+    f = run_config.run_flags(str(tmp_path), ("trainers.bert_pretrain",), dropout=0.0)
+    assert (f.hidden_dim, f.seq_length, f.num_layers, f.dropout) == (24, 24, None, 0.0)
+    assert getattr(f, "eval_split", "validation") == "validation"  # absl-like getattr default
+    with pytest.raises(TrainerError, match=r"config.json has no value for --vocab_size"):
+        f.vocab_size
+
+
+def test_a_run_without_config_json_is_one_clear_error(tmp_path):
+    with pytest.raises(TrainerError) as e:
+        run_config.read_run_config(str(tmp_path))
+    message = str(e.value)
+    assert message == (f"run {tmp_path} has no config.json; rerun its trainer with this version")
+    assert "\n" not in message
+
+
+def test_a_run_of_another_program_is_refused(tmp_path):
+    write_config(tmp_path, program="trainers.resnet_imagenet", model="resnet8")
+    with pytest.raises(TrainerError, match="is a run of trainers.resnet_imagenet; this "
+                                           "measurement needs a run of trainers.bert_pretrain"):
+        run_config.run_flags(str(tmp_path), ("trainers.bert_pretrain",))
+
+
+def test_a_broken_record_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(TrainerError, match="is not a run record"):
+        run_config.read_run_config(str(tmp_path))
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def odd_run(tmp_path_factory, small_corpus, small_vocab):
+    """A bert_pretrain run whose model and data flags are all non-default."""
+    model_dir = tmp_path_factory.mktemp("odd_run")
+    run_trainer([f"--model_dir={model_dir}", f"--corpus={small_corpus}",
+                 f"--vocab_file={small_vocab}", *RUN_FLAGS, "--global_batch_size=8",
+                 "--steps_per_loop=5", "--eval_batches=2", "--train_steps=5",
+                 "--checkpoint_every=5", "--eval_every=0", "--optimizer=adam",
+                 "--learning_rate=1e-3", "--strategy=one_device", "--nojit_compile"])
+    return model_dir
+
+
+def test_a_run_is_measured_with_exactly_its_settings(tmp_path, odd_run):
+    out = tmp_path / "noise"
+    # None of the run's size or data flags on this command line: all from config.json.
+    run_trainer(["--model=bert", f"--output_dir={out}", f"--pretrain_dir={odd_run}",
+                 "--checkpoints=5", *MEASURE], module=MODULE)
+    result = json.load(open(out / "bert_noise.json"))
+    run = json.load(open(odd_run / "summary.json"))["task"]
+    config = json.load(open(odd_run / "config.json"))["flags"]
+    facts, settings = result["facts"], result["settings"]
+    for key in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "seq_length",
+                "max_predictions_per_seq", "vocab_size", "train_sequences", "train_documents"):
+        assert facts[key] == run[key], key
+    for key in ("hidden_dim", "seq_length", "mask_rate", "eval_fraction", "seed"):
+        assert settings[key] == config[key], key
+    assert settings["program"] == "trainers.bert_pretrain"
+    # The measured model is the run's: same parameter count as its checkpointed weights.
+    from conftest import model_weights
+
+    checkpoint_params = sum(v.size for v in model_weights(odd_run).values())
+    assert facts["parameters"] == checkpoint_params
+    assert list(result["measurements"]) == ["init", "step 5"]
+
+
+def test_a_run_without_config_json_fails_in_one_line(tmp_path, odd_run):
+    import shutil
+
+    old_run = tmp_path / "old_run"
+    shutil.copytree(odd_run, old_run)
+    os.remove(old_run / "config.json")
+    proc = run_trainer(["--model=bert", f"--output_dir={tmp_path}/out",
+                        f"--pretrain_dir={old_run}", *MEASURE], module=MODULE, check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == (f"error: run {old_run} has no config.json; rerun its trainer with "
+                         "this version"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_resnet_run_is_measured_with_its_model_and_loss(tmp_path):
+    """A resnet_imagenet run's model (resnet8, not this program's --image_model default),
+    seed and loss settings come from its config.json."""
+    run = tmp_path / "resnet_run"
+    run_trainer([f"--model_dir={run}", "--dataset=digits", "--model=resnet8", "--seed=3",
+                 "--label_smoothing=0.05", "--global_batch_size=16", "--train_steps=2",
+                 "--steps_per_loop=2", "--eval_batches=1", "--checkpoint_every=2",
+                 "--eval_every=0", "--strategy=one_device", "--nojit_compile"],
+                module="trainers.resnet_imagenet")
+    out = tmp_path / "noise"
+    run_trainer(["--model=resnet", f"--output_dir={out}", f"--pretrain_dir={run}",
+                 "--checkpoints=2", *MEASURE], module=MODULE)
+    result = json.load(open(out / "resnet_noise.json"))
+    summary = json.load(open(run / "summary.json"))["task"]
+    settings, facts = result["settings"], result["facts"]
+    assert settings["program"] == "trainers.resnet_imagenet"
+    assert settings["model"] == "resnet8" and settings["seed"] == 3
+    assert settings["label_smoothing"] == 0.05
+    assert facts["parameters"] == summary["parameters"]
+    assert facts["image_size"] == summary["image_size"] == 8
+    assert list(result["measurements"]) == ["init", "step 2"]
+
+
+def test_the_task_loss_gives_the_global_batch_gradient_on_two_replicas(
+        two_replicas, small_corpus, small_vocab, tmp_path):
+    """`TaskObjective` divides by the global batch's predicted positions (as the
+    training loop does), so two replicas measure the gradients one device does,
+    although the replicas' halves hold different numbers of masked tokens."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from acclip_tf import noise
+    from trainers.bert.task import BertPretrainTask
+    from trainers.noise import objective
+
+    values = dict(model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2,
+                  intermediate_dim=32, corpus=small_corpus, max_documents=0, eval_fraction=0.1,
+                  vocab_size=600, vocab_file=small_vocab, seq_length=32,
+                  max_predictions_per_seq=5, mask_rate=0.15, seed=0, dropout=0.0,
+                  global_batch_size=1)
+    task = BertPretrainTask(run_config.RunFlags(values, "test"), str(tmp_path), is_chief=False)
+
+    def uneven(batch):  # the first replica's half predicts one position per sequence
+        keep = tf.concat([tf.tile([[1.0, 0, 0, 0, 0]], [4, 1]), tf.ones([4, 5])], 0)
+        return dict(batch, mask_weights=batch["mask_weights"] * keep)
+
+    batches = objective.task_batches(task.train_dataset(None, 8, 0).take(4).map(uneven).cache())
+    samples = []
+    for strategy in (None, two_replicas):
+        keras.utils.set_random_seed(0)
+        if strategy is None:
+            model = task.build_model()
+        else:
+            with strategy.scope():
+                model = task.build_model()
+        samples.append(noise.gradient_noise_norms(
+            objective.TaskObjective(task, model), objective.passthrough, batches,
+            strategy=strategy, cross_replica=objective.CROSS_REPLICA))
+    one, two = samples
+    np.testing.assert_allclose(two.gradient_norms, one.gradient_norms, rtol=1e-5)
+    np.testing.assert_allclose(two.noise_norms, one.noise_norms, rtol=1e-5)
+    weights = [b[0]["mask_weights"].numpy() for b in batches]
+    assert all(w[:4].sum() < w[4:].sum() for w in weights)  # the halves differ

@@ -1,0 +1,112 @@
+"""Documents -> fixed-length token segments -> masked-LM tf.data pipelines.
+
+Segments: each document's paragraphs are tokenized and concatenated, cut
+into pieces of ``seq_length - 2`` tokens, and framed as
+``[CLS] piece [SEP] [PAD]...`` (one segment per example, no next-sentence
+task; the paper's numbers are MLM loss and accuracy). Pieces shorter than
+`min_tokens` (a document's tail) are dropped.
+
+Pipelines are functions of (seed, global example index) only, so they are
+deterministic, skip cheaply to a resume position, and build identical global
+batches however many workers and replicas read them (see `per_replica`).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from trainers.common.errors import TrainerError
+from trainers.bert.masking import example_seed, mask_sequence
+from trainers.common.inputs import per_replica
+from trainers.common.text.vocab import SPECIAL_TOKENS
+
+
+def segment_documents(documents, tokenizer, seq_length, min_tokens=8):
+    """int32 array [num_segments, seq_length] of framed, padded segments."""
+    if seq_length < 8:
+        raise TrainerError(f"--seq_length must be >= 8, got {seq_length}")
+    cls_id = tokenizer.token_to_id("[CLS]")
+    sep_id = tokenizer.token_to_id("[SEP]")
+    pad_id = tokenizer.token_to_id("[PAD]")
+    piece = seq_length - 2
+    paragraphs = [p for doc in documents for p in doc]
+    if not paragraphs:
+        return np.zeros([0, seq_length], np.int32)
+    # Inside tf.data the tokenizer returns ragged tensors (eagerly, Python lists).
+    flats, row_lengths = [], []
+    for ids in tf.data.Dataset.from_tensor_slices(paragraphs).batch(512).map(tokenizer):
+        flats.append(ids.flat_values.numpy())
+        row_lengths.append(ids.row_lengths().numpy())
+    flat = np.concatenate(flats)
+    lengths = np.concatenate(row_lengths)
+    doc_sizes = np.cumsum([0] + [len(doc) for doc in documents])
+    para_ends = np.cumsum(np.concatenate([[0], lengths]))
+    segments = []
+    for d in range(len(documents)):
+        start, end = para_ends[doc_sizes[d]], para_ends[doc_sizes[d + 1]]
+        tokens = flat[start:end]
+        for i in range(0, len(tokens), piece):
+            chunk = tokens[i : i + piece]
+            if len(chunk) < min_tokens:
+                continue
+            row = np.full([seq_length], pad_id, np.int32)
+            row[0] = cls_id
+            row[1 : 1 + len(chunk)] = chunk
+            row[1 + len(chunk)] = sep_id
+            segments.append(row)
+    if not segments:
+        return np.zeros([0, seq_length], np.int32)
+    return np.stack(segments)
+
+
+class MaskedLMData:
+    """Masked-LM pipelines over fixed segments (train: shuffled, eval: fixed order)."""
+
+    def __init__(self, train_segments, eval_segments, vocab, seed, max_predictions,
+                 mask_rate=0.15):
+        self.train_segments = train_segments
+        self.eval_segments = eval_segments
+        self.seed = seed
+        special = [vocab.index(t) for t in SPECIAL_TOKENS]
+        self._mask_kwargs = dict(
+            mask_token_id=vocab.index("[MASK]"), special_token_ids=special,
+            vocab_size=len(vocab), max_predictions=max_predictions, mask_rate=mask_rate)
+        self.pad_id = vocab.index("[PAD]")
+
+    def check_sizes(self, global_batch_size):
+        for name, segs in (("training", self.train_segments), ("held-out", self.eval_segments)):
+            if len(segs) < global_batch_size:
+                raise TrainerError(
+                    f"the {name} split has {len(segs)} sequences, fewer than one batch "
+                    f"(--global_batch_size={global_batch_size}); use a larger corpus or "
+                    f"a smaller batch or --seq_length")
+
+    def _example(self, segments, segment_index, mask_index, seed):
+        """Segment `segment_index`, masked with the seed of stream position `mask_index`."""
+        tokens = tf.gather(segments, segment_index)
+        ex = mask_sequence(tokens, example_seed(seed, mask_index), **self._mask_kwargs)
+        ex["padding_mask"] = tokens != self.pad_id
+        ex["segment_ids"] = tf.zeros_like(tokens)
+        return ex
+
+    def train_dataset(self, input_context, global_batch_size, start_batch=0):
+        segments = tf.constant(self.train_segments)
+        n = len(self.train_segments)
+        order = (tf.data.Dataset.range(n)
+                 .shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
+                 .repeat()
+                 .enumerate()
+                 .skip(start_batch * global_batch_size))
+        # The masks depend on the stream position i, so each epoch masks anew.
+        ds = order.map(lambda i, j: self._example(segments, j, i, self.seed),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        segments = tf.constant(self.eval_segments)
+        ds = tf.data.Dataset.range(len(self.eval_segments)).repeat().map(
+            lambda i: self._example(segments, i, i, self.seed + 1_000_003),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def eval_steps(self, global_batch_size):
+        return -(-len(self.eval_segments) // global_batch_size)

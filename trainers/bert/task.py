@@ -1,0 +1,86 @@
+"""BERT masked-LM pretraining as a `trainers.common.task.Task`."""
+
+import acclip_tf
+from trainers.bert import mlm
+from trainers.bert import model as bert_model
+from trainers.common import cli
+from trainers.common.task import Task
+from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import vocab as vocab_lib
+
+
+class BertPretrainTask(Task):
+    weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
+    example_name = "sequences"
+
+    def __init__(self, f, model_dir, is_chief):
+        self.f = f
+        self.config = bert_model.model_config(
+            f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
+        if not 0 < f.mask_rate < 1:
+            raise cli.TrainerError(f"--mask_rate must lie in (0, 1), got {f.mask_rate}")
+        if f.max_predictions_per_seq < 1:
+            raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
+        documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
+        train_docs, validation_docs, test_docs = corpus_lib.split_documents(
+            documents, f.eval_fraction, seed=0, with_test=True)
+        eval_split = getattr(f, "eval_split", "validation")
+        eval_docs = test_docs if eval_split == "test" else validation_docs
+        if not eval_docs:
+            raise cli.TrainerError(
+                f"--eval_split={eval_split}: the {len(validation_docs) + len(test_docs)} "
+                "held-out document(s) leave none for it; raise --eval_fraction or use more "
+                "documents")
+        self.vocab = vocab_lib.run_vocabulary(
+            f.vocab_file, model_dir, is_chief,
+            lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
+        tokenizer = vocab_lib.make_tokenizer(self.vocab)
+        train = mlm.segment_documents(train_docs, tokenizer, f.seq_length)
+        held = mlm.segment_documents(eval_docs, tokenizer, f.seq_length)
+        self.data = mlm.MaskedLMData(train, held, self.vocab, f.seed,
+                                     f.max_predictions_per_seq, f.mask_rate)
+        self.data.check_sizes(f.global_batch_size)
+        self.facts = dict(corpus=f.corpus, documents=len(documents),
+                          train_documents=len(train_docs), eval_split=eval_split,
+                          eval_documents=len(eval_docs),
+                          train_sequences=len(train), eval_sequences=len(held),
+                          vocab_size=len(self.vocab), seq_length=f.seq_length,
+                          max_predictions_per_seq=f.max_predictions_per_seq,
+                          model_size=f.model_size, dropout=f.dropout, **self.config)
+        print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
+
+    def build_model(self):
+        self.model, self.backbone = bert_model.build_masked_lm(
+            self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+        return self.model
+
+    def train_dataset(self, input_context, global_batch_size, start_batch):
+        return self.data.train_dataset(input_context, global_batch_size, start_batch)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        return self.data.eval_dataset(input_context, global_batch_size)
+
+    def eval_steps(self, global_batch_size):
+        return self.data.eval_steps(global_batch_size)
+
+    def forward(self, model, batch, training):
+        import tensorflow as tf
+
+        inputs = {k: batch[k] for k in ("token_ids", "padding_mask", "segment_ids",
+                                         "mask_positions")}
+        logits = tf.cast(model(inputs, training=training), tf.float32)
+        labels = batch["mask_ids"]
+        weights = batch["mask_weights"]
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                          tf.float32)
+        total = tf.reduce_sum(weights)
+        return {"loss": (tf.reduce_sum(ce * weights), total),
+                "accuracy": (tf.reduce_sum(correct * weights), total)}
+
+    def export(self, model, export_dir):
+        bert_model.export(self.backbone, self.vocab, export_dir,
+                          dict(self.facts, task="bert_pretrain"))
+
+    def summary(self):
+        return self.facts

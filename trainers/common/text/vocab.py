@@ -1,0 +1,97 @@
+"""The WordPiece vocabulary: built from the training split, or read from a file."""
+
+import hashlib
+import os
+
+import tensorflow as tf
+
+from trainers.common.errors import TrainerError
+from trainers.common.files import write_text_atomically
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def make_tokenizer(vocab, lowercase=True):
+    """KerasHub's BertTokenizer, normalising text as `vocab.build_vocabulary` learned it.
+
+    An uncased vocabulary is learned from lowercased, accent-stripped text (as BERT
+    uncased); a tokenizer that kept the accents would map every accented word to [UNK].
+    """
+    import keras_hub
+
+    return keras_hub.models.BertTokenizer(vocabulary=list(vocab), lowercase=lowercase,
+                                          strip_accents=lowercase)
+
+
+def build_vocabulary(paragraphs, vocab_size, lowercase=True):
+    """`keras_hub.tokenizers.compute_word_piece_vocabulary` over the paragraphs.
+
+    The special tokens come first, so ``[PAD]`` is id 0.
+    """
+    import keras_hub
+
+    if vocab_size <= len(SPECIAL_TOKENS) + 26:
+        raise TrainerError(f"--vocab_size={vocab_size} is too small")
+    data = tf.data.Dataset.from_tensor_slices(list(paragraphs)).batch(1000)
+    vocab = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        data, vocab_size, lowercase=lowercase, strip_accents=lowercase,
+        reserved_tokens=list(SPECIAL_TOKENS))
+    # The learner can emit a whitespace token, which a one-token-per-line file cannot hold.
+    return [t for t in vocab if t.strip()]
+
+
+def save_vocabulary(vocab, path):
+    write_text_atomically(path, "\n".join(vocab) + "\n")  # other workers may be reading
+
+
+def load_vocabulary(path):
+    if not os.path.exists(path):
+        raise TrainerError(f"vocabulary file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        vocab = [line.rstrip("\n") for line in f if line.strip()]
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise TrainerError(f"vocabulary {path} lacks the special tokens {missing}")
+    return vocab
+
+
+def run_vocabulary(vocab_file, model_dir, is_chief, learn):
+    """A run's vocabulary: ``vocab_file``, else ``model_dir/vocab.txt`` (a resumed run),
+    else ``learn()``; the chief saves it as ``model_dir/vocab.txt``."""
+    saved = os.path.join(model_dir, "vocab.txt")
+    if not vocab_file and os.path.exists(saved):
+        return load_vocabulary(saved)
+    vocab = load_vocabulary(vocab_file) if vocab_file else learn()
+    if is_chief:
+        save_vocabulary(vocab, saved)
+    return vocab
+
+
+def corpus_vocabulary(train_documents, vocab_size):
+    """WordPiece from a corpus' training documents (lists of paragraphs), memoised
+    under the corpus cache directory: bert_pretrain, compare and gradient_noise
+    learn the same vocabulary from the same split."""
+    from trainers.common.text import corpus as corpus_lib
+
+    print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
+          flush=True)
+    return cached_vocabulary([p for d in train_documents for p in d], vocab_size,
+                             os.path.join(corpus_lib.cache_dir(), "vocab"))
+
+
+def cached_vocabulary(paragraphs, vocab_size, cache_dir):
+    """`build_vocabulary`, memoised in `cache_dir` by a hash of the text and size.
+
+    Learning 8192 tokens from the default corpus takes about a minute; the
+    demo and the tests learn it once per machine.
+    """
+    digest = hashlib.sha256()
+    for p in paragraphs:
+        digest.update(p.encode("utf-8") + b"\n")
+    path = os.path.join(cache_dir, f"wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.txt")
+    if os.path.exists(path):
+        return load_vocabulary(path)
+    vocab = build_vocabulary(paragraphs, vocab_size)
+    os.makedirs(cache_dir, exist_ok=True)
+    save_vocabulary(vocab, path)
+    return vocab

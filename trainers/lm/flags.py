@@ -1,0 +1,40 @@
+"""The causal LM trainer's own flags (the shared ones: trainers/common/flags.py).
+
+Defined with `define_once`, so a program that also defines BERT's model or data
+flags (a sweep driving several trainers) keeps one definition of each name.
+"""
+
+from absl import flags
+
+from trainers.common.flags import define_once
+from trainers.common import flags as common_flags
+from trainers.lm.data import TOKENIZERS
+from trainers.lm.model import MODEL_SIZES
+
+
+def define_lm_flags():
+    sizes = ", ".join(f"{k} ({l} layers, width {w}, {h} heads, ffn {i})"
+                      for k, (l, w, h, i) in MODEL_SIZES.items())
+    define_once(flags.DEFINE_string, "model_size", "tiny", f"Decoder size: {sizes}.")
+    define_once(flags.DEFINE_integer, "num_layers", None, "Override the size's layers.")
+    define_once(flags.DEFINE_integer, "hidden_dim", None, "Override the size's width.")
+    define_once(flags.DEFINE_integer, "num_heads", None, "Override the size's attention heads.")
+    define_once(flags.DEFINE_integer, "intermediate_dim", None,
+                "Override the size's feed-forward width.")
+    define_once(flags.DEFINE_float, "dropout", 0.1, "Dropout rate of the decoder.")
+    define_once(flags.DEFINE_string, "corpus", "wiki",
+                "wiki (the default excerpt), files:GLOB or tfds:NAME.")
+    define_once(flags.DEFINE_integer, "max_documents", 0,
+                "Use only the first N documents (0: all).")
+    define_once(flags.DEFINE_float, "eval_fraction", 0.2,
+                "Fraction of documents held out, halved into validation and test.")
+    common_flags.define_eval_split_flag()
+    define_once(flags.DEFINE_enum, "tokenizer", "word",
+                "word: the --vocab_size most frequent lowercased words (+ [UNK]); "
+                "wordpiece: a learned WordPiece vocabulary.", list(TOKENIZERS))
+    define_once(flags.DEFINE_integer, "vocab_size", 8192,
+                "Vocabulary size (special tokens included), learned from the training split.")
+    define_once(flags.DEFINE_string, "vocab_file", None,
+                "Use this vocabulary instead of learning one (it must fit --tokenizer).")
+    define_once(flags.DEFINE_integer, "seq_length", 128,
+                "Tokens per training sequence (the paper's target length is 128).")

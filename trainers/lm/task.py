@@ -1,0 +1,109 @@
+"""The causal LM `Task`: next-token cross-entropy over fixed windows.
+
+Reported per evaluation (eval_ prefix in metrics.jsonl): ``loss`` (nats per
+token over the held-out split), ``accuracy`` (next-token top-1) and
+``perplexity`` (exp of that loss, `Task.derived_metrics`).
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+import acclip_tf
+from trainers.common.cli import TrainerError
+from trainers.common.task import Task
+from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import vocab as vocab_lib
+from trainers.lm import data as lm_data
+from trainers.lm import model as lm_model
+
+
+def learn_vocabulary(train_documents, tokenizer, vocab_size):
+    if tokenizer == "word":
+        print(f"word vocabulary of {vocab_size} tokens from the training split ...", flush=True)
+        return lm_data.word_vocabulary(train_documents, vocab_size)
+    return vocab_lib.corpus_vocabulary(train_documents, vocab_size)
+
+
+class CausalLMTask(Task):
+    weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
+    example_name = "sequences"
+
+    def __init__(self, f, model_dir, is_chief):
+        self.f = f
+        self.config = lm_model.model_config(
+            f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
+        documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
+        splits = lm_data.split_documents(documents, f.eval_fraction, seed=0)
+        train_docs, eval_docs = splits["train"], splits[f.eval_split]
+        self.vocab = vocab_lib.run_vocabulary(
+            f.vocab_file, model_dir, is_chief,
+            lambda: learn_vocabulary(train_docs, f.tokenizer, f.vocab_size))
+        lm_data.check_vocabulary(self.vocab, f.tokenizer)
+        sep = self.vocab.index(lm_data.SEPARATOR)
+        train_stream = lm_data.token_stream(lm_data.encode(train_docs, self.vocab, f.tokenizer), sep)
+        eval_stream = lm_data.token_stream(lm_data.encode(eval_docs, self.vocab, f.tokenizer), sep)
+        self.data = lm_data.CausalLMData(lm_data.windows(train_stream, f.seq_length),
+                                         lm_data.windows(eval_stream, f.seq_length), f.seed)
+        self.data.check_sizes(f.eval_split)
+        unk = self.vocab.index(lm_data.UNKNOWN)
+        self.facts = dict(
+            corpus=f.corpus, documents=len(documents), train_documents=len(train_docs),
+            eval_split=f.eval_split, eval_documents=len(eval_docs), tokenizer=f.tokenizer,
+            vocab_size=len(self.vocab), train_tokens=int(len(train_stream)),
+            eval_tokens=int(len(eval_stream)),
+            train_unk_rate=round(float(np.mean(train_stream == unk)), 5),
+            eval_unk_rate=round(float(np.mean(eval_stream == unk)), 5),
+            train_sequences=len(self.data.train_windows),
+            eval_sequences=len(self.data.eval_windows), seq_length=f.seq_length,
+            model_size=f.model_size, dropout=f.dropout, **self.config)
+        print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
+
+    def build_model(self):
+        self.model, self.backbone = lm_model.build_causal_lm(
+            self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+        return self.model
+
+    def train_dataset(self, input_context, global_batch_size, start_batch):
+        return self.data.train_dataset(input_context, global_batch_size, start_batch)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        return self.data.eval_dataset(input_context, global_batch_size)
+
+    def eval_steps(self, global_batch_size):
+        return self.data.eval_steps(global_batch_size)
+
+    def steps_per_epoch(self, global_batch_size):
+        return max(1, len(self.data.train_windows) // global_batch_size)
+
+    def _token_losses(self, model, batch, training):
+        """(cross-entropy [B, L], correct [B, L], weights [B, L]) of next-token prediction."""
+        tokens = batch["tokens"]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        logits = model({"token_ids": inputs, "padding_mask": tf.ones_like(inputs)},
+                       training=training)
+        logits = tf.cast(logits, tf.float32)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets),
+                          tf.float32)
+        weights = tf.broadcast_to(tf.cast(batch["weights"], tf.float32)[:, None], tf.shape(ce))
+        return ce, correct, weights
+
+    def forward(self, model, batch, training):
+        ce, correct, weights = self._token_losses(model, batch, training)
+        total = tf.reduce_sum(weights)
+        return {"loss": (tf.reduce_sum(ce * weights), total),
+                "accuracy": (tf.reduce_sum(correct * weights), total)}
+
+    def derived_metrics(self, results):
+        loss = results.get("loss", float("nan"))
+        return {"perplexity": math.exp(loss) if math.isfinite(loss) and loss < 700
+                else float("inf")}
+
+    def export(self, model, export_dir):
+        lm_model.export(self.backbone, self.vocab, export_dir,
+                        dict(self.facts, task="causal_lm"))
+
+    def summary(self):
+        return self.facts

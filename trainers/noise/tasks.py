@@ -1,0 +1,96 @@
+"""The trainers' own tasks, built for a measurement exactly as the trainer builds them.
+
+Settings flow: a run's ``config.json`` (or, for a fresh model, this program's
+flags, defined by the same `trainers.bert.flags` functions as bert_pretrain's)
+-> a flags object -> `BertPretrainTask` / `ImageClassificationTask`, the
+classes `trainers.bert_pretrain` and `trainers.resnet_imagenet` run. Model,
+vocabulary, corpus split, segments, masking and seed therefore come from the
+task code, never from a second copy of it. Only the measurement's own choices
+are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
+"""
+
+import os
+
+from trainers.bert.task import BertPretrainTask
+from trainers.common.errors import TrainerError
+from trainers.noise.run_config import RunFlags, run_flags
+from trainers.vision.task import ImageClassificationTask
+
+BERT_PROGRAMS = ("trainers.bert_pretrain",)
+IMAGE_PROGRAMS = ("trainers.resnet_imagenet",)
+#: The measurement runs the model with training=False; dropout is off either way.
+MEASUREMENT_OVERRIDES = {"dropout": 0.0}
+#: A fresh ResNet (no --pretrain_dir) on --dataset with --image_model, --image_size
+#: and --seed: the plain cross-entropy of the images as stored (no augmentation, no
+#: crop, no label smoothing, no L2 term), the data's own classes and TFDS splits.
+FRESH_IMAGE_SETTINGS = dict(
+    num_classes=0, tfds_data_dir=None, tfds_manual_dir=None, train_split="train",
+    eval_split="validation", augment="none", eval_crop_fraction=1.0, shuffle_buffer=10_000,
+    label_smoothing=0.0, l2_weight_decay=0.0)
+#: The BERT flags reported as the measurement's settings (names only; values from the run).
+BERT_SETTINGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
+                 "corpus", "max_documents", "eval_fraction", "vocab_size", "seq_length",
+                 "max_predictions_per_seq", "mask_rate", "seed")
+IMAGE_SETTINGS = ("model", "dataset", "image_size", "num_classes", "seed", "augment",
+                  "eval_crop_fraction", "label_smoothing", "l2_weight_decay")
+
+
+def bert_flags(f):
+    """The flags `BertPretrainTask` is built from for this measurement.
+
+    With ``--pretrain_dir``: the run's config.json, its vocabulary the run's own
+    ``vocab.txt``. Otherwise this program's flags (the shared BERT model and MLM data
+    flags, --seed).
+    """
+    if f.pretrain_dir:
+        vocab = os.path.join(f.pretrain_dir, "vocab.txt")
+        flags = run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
+                          **MEASUREMENT_OVERRIDES)
+        if not os.path.exists(vocab):
+            raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
+        return flags
+    # global_batch_size only sizes the task's check that each split holds a batch: the
+    # measurement reads no held-out batch, and `bert_task` checks the training split.
+    return RunFlags(f.flag_values_dict(), "--model=bert without --pretrain_dir").replace(
+        global_batch_size=1, **MEASUREMENT_OVERRIDES)
+
+
+def bert_task(f, flags):
+    """`BertPretrainTask` from `bert_flags(f)`: the run's task, or a fresh one.
+
+    A run's directory is only read (``is_chief=False``); a fresh task learns or loads
+    its vocabulary as bert_pretrain does and saves it as ``--output_dir/vocab.txt``.
+    """
+    if f.pretrain_dir:
+        task = BertPretrainTask(flags, f.pretrain_dir, is_chief=False)
+    else:
+        os.makedirs(f.output_dir, exist_ok=True)
+        stale = os.path.join(f.output_dir, "vocab.txt")
+        if os.path.exists(stale):  # an earlier measurement's: not this one's settings
+            os.remove(stale)
+        task = BertPretrainTask(flags, f.output_dir, is_chief=True)
+    if len(task.data.train_segments) < f.batch_size:
+        raise TrainerError(f"the training split has {len(task.data.train_segments)} sequences, "
+                           f"fewer than one batch (--batch_size={f.batch_size})")
+    return task
+
+
+def image_flags(f):
+    """The flags `ImageClassificationTask` is built from: the resnet_imagenet run's
+    config.json with ``--pretrain_dir``, else --image_model, --dataset, --image_size
+    and --seed with `FRESH_IMAGE_SETTINGS`."""
+    if f.pretrain_dir:
+        return run_flags(f.pretrain_dir, IMAGE_PROGRAMS)
+    return RunFlags(dict(FRESH_IMAGE_SETTINGS, model=f.image_model, dataset=f.dataset,
+                         image_size=f.image_size, seed=f.seed),
+                    "--model=resnet without --pretrain_dir")
+
+
+def image_task(flags):
+    """`ImageClassificationTask` from `image_flags(f)`."""
+    return ImageClassificationTask(flags)
+
+
+def settings_of(flags, names, program):
+    """{name: value} of the named task flags the measurement used, and the program."""
+    return dict({name: getattr(flags, name) for name in names}, program=program)

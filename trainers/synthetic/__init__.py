@@ -1,0 +1,1 @@
+"""Synthetic experiments without a model (the heavy-tailed noise simulation)."""

@@ -1,0 +1,1 @@
+"""Image classification: ResNet models, image sources, tf.data pipelines and the task."""
