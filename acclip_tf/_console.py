@@ -24,6 +24,7 @@ TRAINER_LIBRARIES = {
 
 PROGRAMS = (
     "bert_pretrain",
+    "causal_lm",
     "compare",
     "squad_finetune",
     "resnet_imagenet",
@@ -61,6 +62,7 @@ def _script(program):
 
 
 bert_pretrain = _script("bert_pretrain")
+causal_lm = _script("causal_lm")
 compare = _script("compare")
 squad_finetune = _script("squad_finetune")
 resnet_imagenet = _script("resnet_imagenet")
