@@ -1,12 +1,16 @@
 # The two commands the README promises: `make demo` and `make test`.
 # Both build .venv from scratch when it is missing (Python 3.11 is all a fresh
-# machine needs) and reinstall when setup.cfg changes.
+# machine needs) and reinstall when setup.cfg changes: `make test` installs the
+# [test] extra (which holds [trainers]), `make demo` only [trainers].
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum setup.cfg | cut -d' ' -f1)
+CKSUM := $(shell cksum setup.cfg | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(CKSUM)
+TRAINERS_STAMP := $(VENV)/.installed-trainers-$(CKSUM)
+LIGHT_VENV ?= /tmp/acclip-tf-light-venv
 
-.PHONY: install test demo bench evidence evidence-quick clean
+.PHONY: install install-trainers test demo bench evidence evidence-quick check-light-install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +18,28 @@ $(PY):
 
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(TRAINERS_STAMP)
+
+$(TRAINERS_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[trainers]'
+	touch $(TRAINERS_STAMP)
 
 install: $(STAMP)
 
+install-trainers: $(TRAINERS_STAMP)
+
 test: install
 	$(PY) -m pytest -q tests
+
+# `pip install .` (no extras) into a fresh venv, then a model.fit with ACClip
+# and the diagnostics callback, and a check that none of the extras' libraries
+# came along. Takes minutes (it installs TensorFlow); not part of `make test`.
+check-light-install:
+	rm -rf $(LIGHT_VENV)
+	$(PYTHON) -m venv $(LIGHT_VENV)
+	$(LIGHT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LIGHT_VENV)/bin/python -m pip install --quiet .
+	cd $(LIGHT_VENV) && $(LIGHT_VENV)/bin/python $(CURDIR)/tests/light_install_check.py
 
 # The tiny BERT on the Wikipedia excerpt, SGD vs ACClip vs Adam (docs/trainers.md);
 # measured wall time in docs/benchmarks.md. Finished runs are skipped on a rerun.
@@ -27,10 +47,10 @@ DEMO_FLAGS := --optimizers=sgd,acclip,adam --model_size=tiny --seq_length=128 \
 	--global_batch_size=32 --train_steps=500 --warmup_steps=50 --steps_per_loop=50 \
 	--eval_every=100 --eval_batches=8 --checkpoint_every=500
 
-demo: install
+demo: install-trainers
 	$(PY) -m trainers.compare --model_dir=demo_runs/compare $(DEMO_FLAGS)
 
-bench: install
+bench: install-trainers
 	$(PY) bench/optimizer_step.py
 
 # Every table and figure of docs/evidence.md (bench/evidence.py --list: the stages and

@@ -6,9 +6,13 @@ Implements "Why are Adaptive Methods Good for Attention Models?"
     import acclip_tf
     model.compile(optimizer=acclip_tf.ACClip(), loss=...)
 
-`acclip_tf.noise` measures gradient noise and its tail index
-(`acclip_tf.noise.stats` needs only numpy/scipy); figures are in
-`acclip_tf.plotting` (it loads matplotlib).
+`acclip_tf.callbacks.OptimizerDiagnostics` puts the optimizers' diagnostics
+(clip fraction, GClip's norm, skipped steps, ACClip's thresholds) into
+`model.fit`'s logs. `acclip_tf.noise` measures gradient noise and its tail
+index (`acclip_tf.noise.stats` needs only numpy/scipy); figures are in
+`acclip_tf.plotting` (it needs matplotlib: the ``[plots]`` extra).
+
+`__version__` below is the package's only version number (setup.cfg reads it).
 
 Everything here is imported on first use (PEP 562), so that
 ``import acclip_tf.noise.stats`` loads neither Keras nor TensorFlow. The
@@ -34,7 +38,7 @@ _LAZY = {
     "GClip": "acclip_tf.optimizers",
     "PolynomialThreshold": "acclip_tf.schedules",
 }
-_SUBMODULES = ("clipping", "noise", "optimizers", "plotting", "schedules")
+_SUBMODULES = ("callbacks", "clipping", "noise", "optimizers", "plotting", "schedules")
 
 __all__ = [
     "ACClip",
@@ -43,6 +47,7 @@ __all__ = [
     "ClippingOptimizer",
     "GClip",
     "PolynomialThreshold",
+    "callbacks",
     "clipping",
     "noise",
     "schedules",

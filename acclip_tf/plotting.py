@@ -14,7 +14,14 @@ returns the path. No figure stays open.
 
 import os
 
-import matplotlib
+try:
+    import matplotlib
+except ModuleNotFoundError as e:  # the light install: pip install acclip-tf
+    raise ModuleNotFoundError(
+        "acclip_tf.plotting needs matplotlib, which `pip install acclip-tf` does not "
+        "install: pip install 'acclip-tf[plots]' (or matplotlib itself)",
+        name=e.name,
+    ) from e
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
