@@ -30,7 +30,8 @@ class ImageClassificationTask(Task):
         self.data, self.image_size = image_sources.load_for_model(
             f.model, f.dataset, f.image_size, f.num_classes, f.seed,
             tfds_data_dir=f.tfds_data_dir, tfds_manual_dir=f.tfds_manual_dir,
-            train_split=f.train_split, eval_split=f.eval_split)
+            train_split=f.train_split, eval_split=f.eval_split,
+            validation_fraction=f.validation_fraction)
         self.num_classes = f.num_classes or self.data.num_classes
         if self.num_classes < self.data.num_classes:
             raise cli.TrainerError(f"--num_classes={f.num_classes} but {f.dataset} has "
