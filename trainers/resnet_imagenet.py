@@ -47,6 +47,10 @@ flags.DEFINE_float("l2_weight_decay", 1e-4,
                    "L2 penalty l2/2 * |w|^2 added to the loss (gradient l2 * w), not on batch "
                    "norm or biases (Model Garden's l2_weight_decay). Independent of the "
                    "optimizer's decoupled --weight_decay.")
+flags.DEFINE_bool("sync_batch_norm", False,
+                  "Synchronized batch norm (Model Garden's use_sync_bn): batch statistics over "
+                  "the global batch of all replicas and workers, so N replicas train as one "
+                  "device would. Off: each replica normalises with its own share's statistics.")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR or "
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("tfds_manual_dir", None,
