@@ -62,7 +62,12 @@ class ImageSplit:
     num_examples: int
     decode: Callable  # raw element -> uint8 [H, W, C]
     table: Optional[tuple] = None  # (raw elements, int32 labels) as numpy arrays
-    stream: Optional[Callable] = None  # () -> tf.data.Dataset of (raw, label), fixed order
+    # (input_context=None) -> tf.data.Dataset of (raw, label) in a fixed order; with an
+    # input context: only that input pipeline's files (see `shard_sizes`).
+    stream: Optional[Callable] = None
+    # num_pipelines -> [examples in pipeline p's files for p in range(num_pipelines)], or
+    # None where the split cannot be read per pipeline (fewer files than pipelines).
+    shard_sizes: Optional[Callable] = None
 
     def ordered(self):
         """tf.data.Dataset of (raw, label) in the split's fixed order, in memory or streamed."""
@@ -348,10 +353,22 @@ def _tfds_split(builder, split, channels):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    def stream():
-        ds = builder.as_dataset(split=split, shuffle_files=False,
+    def stream(input_context=None):
+        # With an input context TFDS reads only files p, p + P, p + 2P, ... of the split
+        # (`shard_sizes` counts their examples).
+        read_config = tfds.ReadConfig(input_context=input_context) if input_context else None
+        ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
                                 decoders={"image": tfds.decode.SkipDecoding()})
         return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+
+    def shard_sizes(pipelines):
+        try:
+            files = builder.info.splits[split].file_instructions
+        except Exception:  # noqa: BLE001 - no file list (e.g. mocked data): read it whole
+            return None
+        if len(files) < pipelines:
+            return None
+        return [sum(int(f.take) for f in files[p::pipelines]) for p in range(pipelines)]
 
     info = builder.info.splits[split] if split in builder.info.splits else None
     n = info.num_examples if info else int(stream().cardinality())
@@ -361,7 +378,7 @@ def _tfds_split(builder, split, channels):
     def decode(raw):
         return tf.io.decode_image(raw, channels=channels, expand_animations=False)
 
-    return ImageSplit(n, decode, stream=stream)
+    return ImageSplit(n, decode, stream=stream, shard_sizes=shard_sizes)
 
 
 def load_tfds(name, train_split="train", eval_split="validation", data_dir=None,

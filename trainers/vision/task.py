@@ -38,7 +38,7 @@ class ImageClassificationTask(Task):
                                    f"{self.data.num_classes} classes")
         self.pipelines = images.ImagePipelines(
             self.data, self.image_size, f.augment, f.seed, f.eval_crop_fraction,
-            f.shuffle_buffer)
+            f.shuffle_buffer, f.per_host_reads)
         self.facts = dict(self.data.facts(), model=f.model, image_size=self.image_size,
                           model_classes=self.num_classes, augment=self.pipelines.augment,
                           label_smoothing=f.label_smoothing, l2_weight_decay=f.l2_weight_decay,
