@@ -47,13 +47,31 @@ flags.DEFINE_float("l2_weight_decay", 1e-4,
                    "L2 penalty l2/2 * |w|^2 added to the loss (gradient l2 * w), not on batch "
                    "norm or biases (Model Garden's l2_weight_decay). Independent of the "
                    "optimizer's decoupled --weight_decay.")
+flags.DEFINE_bool("sync_batch_norm", False,
+                  "Synchronized batch norm (Model Garden's use_sync_bn): batch statistics over "
+                  "the global batch of all replicas and workers, so N replicas train as one "
+                  "device would. Off: each replica normalises with its own share's statistics.")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR or "
                     "~/tensorflow_datasets).")
 flags.DEFINE_string("tfds_manual_dir", None,
                     "Where manually downloaded files are (default <tfds_data_dir>/downloads/manual).")
 flags.DEFINE_string("train_split", "train", "TFDS training split.")
-flags.DEFINE_string("eval_split", "validation", "TFDS held-out split.")
+flags.DEFINE_string("eval_split", "validation",
+                    "Held-out examples to evaluate on. tfds:NAME: a TFDS split name "
+                    "(ImageNet: validation). digits, fashion_mnist, folder:PATH without test/: "
+                    "validation (a fixed fold of the training split, --validation_fraction) or "
+                    "test (the dataset's held-out split); training uses the training split "
+                    "minus the validation fold either way. folder:PATH with test/: val/ or "
+                    "test/.")
+flags.DEFINE_float("validation_fraction", 0.1,
+                   "In-memory datasets: the stratified fraction of the training split held out "
+                   "as the validation set (drawn with seed 0, whatever --seed).")
 flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer of streamed (TFDS) data.")
+flags.DEFINE_bool("per_host_reads", True,
+                  "Streamed (TFDS) training data on several hosts: each host reads only its own "
+                  "files (N workers see the same examples per epoch as one process, not the same "
+                  "global batches). Off: every host reads all and keeps its share (the same "
+                  "global batches as one process, N times the reading).")
 
 FLAGS = flags.FLAGS
 

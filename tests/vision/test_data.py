@@ -34,7 +34,8 @@ def check_batch(batch, batch_size, size, channels, num_classes):
 # ---------------------------------------------------------------- digits
 @pytest.fixture(scope="module")
 def digits():
-    return image_sources.load("digits")
+    """The raw digits data (training split whole, held-out = its test split)."""
+    return image_sources.load_digits()
 
 
 def test_digits_is_sklearns_data_split_without_loss(digits):
@@ -113,9 +114,10 @@ def test_eval_pipeline_counts_each_example_once(digits):
 # ---------------------------------------------------------------- folder:
 def test_folder_pipeline(tmp_path):
     root = make_folder(str(tmp_path / "imgs"))
-    data = image_sources.load(f"folder:{root}")
+    data = image_sources.load(f"folder:{root}", eval_split="test")
     assert data.class_names == sorted(COLOURS) and data.num_classes == 3
-    assert (data.train.num_examples, data.eval.num_examples) == (12, 6)
+    # val/ is the test split; one of each class's 4 training images is the validation fold.
+    assert (data.train.num_examples, data.eval.num_examples) == (9, 6)
     pipes = images.ImagePipelines(data, 16, "auto", seed=0)
     assert pipes.augment == "resized_crop_flip"
     train = first_batches(pipes.train_dataset(None, 6, 0), 2)
@@ -222,8 +224,14 @@ def test_idx_reader_rejects_a_wrong_header(tmp_path):
     all(os.path.exists(os.path.join(d, n)) for n in image_sources.FASHION_MNIST_FILES)
     for d in image_sources.FASHION_MNIST_DIRS), reason="no Fashion-MNIST files")
 def test_fashion_mnist():
-    data = image_sources.load("fashion_mnist")
+    data = image_sources.load_fashion_mnist()
     assert (data.train.num_examples, data.eval.num_examples) == (60000, 10000)
+    # --eval_split: validation is 600 per class of the training split, test the 10k.
+    val = image_sources.load("fashion_mnist")
+    assert (val.train.num_examples, val.eval.num_examples) == (54000, 6000)
+    assert np.bincount(val.eval.table[1]).tolist() == [600] * 10
+    test = image_sources.load("fashion_mnist", eval_split="test")
+    assert (test.train.num_examples, test.eval.num_examples) == (54000, 10000)
     assert data.train.table[0].shape == (60000, 28, 28, 1)
     # Published facts: 6,000 / 1,000 images per class; the first training image is an ankle boot.
     assert np.bincount(data.train.table[1]).tolist() == [6000] * 10

@@ -18,7 +18,7 @@ from trainers.common import runner
 from trainers.common.reporting import read_metrics
 
 DIGITS_RUN = ("--dataset=digits", "--model=resnet20", "--global_batch_size=64",
-              "--steps_per_loop=22", "--checkpoint_every=0", "--learning_rate=0.4",
+              "--steps_per_loop=10", "--checkpoint_every=0", "--learning_rate=0.4",
               "--lr_schedule=cosine", "--warmup_epochs=1")
 
 
@@ -31,15 +31,18 @@ def train(model_dir, *args):
 
 
 def test_resnet20_learns_digits(tmp_path):
-    """3 epochs (66 steps), XLA: held-out top-1 far above the 10% of chance."""
-    summary = train(tmp_path, *DIGITS_RUN, "--train_epochs=3", "--eval_every=33")
-    assert summary["final_step"] == 66 and summary["steps_per_epoch"] == 22
-    assert summary["warmup_steps"] == 22
+    """3 epochs (60 steps), XLA: validation top-1 far above the 10% of chance."""
+    summary = train(tmp_path, *DIGITS_RUN, "--train_epochs=3", "--eval_every=30")
+    # 1,437 training digits minus the 142 of the 10% validation fold = 1,295: 20 batches of 64.
+    assert summary["final_step"] == 60 and summary["steps_per_epoch"] == 20
+    assert summary["warmup_steps"] == 20
+    assert summary["task"]["eval_split"] == "validation"
+    assert summary["task"]["eval_examples"] == 142 and summary["task"]["train_examples"] == 1295
     assert summary["eval"]["accuracy"] > 0.6, summary["eval"]
     assert summary["eval"]["top5_accuracy"] >= summary["eval"]["accuracy"]
     assert summary["eval"]["loss"] > summary["eval"]["cross_entropy"]  # + the L2 penalty
     records = read_metrics(tmp_path)
-    assert [r["step"] for r in records] == [0, 33, 66]
+    assert [r["step"] for r in records] == [0, 30, 60]
     assert records[0]["eval_accuracy"] < 0.4  # it did learn
     assert summary["images_per_second"] > 0
     assert summary["task"]["parameters"] == 274042 - 2 * 3 * 3 * 16  # one input channel

@@ -52,8 +52,16 @@ class StepLoop:
         self.optimizer = optimizer
         self.forward = forward
         self._scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        self._grads = tf.function(self._loss_and_grads, jit_compile=jit_compile)
-        self._eval_forward = tf.function(self._eval_step, jit_compile=jit_compile)
+        # Without XLA the replica's forward/backward is traced straight into the loop's
+        # function: a nested tf.function cannot hold a cross-replica synchronisation
+        # (synchronized batch norm all-reduces its batch statistics, and
+        # MirroredStrategy's merge_call fails inside a nested function). Under XLA,
+        # Mirrored/MultiWorker strategies on GPUs and TPUStrategy all-reduce without
+        # a merge_call, so the compiled forward may hold one there.
+        self._grads = (tf.function(self._loss_and_grads, jit_compile=True) if jit_compile
+                       else self._loss_and_grads)
+        self._eval_forward = (tf.function(self._eval_step, jit_compile=True) if jit_compile
+                              else self._eval_step)
         self._train_loop = tf.function(
             lambda iterator, n: self._loop_fn(self._replica_train_step, iterator, n))
         self._eval_loop = tf.function(

@@ -9,6 +9,17 @@ replica layout builds the same global batches (`trainers.common.inputs.per_repli
 slices them; the decoding and augmentation happen after the slicing, so each
 pipeline decodes only its own share).
 
+Streamed (TFDS) training data on several input pipelines (hosts) is read per
+pipeline by default (`per_host_reads`): pipeline p of P reads only the split's
+files p, p + P, ... (``tfds.ReadConfig(input_context=...)``), shuffles them per
+epoch, and fills its G/P rows of each global batch from them. Then N workers
+see the same *multiset* of examples per epoch as one process (exactly so when
+the P file groups hold equal numbers of examples), not the same global batches
+(see docs/resnet.md). With ``per_host_reads=False``, with fewer files than
+pipelines, and for in-memory data and folders (whose images are read in
+`decode`, after the slicing, so each host reads only its own share anyway) the
+global batches are the ones one process builds.
+
 Augmentations (`--augment`):
 
 * ``resized_crop``: Inception / Model Garden ImageNet crop (area 8%-100%, aspect
@@ -97,7 +108,7 @@ class ImagePipelines:
     """Train and eval pipelines of an `ImageData` for one image size and augmentation."""
 
     def __init__(self, data, image_size, augment="auto", seed=0, eval_crop_fraction=0.875,
-                 shuffle_buffer=10_000):
+                 shuffle_buffer=10_000, per_host_reads=True):
         augment = resolve_augment(augment, data)
         if augment not in AUGMENTATIONS:
             raise TrainerError(f"unknown --augment={augment!r}")
@@ -115,6 +126,7 @@ class ImagePipelines:
         self.seed = seed
         self.eval_crop_fraction = eval_crop_fraction if augment.startswith("resized") else 1.0
         self.shuffle_buffer = shuffle_buffer
+        self.per_host_reads = per_host_reads
 
     # ------------------------------------------------------------ per example
     def _normalise(self, image):
@@ -169,6 +181,40 @@ class ImagePipelines:
         return tf.data.Dataset.zip(positions, stream).map(
             lambda p, e: {"position": p, "raw": e[0], "label": e[1]})
 
+    def host_shard_size(self, input_context):
+        """Examples in this input pipeline's own files of a streamed training split when it
+        reads only those (several pipelines, `per_host_reads`, enough files), else None."""
+        split = self.data.train
+        if not (self.per_host_reads and split.table is None and split.shard_sizes
+                and input_context and input_context.num_input_pipelines > 1):
+            return None
+        sizes = split.shard_sizes(input_context.num_input_pipelines)
+        if not sizes or min(sizes) < 1:
+            print(f"note: {self.data.name}: the training split has fewer files than the "
+                  f"{input_context.num_input_pipelines} input pipelines; every host reads "
+                  f"all of it and keeps its share", flush=True)
+            return None
+        return sizes[input_context.input_pipeline_id]
+
+    def _host_train_elements(self, input_context, n, start):
+        """{"position", "raw", "label"} of this pipeline's own files from its example `start`
+        on: its `n` examples in a seeded block-shuffled order per epoch; `position` is
+        local position * P + p, unique over the pipelines (it seeds the augmentation)."""
+        split = self.data.train
+        pipelines = input_context.num_input_pipelines
+        pid = input_context.input_pipeline_id
+        seed = tf.constant(self.seed, tf.int64)
+
+        def epoch_stream(epoch):
+            return block_shuffle(split.stream(input_context), self.shuffle_buffer,
+                                 tf.stack([seed, epoch * pipelines + pid]))
+
+        stream = (tf.data.Dataset.range(start // n, 2**62).flat_map(epoch_stream)
+                  .skip(start % n))
+        positions = tf.data.Dataset.range(start, 2**62).map(lambda i: i * pipelines + pid)
+        return tf.data.Dataset.zip(positions, stream).map(
+            lambda p, e: {"position": p, "raw": e[0], "label": e[1]})
+
     def _eval_elements(self, global_batch_size):
         """The held-out set once in order (weight 1), padded to whole global batches
         with weight-0 copies of its first example, repeated."""
@@ -196,8 +242,16 @@ class ImagePipelines:
             return {"image": self.train_image(decode(e["raw"]), image_seed),
                     "label": e["label"], "weight": tf.constant(1.0)}
 
-        return self._finish(self._train_elements(start_batch * global_batch_size),
-                            input_context, global_batch_size, example)
+        n = self.host_shard_size(input_context)
+        if n is None:
+            return self._finish(self._train_elements(start_batch * global_batch_size),
+                                input_context, global_batch_size, example)
+        # This pipeline's G/P rows of every global batch come from its own files.
+        share = global_batch_size // input_context.num_input_pipelines
+        per_replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
+        elements = self._host_train_elements(input_context, n, start_batch * share)
+        return (elements.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(per_replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
     def eval_dataset(self, input_context, global_batch_size):
         decode = self.data.eval.decode

@@ -7,10 +7,22 @@ Datasets:
 * ``fashion_mnist``: the 60k/10k Fashion-MNIST IDX files from Keras' cache
   (``~/.keras/datasets/fashion-mnist``) or Debian's ``dataset-fashion-mnist``
   (``/usr/share/datasets/fashion-mnist``), whichever has all four;
-* ``folder:PATH``: ``PATH/train/<class>/<image>`` and ``PATH/val/<class>/<image>``;
+* ``folder:PATH``: ``PATH/train/<class>/<image>`` and ``PATH/val/<class>/<image>``
+  (and optionally ``PATH/test/<class>/<image>``);
 * ``tfds:NAME``: a TFDS image-classification dataset (``image`` and ``label``
   features), e.g. ``tfds:imagenet2012`` from the ImageNet tars in TFDS's manual dir;
 * ``synthetic``: random images, for throughput measurements only.
+
+Held-out examples (`--eval_split`, `select_eval_split`): an in-memory source
+(digits, fashion_mnist, a folder without test/) has one official held-out split,
+its *test* split. ``validation`` is a fixed fold of the *training* split
+(`--validation_fraction`, stratified by class, drawn with seed 0 whatever
+`--seed` is); ``test`` is the official held-out split. The model trains on the
+training split minus the validation fold in both cases, so a sweep's final seeds
+(on test) train on exactly what its selection trials (on validation) trained on.
+A folder with test/ uses val/ as validation and test/ as test (no fold).
+For ``tfds:NAME`` `--eval_split` is a TFDS split name (ImageNet reports on
+``validation``; its test labels are not public).
 
 A split either keeps its examples in memory (`table`: random access, so the
 training order is a stateless permutation per epoch) or reads them as a stream
@@ -21,6 +33,7 @@ Everything the user can get wrong raises a one-line `TrainerError`.
 import dataclasses
 import gzip
 import os
+import re
 import struct
 from typing import Callable, Optional
 
@@ -39,6 +52,8 @@ FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz
                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 # Files a manual-download TFDS dataset needs for a train and a held-out split.
 TFDS_MANUAL_FILES = {"imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
+# TFDS splits whose labels are withheld (-1): refused as training or held-out splits.
+TFDS_UNLABELLED_SPLITS = {"imagenet2012": ("test",)}
 SYNTHETIC_EXAMPLES = 256
 
 
@@ -47,7 +62,12 @@ class ImageSplit:
     num_examples: int
     decode: Callable  # raw element -> uint8 [H, W, C]
     table: Optional[tuple] = None  # (raw elements, int32 labels) as numpy arrays
-    stream: Optional[Callable] = None  # () -> tf.data.Dataset of (raw, label), fixed order
+    # (input_context=None) -> tf.data.Dataset of (raw, label) in a fixed order; with an
+    # input context: only that input pipeline's files (see `shard_sizes`).
+    stream: Optional[Callable] = None
+    # num_pipelines -> [examples in pipeline p's files for p in range(num_pipelines)], or
+    # None where the split cannot be read per pipeline (fewer files than pipelines).
+    shard_sizes: Optional[Callable] = None
 
     def ordered(self):
         """tf.data.Dataset of (raw, label) in the split's fixed order, in memory or streamed."""
@@ -71,11 +91,72 @@ class ImageData:
     std: tuple
     small_images: bool  # CIFAR-style pad-and-crop rather than ImageNet's resized crop
 
+    eval_split: str = "validation"  # what --eval_split selected
+    eval_source: str = ""  # which examples that is, in words
+    test: Optional[ImageSplit] = None  # the official held-out split before selection
+
     def facts(self):
         return dict(dataset=self.name, num_classes=self.num_classes,
-                    train_examples=self.train.num_examples,
-                    eval_examples=self.eval.num_examples, channels=self.channels,
-                    native_size=self.native_size)
+                    train_examples=self.train.num_examples, eval_split=self.eval_split,
+                    eval_examples=self.eval.num_examples, eval_source=self.eval_source,
+                    channels=self.channels, native_size=self.native_size)
+
+
+def validation_fold(labels, fraction, seed=0):
+    """Sorted indices of a stratified `fraction` of `labels`, drawn with `seed`.
+
+    Each class contributes round(fraction * its count) examples, at least one and
+    at most all but one (classes with one example contribute none), so every
+    class with two or more examples is in both the fold and the rest.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    fold = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(members)))
+        if fraction > 0 and len(members) > 1:
+            k = min(max(k, 1), len(members) - 1)
+        else:
+            k = 0
+        fold.append(rng.permutation(members)[:k])
+    return np.sort(np.concatenate(fold)) if fold else np.zeros([0], np.int64)
+
+
+def _rows(split, index):
+    raws, labels = split.table
+    return ImageSplit(len(index), split.decode, table=(raws[index], labels[index]))
+
+
+def select_eval_split(data, eval_split="validation", validation_fraction=0.1, seed=0):
+    """An in-memory `ImageData` whose `eval` is its official held-out split -> the data
+    with training split minus the validation fold and `eval` = that fold (validation)
+    or the official split (test)."""
+    if eval_split not in ("validation", "test"):
+        raise TrainerError(f"--eval_split={eval_split!r}: --dataset={data.name} has the "
+                           f"held-out sets validation and test")
+    if not 0 <= validation_fraction < 1:
+        raise TrainerError(f"--validation_fraction must lie in [0, 1), got "
+                           f"{validation_fraction}")
+    labels = data.train.table[1]
+    fold = validation_fold(labels, validation_fraction, seed)
+    if eval_split == "validation" and not len(fold):
+        raise TrainerError(f"--eval_split=validation needs --validation_fraction > 0 "
+                           f"(got {validation_fraction})")
+    rest = np.setdiff1d(np.arange(len(labels)), fold)
+    train = _rows(data.train, rest)
+    percent = f"{100 * validation_fraction:g}%"
+    if eval_split == "validation":
+        held = _rows(data.train, fold)
+        source = (f"validation: {len(fold)} examples, a {percent} fold of the training split "
+                  f"(stratified, seed {seed}); training on the other {len(rest)}")
+    else:
+        held = data.eval
+        source = (f"test: the {data.name} held-out split ({held.num_examples} examples); "
+                  f"training on {len(rest)} (the training split minus the {percent} "
+                  f"validation fold)")
+    return dataclasses.replace(data, train=train, eval=held, eval_split=eval_split,
+                               eval_source=source, test=data.eval)
 
 
 def _identity(raw):
@@ -204,6 +285,11 @@ def load_folder(root):
             f"--dataset=folder:{root}: train/ and val/ have different classes "
             f"(only in train: {', '.join(only_train) or '-'}; "
             f"only in val: {', '.join(only_val) or '-'})")
+    if tf.io.gfile.isdir(os.path.join(root, "test")):
+        dirs["test"] = os.path.join(root, "test")
+        if _class_dirs(dirs["test"]) != train_classes:
+            raise TrainerError(f"--dataset=folder:{root}: train/ and test/ have different "
+                               f"classes")
     splits = {}
     for split, d in dirs.items():
         try:
@@ -222,7 +308,8 @@ def load_folder(root):
     return ImageData(
         name=f"folder:{root}", train=splits["train"], eval=splits["val"],
         num_classes=len(train_classes), class_names=train_classes, channels=3,
-        native_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, small_images=False)
+        native_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, small_images=False,
+        test=splits.get("test"))
 
 
 # ---------------------------------------------------------------- tfds:NAME
@@ -266,10 +353,22 @@ def _tfds_split(builder, split, channels):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    def stream():
-        ds = builder.as_dataset(split=split, shuffle_files=False,
+    def stream(input_context=None):
+        # With an input context TFDS reads only files p, p + P, p + 2P, ... of the split
+        # (`shard_sizes` counts their examples).
+        read_config = tfds.ReadConfig(input_context=input_context) if input_context else None
+        ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config,
                                 decoders={"image": tfds.decode.SkipDecoding()})
         return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
+
+    def shard_sizes(pipelines):
+        try:
+            files = builder.info.splits[split].file_instructions
+        except Exception:  # noqa: BLE001 - no file list (e.g. mocked data): read it whole
+            return None
+        if len(files) < pipelines:
+            return None
+        return [sum(int(f.take) for f in files[p::pipelines]) for p in range(pipelines)]
 
     info = builder.info.splits[split] if split in builder.info.splits else None
     n = info.num_examples if info else int(stream().cardinality())
@@ -279,7 +378,7 @@ def _tfds_split(builder, split, channels):
     def decode(raw):
         return tf.io.decode_image(raw, channels=channels, expand_animations=False)
 
-    return ImageSplit(n, decode, stream=stream)
+    return ImageSplit(n, decode, stream=stream, shard_sizes=shard_sizes)
 
 
 def load_tfds(name, train_split="train", eval_split="validation", data_dir=None,
@@ -297,8 +396,14 @@ def load_tfds(name, train_split="train", eval_split="validation", data_dir=None,
         raise TrainerError(f"--dataset=tfds:{name} has no 'image' and 'label' features")
     _prepare(builder, name, data_dir, manual_dir)
     known = list(builder.info.splits.keys())
+    base = name.split("/")[0].split(":")[0]
     for split in (train_split, eval_split):
-        if known and split not in known:
+        names = {re.sub(r"\[.*\]$", "", part.strip()) for part in split.split("+")}
+        if names & set(TFDS_UNLABELLED_SPLITS.get(base, ())):
+            raise TrainerError(f"--dataset=tfds:{name}: the split {split!r} has no labels "
+                               f"(ImageNet's test labels are not public); evaluate on "
+                               f"validation")
+        if known and not names <= set(known):
             raise TrainerError(f"--dataset=tfds:{name} has no split {split!r} "
                                f"(it has {', '.join(known)})")
     shape = features["image"].shape
@@ -328,18 +433,40 @@ def load_for_model(model, spec, image_size=0, num_classes=0, seed=0, **source_op
 
 
 def load(spec, image_size=224, num_classes=0, seed=0, tfds_data_dir=None,
-         tfds_manual_dir=None, train_split="train", eval_split="validation"):
-    """The `ImageData` of a `--dataset` value."""
+         tfds_manual_dir=None, train_split="train", eval_split="validation",
+         validation_fraction=0.1):
+    """The `ImageData` of a `--dataset` value, its `eval` chosen by `eval_split`.
+
+    `seed` makes synthetic images only; the validation fold is always drawn
+    with seed 0, so every --seed trains and selects on the same examples.
+    """
     if spec == "digits":
-        return load_digits()
+        return select_eval_split(load_digits(), eval_split, validation_fraction)
     if spec == "fashion_mnist":
-        return load_fashion_mnist()
+        return select_eval_split(load_fashion_mnist(), eval_split, validation_fraction)
     if spec == "synthetic":
-        return load_synthetic(image_size, num_classes or 1000, seed)
+        data = load_synthetic(image_size, num_classes or 1000, seed)
+        return dataclasses.replace(data, eval_split="train",
+                                   eval_source="synthetic: the training images")
     if spec.startswith("folder:") and spec[len("folder:"):]:
-        return load_folder(spec[len("folder:"):])
+        data = load_folder(spec[len("folder:"):])
+        if data.test is None:
+            return select_eval_split(data, eval_split, validation_fraction)
+        if eval_split not in ("validation", "test"):
+            raise TrainerError(f"--eval_split={eval_split!r}: --dataset={spec} has the "
+                               f"held-out sets validation (val/) and test (test/)")
+        held = data.eval if eval_split == "validation" else data.test
+        folder = "val/" if eval_split == "validation" else "test/"
+        return dataclasses.replace(
+            data, eval=held, eval_split=eval_split,
+            eval_source=f"{eval_split}: {folder} ({held.num_examples} examples); training "
+                        f"on all of train/")
     if spec.startswith("tfds:") and spec[len("tfds:"):]:
-        return load_tfds(spec[len("tfds:"):], train_split, eval_split, tfds_data_dir,
+        data = load_tfds(spec[len("tfds:"):], train_split, eval_split, tfds_data_dir,
                          tfds_manual_dir)
+        return dataclasses.replace(
+            data, eval_split=eval_split,
+            eval_source=f"{eval_split}: the TFDS split ({data.eval.num_examples} examples); "
+                        f"training on the TFDS split {train_split}")
     raise TrainerError(f"unknown --dataset={spec!r}; use digits, fashion_mnist, synthetic, "
                        f"folder:PATH or tfds:NAME")

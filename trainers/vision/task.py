@@ -30,22 +30,26 @@ class ImageClassificationTask(Task):
         self.data, self.image_size = image_sources.load_for_model(
             f.model, f.dataset, f.image_size, f.num_classes, f.seed,
             tfds_data_dir=f.tfds_data_dir, tfds_manual_dir=f.tfds_manual_dir,
-            train_split=f.train_split, eval_split=f.eval_split)
+            train_split=f.train_split, eval_split=f.eval_split,
+            validation_fraction=f.validation_fraction)
         self.num_classes = f.num_classes or self.data.num_classes
         if self.num_classes < self.data.num_classes:
             raise cli.TrainerError(f"--num_classes={f.num_classes} but {f.dataset} has "
                                    f"{self.data.num_classes} classes")
         self.pipelines = images.ImagePipelines(
             self.data, self.image_size, f.augment, f.seed, f.eval_crop_fraction,
-            f.shuffle_buffer)
+            f.shuffle_buffer, f.per_host_reads)
         self.facts = dict(self.data.facts(), model=f.model, image_size=self.image_size,
                           model_classes=self.num_classes, augment=self.pipelines.augment,
-                          label_smoothing=f.label_smoothing, l2_weight_decay=f.l2_weight_decay)
+                          label_smoothing=f.label_smoothing, l2_weight_decay=f.l2_weight_decay,
+                          sync_batch_norm=f.sync_batch_norm)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def build_model(self):
+        if self.f.sync_batch_norm:
+            check_sync_batch_norm(self.f.jit_compile)
         model = resnet_models.build(self.f.model, self.image_size, self.data.channels,
-                                    self.num_classes)
+                                    self.num_classes, self.f.sync_batch_norm)
         excluded = {id(v) for v in common_optimizers.excluded_variables(
             model.trainable_variables, self.weight_decay_exclude)}
         self.decayed = [v for v in model.trainable_variables if id(v) not in excluded]
@@ -100,6 +104,21 @@ class ImageClassificationTask(Task):
 
     def summary(self):
         return self.facts
+
+
+def check_sync_batch_norm(jit_compile):
+    """Refuse --sync_batch_norm where its all-reduce cannot run: inside an XLA-compiled
+    forward pass on CPU workers (there the all-reduce needs a merge_call, which XLA
+    cannot hold; GPUs and TPUs all-reduce in XLA; the runner already turns XLA off on
+    several logical CPUs of one host)."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    devices = [d.upper() for d in strategy.extended.worker_devices]
+    if (jit_compile and strategy.num_replicas_in_sync > 1 and len(devices) == 1
+            and "CPU" in devices[0]):
+        raise cli.TrainerError("--sync_batch_norm on CPU workers needs --nojit_compile (XLA "
+                               "cannot hold the batch-norm all-reduce on CPUs)")
 
 
 def classification_losses(logits, labels, label_smoothing):
