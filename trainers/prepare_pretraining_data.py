@@ -33,35 +33,44 @@ from absl import flags
 
 from trainers.common import cli
 from trainers.common.errors import TrainerError
+from trainers.common.flags import define_once
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 
-flags.DEFINE_string("corpus", "wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-flags.DEFINE_integer("max_documents", 0, "Use only the first N documents (0: all).")
-flags.DEFINE_float("eval_fraction", None,
-                   "Fraction of documents held out (halved into validation and test); "
-                   "default: the reading trainer's (0.1 bert_pretrain, 0.2 causal_lm).")
-flags.DEFINE_string("output_dir", None, "Where the shards, vocab.txt and manifest.json go.")
-flags.DEFINE_enum("layout", "mlm", shards_lib.LAYOUTS,
-                  "mlm: bert_pretrain's segments; causal_lm: causal_lm's windows.")
-flags.DEFINE_enum("tokenizer", None, ["wordpiece", "word"],
-                  "wordpiece (KerasHub BertTokenizer) or word (causal_lm's word vocabulary); "
-                  "default: wordpiece for mlm, word for causal_lm.")
-flags.DEFINE_string("vocab_file", None, "Use this vocabulary instead of learning one.")
-flags.DEFINE_integer("vocab_size", 8192, "Vocabulary size to learn (with the special tokens).")
-flags.DEFINE_integer("vocab_sample_documents", 0,
-                     "Learn the vocabulary from this many training documents, a fixed-seed "
-                     "sample (0: all training documents, as the trainers do).")
-flags.DEFINE_integer("seq_length", 128, "Tokens per sequence (the trainers' --seq_length).")
-flags.DEFINE_integer("num_shards", 8, "Shards per split (use a multiple of the reading hosts).")
-flags.DEFINE_integer("num_workers", 1, "Worker processes that tokenize and write shards.")
-flags.DEFINE_string("shard_index", "",
-                    "Only these shard numbers, e.g. 0-63 or 3,7 (default: all): one "
-                    "machine's part of the work.")
-flags.DEFINE_bool("verify", False,
-                  "Check every shard of --output_dir against its recorded sha256 (a bad "
-                  "one's record is removed, so a rerun rewrites it) and exit.")
+# define_once: a process that also imports a trainer (a test) keeps one definition.
+define_once(flags.DEFINE_string, "corpus", "wiki",
+            "wiki (the default excerpt), files:GLOB or tfds:NAME.")
+define_once(flags.DEFINE_integer, "max_documents", 0, "Use only the first N documents (0: all).")
+define_once(flags.DEFINE_float, "eval_fraction", None,
+            "Fraction of documents held out (halved into validation and test); default: the "
+            "reading trainer's (0.1 bert_pretrain, 0.2 causal_lm).")
+define_once(flags.DEFINE_string, "output_dir", None,
+            "Where the shards, vocab.txt and manifest.json go.")
+define_once(flags.DEFINE_enum, "layout", "mlm",
+            "mlm: bert_pretrain's segments; causal_lm: causal_lm's windows.", shards_lib.LAYOUTS)
+define_once(flags.DEFINE_enum, "tokenizer", None,
+            "wordpiece (KerasHub BertTokenizer) or word (causal_lm's word vocabulary); "
+            "default: wordpiece for mlm, word for causal_lm.", ["wordpiece", "word"])
+define_once(flags.DEFINE_string, "vocab_file", None,
+            "Use this vocabulary instead of learning one.")
+define_once(flags.DEFINE_integer, "vocab_size", 8192,
+            "Vocabulary size to learn (with the special tokens).")
+define_once(flags.DEFINE_integer, "vocab_sample_documents", 0,
+            "Learn the vocabulary from this many training documents, a fixed-seed sample "
+            "(0: all training documents, as the trainers do).")
+define_once(flags.DEFINE_integer, "seq_length", 128,
+            "Tokens per sequence (the trainers' --seq_length).")
+define_once(flags.DEFINE_integer, "num_shards", 8,
+            "Shards per split (use a multiple of the reading hosts).")
+define_once(flags.DEFINE_integer, "num_workers", 1,
+            "Worker processes that tokenize and write shards.")
+define_once(flags.DEFINE_string, "shard_index", "",
+            "Only these shard numbers, e.g. 0-63 or 3,7 (default: all): one machine's part "
+            "of the work.")
+define_once(flags.DEFINE_bool, "verify", False,
+            "Check every shard of --output_dir against its recorded sha256 (a bad one's "
+            "record is removed, so a rerun rewrites it) and exit.")
 
 FLAGS = flags.FLAGS
 SETTING_NAMES = ("corpus", "max_documents", "eval_fraction", "layout", "tokenizer",
@@ -282,18 +291,13 @@ def verify(output_dir):
     print(f"verified {n} shards of {output_dir}: all match their sha256", flush=True)
 
 
-def main(argv):
-    del argv
-    f = FLAGS
-    if not f.output_dir:
-        raise TrainerError("--output_dir is required")
-    if f.verify:
-        return verify(f.output_dir)
-    settings = settings_from_flags(f)
+def prepare(output_dir, settings, vocab_file=None, num_workers=1, shard_index=""):
+    """The whole preparation (or this machine's `shard_index` part of it); returns
+    {"manifest": path or None, "shards": written, "tokens", "seconds", "skipped"}."""
     validate(settings)
-    indices = parse_shard_index(f.shard_index, settings["num_shards"])
-    os.makedirs(f.output_dir, exist_ok=True)
-    check_settings(f.output_dir, settings)
+    indices = parse_shard_index(shard_index, settings["num_shards"])
+    os.makedirs(output_dir, exist_ok=True)
+    check_settings(output_dir, settings)
     t0 = time.time()
     documents = corpus_lib.load_corpus(settings["corpus"], settings["max_documents"] or None)
     train, validation, test = corpus_lib.split_documents(
@@ -302,14 +306,14 @@ def main(argv):
     print(f"corpus {settings['corpus']}: {len(documents)} documents (train {len(train)}, "
           f"validation {len(validation)}, test {len(test)}) in {time.time() - t0:.1f}s",
           flush=True)
-    vocab, source = vocabulary(f.output_dir, settings, train, f.vocab_file)
+    vocab, source = vocabulary(output_dir, settings, train, vocab_file)
     print(f"vocabulary: {len(vocab)} tokens ({source})", flush=True)
-    jobs, done = shard_jobs(f.output_dir, splits, settings["num_shards"], indices)
+    jobs, done = shard_jobs(output_dir, splits, settings["num_shards"], indices)
     print(f"{len(jobs)} shard(s) to write, {len(done)} already done; "
-          f"{f.num_workers} worker process(es)", flush=True)
+          f"{num_workers} worker process(es)", flush=True)
     t1 = time.time()
     tokens = examples = 0
-    for record in run_jobs(jobs, vocab, settings, f.num_workers):
+    for record in run_jobs(jobs, vocab, settings, num_workers):
         tokens += record["tokens"]
         examples += record["examples"]
         print(f"  {record['file']}: {record['examples']} sequences, {record['tokens']} tokens, "
@@ -318,12 +322,24 @@ def main(argv):
     if jobs:
         print(f"wrote {len(jobs)} shard(s): {examples} sequences, {tokens} tokens in "
               f"{seconds:.1f}s ({tokens / max(seconds, 1e-9):.0f} tokens/s)", flush=True)
-    path = write_manifest(f.output_dir, settings, vocab, source, splits)
+    path = write_manifest(output_dir, settings, vocab, source, splits)
     if path:
         print(f"manifest: {path}", flush=True)
     else:
         print("manifest not written yet: other shards are still to be prepared "
               "(a run that finds all shards done writes it)", flush=True)
+    return {"manifest": path, "shards": len(jobs), "skipped": len(done), "tokens": tokens,
+            "examples": examples, "seconds": seconds}
+
+
+def main(argv):
+    del argv
+    f = FLAGS
+    if not f.output_dir:
+        raise TrainerError("--output_dir is required")
+    if f.verify:
+        return verify(f.output_dir)
+    prepare(f.output_dir, settings_from_flags(f), f.vocab_file, f.num_workers, f.shard_index)
 
 
 if __name__ == "__main__":
