@@ -191,6 +191,10 @@ def test_streamed_masked_lm_batches_and_exact_evaluation(mlm_dir):
             weights += float(tf.reduce_sum(tf.cast(tf.reduce_any(
                 b["mask_weights"] > 0, axis=1), tf.float32)))
     assert steps == data.held.eval_steps(8, 2)
+    # One pipeline feeding two replicas: per-replica batches of G / 2.
+    one_host = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                          num_replicas_in_sync=2)
+    assert next(iter(data.train_dataset(one_host, 8, 0)))["token_ids"].shape == (4, 32)
     assert weights == m["splits"]["validation"]["examples"]  # each held-out sequence once
 
 
