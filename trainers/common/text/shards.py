@@ -76,13 +76,37 @@ def write_json(path, record):
 
 
 def read_json(path, what):
+    """A JSON file, local or on any file system TF reads (gs://...), or a TrainerError."""
+    import tensorflow as tf
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, tf.errors.NotFoundError):
         raise TrainerError(f"{what} {path} does not exist")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, tf.errors.OpError) as e:
         raise TrainerError(f"{what} {path} is unreadable: {first_line(e)}")
+
+
+def read_vocabulary(path):
+    """One token a line (as `vocab.save_vocabulary` writes it), through tf.io.gfile."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return [line.rstrip("\n") for line in f.read().splitlines(True) if line.strip()]
+    except (FileNotFoundError, tf.errors.NotFoundError):
+        raise TrainerError(f"vocabulary file {path} does not exist")
+
+
+def file_size(path):
+    """Bytes of `path` (local or gs://...), or None when it does not exist."""
+    import tensorflow as tf
+
+    try:
+        return tf.io.gfile.stat(path).length
+    except tf.errors.NotFoundError:
+        return None
 
 
 # ---------------------------------------------------------------- writing
@@ -132,10 +156,12 @@ def read_records(path, width):
 # ---------------------------------------------------------------- the manifest
 def load_manifest(data_dir):
     """The manifest of a prepared directory, checked for completeness (one-line errors)."""
-    if not data_dir or not os.path.isdir(data_dir):
+    import tensorflow as tf
+
+    if not data_dir or not tf.io.gfile.isdir(data_dir):
         raise TrainerError(f"--data_dir={data_dir} is not a directory")
     path = os.path.join(data_dir, MANIFEST)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise TrainerError(f"--data_dir={data_dir} has no {MANIFEST}: prepare it with "
                            "python -m trainers.prepare_pretraining_data (all shards)")
     manifest = read_json(path, "the manifest")
@@ -196,11 +222,11 @@ def open_prepared(data_dir, *, layout, seq_length, program, vocab_file, model_di
     data_vocab = os.path.join(data_dir, manifest["vocab"]["file"])
     saved = os.path.join(model_dir, VOCAB)
     for path, source in ((data_vocab, data_vocab), (vocab_file, f"--vocab_file={vocab_file}"),
-                         (saved if os.path.exists(saved) else None, f"of the run ({saved})")):
+                         (saved if file_size(saved) is not None else None,
+                          f"of the run ({saved})")):
         if path:
-            vocab = vocab_lib.load_vocabulary(path)
-            check_vocabulary(manifest, data_dir, vocab, source)
-    vocab = vocab_lib.load_vocabulary(data_vocab)
+            check_vocabulary(manifest, data_dir, read_vocabulary(path), source)
+    vocab = read_vocabulary(data_vocab)
     if is_chief:
         vocab_lib.save_vocabulary(vocab, saved)
     return manifest, vocab
@@ -286,7 +312,7 @@ class ShardedExamples:
         own = list(range(pid, len(self.files), pipelines))
         for i in own:
             path = self.files[i]
-            size = os.path.getsize(path) if os.path.exists(path) else None
+            size = file_size(path)
             if size != self.bytes[i]:
                 state = "is missing" if size is None else f"has {size} bytes, not {self.bytes[i]}"
                 raise TrainerError(
