@@ -15,6 +15,7 @@ from absl import flags
 from trainers.common import cli
 from trainers.common import flags as common_flags
 from trainers.common import runner
+from trainers.common.text import shards as shards_lib
 from trainers.lm.flags import define_lm_flags
 from trainers.lm.task import CausalLMTask
 
@@ -26,7 +27,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    runner.run(CausalLMTask, FLAGS)
+    with shards_lib.corrupt_data_in_one_line(FLAGS.data_dir):
+        runner.run(CausalLMTask, FLAGS)
 
 
 if __name__ == "__main__":

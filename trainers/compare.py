@@ -91,6 +91,8 @@ def shared_vocabulary(model_dir):
 
     if FLAGS.vocab_file:
         return FLAGS.vocab_file
+    if FLAGS.data_dir:  # prepared shards: their vocabulary (the runs check its hash)
+        return os.path.join(FLAGS.data_dir, "vocab.txt")
 
     def learn():
         documents = corpus_lib.load_corpus(FLAGS.corpus, FLAGS.max_documents or None)

@@ -6,9 +6,14 @@ into pieces of ``seq_length - 2`` tokens, and framed as
 task; the paper's numbers are MLM loss and accuracy). Pieces shorter than
 `min_tokens` (a document's tail) are dropped.
 
-Pipelines are functions of (seed, global example index) only, so they are
-deterministic, skip cheaply to a resume position, and build identical global
-batches however many workers and replicas read them (see `per_replica`).
+In-memory pipelines (`MaskedLMData`) are functions of (seed, global example
+index) only, so they are deterministic, skip cheaply to a resume position, and
+build identical global batches however many workers and replicas read them (see
+`per_replica`). Streamed pipelines (`ShardedMaskedLMData`, ``--data_dir``) read
+the segments `trainers.prepare_pretraining_data` wrote with `segment_documents`;
+each input pipeline reads its own shards and masks only its own examples, with
+the seed of the example's global id and epoch (the same masks on any number of
+hosts). See docs/data.md.
 """
 
 import numpy as np
@@ -17,6 +22,7 @@ import tensorflow as tf
 from trainers.common.errors import TrainerError
 from trainers.bert.masking import example_seed, mask_sequence
 from trainers.common.inputs import per_replica
+from trainers.common.text import shards as shards_lib
 from trainers.common.text.vocab import SPECIAL_TOKENS
 
 
@@ -80,13 +86,19 @@ class MaskedLMData:
                     f"(--global_batch_size={global_batch_size}); use a larger corpus or "
                     f"a smaller batch or --seq_length")
 
-    def _example(self, segments, segment_index, mask_index, seed):
-        """Segment `segment_index`, masked with the seed of stream position `mask_index`."""
-        tokens = tf.gather(segments, segment_index)
+    def mask(self, tokens, mask_index, seed, weight=None):
+        """One segment, masked with the seed of `mask_index`; `weight` (0 for padding
+        examples of an evaluation) scales its mask weights."""
         ex = mask_sequence(tokens, example_seed(seed, mask_index), **self._mask_kwargs)
         ex["padding_mask"] = tokens != self.pad_id
         ex["segment_ids"] = tf.zeros_like(tokens)
+        if weight is not None:
+            ex["mask_weights"] = ex["mask_weights"] * weight
         return ex
+
+    def _example(self, segments, segment_index, mask_index, seed):
+        """Segment `segment_index`, masked with the seed of stream position `mask_index`."""
+        return self.mask(tf.gather(segments, segment_index), mask_index, seed)
 
     def train_dataset(self, input_context, global_batch_size, start_batch=0):
         segments = tf.constant(self.train_segments)
@@ -110,3 +122,49 @@ class MaskedLMData:
 
     def eval_steps(self, global_batch_size):
         return -(-len(self.eval_segments) // global_batch_size)
+
+
+class ShardedMaskedLMData(MaskedLMData):
+    """The same masked-LM examples streamed from prepared shards (``--data_dir``).
+
+    Training: each pipeline's `shards_lib.ShardedExamples` stream, masked after the
+    host's share is taken, with the seed of ``epoch * train_examples + id`` (dynamic
+    masking: each epoch masks anew). Evaluation: each pipeline's held-out shards in
+    order, masked by id, padded with weight-0 examples to a whole number of batches.
+    """
+
+    def __init__(self, data_dir, manifest, eval_split, vocab, seed, max_predictions,
+                 mask_rate=0.15, shuffle_buffer=10_000):
+        super().__init__(None, None, vocab, seed, max_predictions, mask_rate)
+        self.train = shards_lib.ShardedExamples(data_dir, manifest, "train", shuffle_buffer)
+        self.held = shards_lib.ShardedExamples(data_dir, manifest, eval_split)
+        self.eval_split = eval_split
+        self._eval_pipelines = 1
+
+    def check_sizes(self, global_batch_size):
+        for name, data in (("training", self.train), (self.eval_split, self.held)):
+            if data.total < global_batch_size:
+                raise TrainerError(
+                    f"the prepared {name} split has {data.total} sequences, fewer than one "
+                    f"batch (--global_batch_size={global_batch_size})")
+
+    def train_dataset(self, input_context, global_batch_size, start_batch=0):
+        total = self.train.total
+        ds = self.train.train_examples(input_context, global_batch_size, start_batch, self.seed)
+        ds = ds.map(lambda x: self.mask(x["tokens"], x["epoch"] * total + x["id"], self.seed),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return shards_lib.pipeline_batches(ds, input_context, global_batch_size).prefetch(
+            tf.data.AUTOTUNE)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        self._eval_pipelines = shards_lib.pipeline_of(input_context)[1]
+        pad_row = np.full([self.held.width], self.pad_id, np.int32)
+        ds = self.held.eval_examples(input_context, global_batch_size, pad_row)
+        ds = ds.map(lambda x: self.mask(x["tokens"], x["id"], self.seed + 1_000_003,
+                                        x["weight"]),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return shards_lib.pipeline_batches(ds, input_context, global_batch_size).prefetch(
+            tf.data.AUTOTUNE)
+
+    def eval_steps(self, global_batch_size):
+        return self.held.eval_steps(global_batch_size, self._eval_pipelines)

@@ -6,6 +6,7 @@ from trainers.bert import model as bert_model
 from trainers.common import cli
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 
 
@@ -21,6 +22,8 @@ class BertPretrainTask(Task):
             raise cli.TrainerError(f"--mask_rate must lie in (0, 1), got {f.mask_rate}")
         if f.max_predictions_per_seq < 1:
             raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
+        if getattr(f, "data_dir", None):
+            return self._prepared_input(f, model_dir, is_chief)
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         train_docs, validation_docs, test_docs = corpus_lib.split_documents(
             documents, f.eval_fraction, seed=0, with_test=True)
@@ -45,6 +48,21 @@ class BertPretrainTask(Task):
                           eval_documents=len(eval_docs),
                           train_sequences=len(train), eval_sequences=len(held),
                           vocab_size=len(self.vocab), seq_length=f.seq_length,
+                          max_predictions_per_seq=f.max_predictions_per_seq,
+                          model_size=f.model_size, dropout=f.dropout, **self.config)
+        print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
+
+    def _prepared_input(self, f, model_dir, is_chief):
+        """Stream the segments of `f.data_dir` (trainers.prepare_pretraining_data)."""
+        eval_split = getattr(f, "eval_split", "validation")
+        manifest, self.vocab = shards_lib.open_prepared(
+            f.data_dir, layout="mlm", seq_length=f.seq_length, program="bert_pretrain",
+            vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief)
+        self.data = mlm.ShardedMaskedLMData(
+            f.data_dir, manifest, eval_split, self.vocab, f.seed, f.max_predictions_per_seq,
+            f.mask_rate, getattr(f, "shuffle_buffer", 10_000))
+        self.data.check_sizes(f.global_batch_size)
+        self.facts = dict(shards_lib.facts(manifest, f.data_dir, eval_split),
                           max_predictions_per_seq=f.max_predictions_per_seq,
                           model_size=f.model_size, dropout=f.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)

@@ -20,6 +20,9 @@
   same global batches (`trainers.common.inputs.per_replica`).
 * Evaluation: the held-out windows once, in order, the last global batch
   filled with weight-0 copies, so the reported loss is over the split exactly.
+* Prepared shards (``--data_dir``, `ShardedCausalLMData`): the windows
+  `trainers.prepare_pretraining_data` cut with `token_stream` and `windows` from
+  each shard's documents, streamed per input pipeline (see docs/data.md).
 """
 
 import collections
@@ -33,6 +36,7 @@ from trainers.common.cli import TrainerError
 from trainers.common.flags import EVAL_SPLITS
 from trainers.common.inputs import per_replica
 from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import shards as shards_lib
 from trainers.common.text.vocab import SPECIAL_TOKENS, make_tokenizer
 
 TOKENIZERS = ("word", "wordpiece")
@@ -186,3 +190,39 @@ class CausalLMData:
 
     def eval_steps(self, global_batch_size):
         return -(-len(self.eval_windows) // global_batch_size)
+
+
+class ShardedCausalLMData:
+    """The same windows streamed from prepared shards: each input pipeline reads its own
+    shards (`shards_lib.ShardedExamples`); evaluation pads with weight-0 windows."""
+
+    def __init__(self, data_dir, manifest, eval_split, seed, shuffle_buffer=10_000):
+        self.train = shards_lib.ShardedExamples(data_dir, manifest, "train", shuffle_buffer)
+        self.held = shards_lib.ShardedExamples(data_dir, manifest, eval_split)
+        self.seed = int(seed)
+        self._eval_pipelines = 1
+
+    def check_sizes(self, eval_split):
+        for name, data in (("training", self.train), (eval_split, self.held)):
+            if data.total == 0:
+                raise TrainerError(f"the prepared {name} split holds no sequence")
+
+    def train_dataset(self, input_context, global_batch_size, start_batch=0):
+        ds = self.train.train_examples(input_context, global_batch_size, start_batch, self.seed)
+        ds = ds.map(lambda x: {"tokens": x["tokens"], "weights": tf.constant(1.0, tf.float32)})
+        return shards_lib.pipeline_batches(ds, input_context, global_batch_size).prefetch(
+            tf.data.AUTOTUNE)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        self._eval_pipelines = shards_lib.pipeline_of(input_context)[1]
+        pad_row = np.zeros([self.held.width], np.int32)
+        ds = self.held.eval_examples(input_context, global_batch_size, pad_row)
+        ds = ds.map(lambda x: {"tokens": x["tokens"], "weights": x["weight"]})
+        return shards_lib.pipeline_batches(ds, input_context, global_batch_size).prefetch(
+            tf.data.AUTOTUNE)
+
+    def eval_steps(self, global_batch_size):
+        return self.held.eval_steps(global_batch_size, self._eval_pipelines)
+
+    def steps_per_epoch(self, global_batch_size):
+        return max(1, self.train.total // global_batch_size)

@@ -8,6 +8,7 @@ from absl import flags
 
 from trainers.common.flags import define_once
 from trainers.common import flags as common_flags
+from trainers.common.text import shards as shards_lib
 from trainers.lm.data import TOKENIZERS
 from trainers.lm.model import MODEL_SIZES
 
@@ -38,3 +39,4 @@ def define_lm_flags():
                 "Use this vocabulary instead of learning one (it must fit --tokenizer).")
     define_once(flags.DEFINE_integer, "seq_length", 128,
                 "Tokens per training sequence (the paper's target length is 128).")
+    shards_lib.define_flags()

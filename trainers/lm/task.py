@@ -14,6 +14,7 @@ import acclip_tf
 from trainers.common.cli import TrainerError
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
+from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 from trainers.lm import data as lm_data
 from trainers.lm import model as lm_model
@@ -34,6 +35,8 @@ class CausalLMTask(Task):
         self.f = f
         self.config = lm_model.model_config(
             f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
+        if getattr(f, "data_dir", None):
+            return self._prepared_input(f, model_dir, is_chief)
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         splits = lm_data.split_documents(documents, f.eval_fraction, seed=0)
         train_docs, eval_docs = splits["train"], splits[f.eval_split]
@@ -60,6 +63,19 @@ class CausalLMTask(Task):
             model_size=f.model_size, dropout=f.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
+    def _prepared_input(self, f, model_dir, is_chief):
+        """Stream the windows of `f.data_dir` (trainers.prepare_pretraining_data)."""
+        manifest, self.vocab = shards_lib.open_prepared(
+            f.data_dir, layout="causal_lm", seq_length=f.seq_length, program="causal_lm",
+            vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief,
+            tokenizer=f.tokenizer)
+        self.data = lm_data.ShardedCausalLMData(f.data_dir, manifest, f.eval_split, f.seed,
+                                                getattr(f, "shuffle_buffer", 10_000))
+        self.data.check_sizes(f.eval_split)
+        self.facts = dict(shards_lib.facts(manifest, f.data_dir, f.eval_split),
+                          model_size=f.model_size, dropout=f.dropout, **self.config)
+        print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
+
     def build_model(self):
         self.model, self.backbone = lm_model.build_causal_lm(
             self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
@@ -75,6 +91,8 @@ class CausalLMTask(Task):
         return self.data.eval_steps(global_batch_size)
 
     def steps_per_epoch(self, global_batch_size):
+        if isinstance(self.data, lm_data.ShardedCausalLMData):
+            return self.data.steps_per_epoch(global_batch_size)
         return max(1, len(self.data.train_windows) // global_batch_size)
 
     def _token_losses(self, model, batch, training):
