@@ -28,6 +28,7 @@ import zipfile
 
 from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
+from trainers.common.progress import Progress
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
 CACHE_ENV = "ACCLIP_TF_CACHE"
@@ -97,15 +98,23 @@ def wiki_excerpt(directory=None):
     text_path = os.path.join(directory, WIKI_TEXT)
     if not os.path.exists(text_path):
         os.makedirs(directory, exist_ok=True)
+        progress = Progress("Wikipedia excerpt", unit="articles converted", every=0)
+        progress.note(f"fetching {GENSIM_REQUIREMENT} with pip download (once per machine, "
+                      f"cached in {directory}) ...")
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
             wheel = _download_wheel(tmp)
             with zipfile.ZipFile(wheel) as z:
                 xml_bytes = bz2.decompress(z.read(WIKI_MEMBER))
+        pages = parse_dump(xml_bytes)
+        progress.note(f"converting {len(pages)} articles to paragraphs ...")
+        progress.total, progress.every = len(pages), 5.0
         documents = []
-        for _, markup in parse_dump(xml_bytes):
+        for _, markup in pages:
             paragraphs = wiki_to_paragraphs(markup)
+            progress.update()
             if paragraphs:
                 documents.append(paragraphs)
+        progress.done(f"{len(documents)} documents")
         with open(os.path.join(directory, "ATTRIBUTION.txt"), "w") as f:
             f.write(ATTRIBUTION.format(member=WIKI_MEMBER, requirement=GENSIM_REQUIREMENT))
         write_documents(text_path, documents)
