@@ -71,9 +71,15 @@ def load_vocabulary(path):
     except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, ...
         raise TrainerError(f"cannot read vocabulary file {path}: {first_line(e)}") from e
     vocab = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    return check_special_tokens(vocab, f"vocabulary {path}")
+
+
+def check_special_tokens(vocab, what):
+    """`vocab` (a list), or a TrainerError naming the special tokens it lacks."""
+    vocab = list(vocab)
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise TrainerError(f"vocabulary {path} lacks the special tokens {missing}")
+        raise TrainerError(f"{what} lacks the special tokens {missing}")
     return vocab
 
 
