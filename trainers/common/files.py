@@ -65,7 +65,16 @@ def read_text(path):
         return f.read()
 
 
+def _clear(path):
+    """Remove the file `path` if it exists: TensorFlow's ram:// filesystem appends
+    to a file that a "w" open or a copy should have replaced."""
+    gfile = _gfile()
+    if gfile.exists(path) and not gfile.isdir(path):
+        gfile.remove(path)
+
+
 def write_text(path, text):
+    _clear(path)
     with _gfile().GFile(path, "w") as f:
         f.write(text)
 
@@ -98,6 +107,7 @@ def copy_tree(source, target):
         out = join(target, rel) if rel else target
         gfile.makedirs(out)
         for name in names:
+            _clear(join(out, name))
             gfile.copy(join(directory, name), join(out, name), overwrite=True)
 
 
@@ -139,3 +149,19 @@ class LocalCopy:
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return False
+
+
+def save_keras_model(model, path):
+    """`model.save(path)` (a ``.keras`` file) on any gfile filesystem: Keras writes
+    local files, so a ``scheme://`` path gets a local temporary file and a copy."""
+    if not is_remote(path):
+        model.save(path)
+        return path
+    with LocalCopy(dirname(path), write=True) as local:
+        model.save(os.path.join(local, posixpath.basename(path)))
+    return path
+
+
+def display(path):
+    """`path` as a message shows it: absolute when local."""
+    return path if is_remote(path) else os.path.abspath(path)
