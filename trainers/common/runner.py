@@ -43,6 +43,42 @@ def validate_common(f):
     for name in ("eval_every", "checkpoint_every"):
         if getattr(f, name) < 0:
             raise TrainerError(f"--{name} must be >= 0, got {getattr(f, name)}")
+    validate_sizes(f)
+
+
+# Size flags some trainers define: checked here, before any data is read, when the
+# program has them (None: "the default" for the optional overrides).
+POSITIVE_FLAGS = ("seq_length", "max_seq_length", "doc_stride", "max_query_length",
+                  "max_predictions_per_seq", "vocab_size", "num_layers", "hidden_dim",
+                  "num_heads", "intermediate_dim", "num_devices", "n_best_size",
+                  "max_answer_length")
+NON_NEGATIVE_FLAGS = ("max_documents", "eval_batches", "warmup_steps",
+                      "generated_train_max", "generated_dev_max")
+
+
+def validate_sizes(f):
+    """One-line errors for a size flag out of its range (e.g. a negative
+    --seq_length would otherwise fail deep inside the data pipeline or the model)."""
+    def value(name):
+        try:
+            return getattr(f, name, None)
+        except Exception:  # noqa: BLE001 - a FlagValues without that flag
+            return None
+
+    for name in POSITIVE_FLAGS:
+        v = value(name)
+        if v is not None and v < 1:
+            raise TrainerError(f"--{name} must be >= 1, got {v}")
+    for name in NON_NEGATIVE_FLAGS:
+        v = value(name)
+        if v is not None and v < 0:
+            raise TrainerError(f"--{name} must be >= 0, got {v}")
+    fraction = value("eval_fraction")
+    if fraction is not None and not 0 < fraction < 1:
+        raise TrainerError(f"--eval_fraction must lie in (0, 1), got {fraction}")
+    dropout = value("dropout")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise TrainerError(f"--dropout must lie in [0, 1), got {dropout}")
 
 
 def next_stop(step, train_steps, steps_per_loop, *periods):

@@ -157,6 +157,8 @@ def tfds_corpus(name, max_documents=None):
 
 def load_corpus(spec, max_documents=None):
     """Documents of `--corpus` (see the module docstring)."""
+    if max_documents is not None and max_documents < 0:
+        raise TrainerError(f"--max_documents must be >= 0, got {max_documents}")
     if spec in (None, "", "wiki"):
         docs = wiki_excerpt()
     elif spec.startswith("files:"):
@@ -177,6 +179,8 @@ def split_documents(documents, eval_fraction=0.1, seed=0, with_test=False):
 
     At least one document is held out (and one kept) when there are two or more.
     """
+    if not 0 < eval_fraction < 1:
+        raise TrainerError(f"--eval_fraction must lie in (0, 1), got {eval_fraction}")
     if len(documents) < 2:
         raise TrainerError(
             f"the corpus has {len(documents)} document(s); at least 2 are needed "
