@@ -183,8 +183,9 @@ def comparison_plot(rows, path, title):
 
 def main(argv):
     del argv
-    if not FLAGS.model_dir:
-        raise cli.TrainerError("--model_dir is required")
+    from trainers.common import runner
+
+    runner.validate_common(FLAGS)  # bad sizes fail here, not in every optimizer's run
     optimizers = [o.strip() for o in FLAGS.optimizers if o.strip()]
     if not optimizers:
         raise cli.TrainerError("--optimizers is empty")
