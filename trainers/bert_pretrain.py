@@ -1,4 +1,4 @@
-"""BERT masked-LM pretraining with ACClip or a baseline optimizer.
+r"""BERT masked-LM pretraining with ACClip or a baseline optimizer.
 
     python -m trainers.bert_pretrain --model_dir=runs/bert --optimizer=acclip \
         --model_size=tiny --train_steps=1000

@@ -1,8 +1,10 @@
-"""SQuAD v1.1 fine-tuning of a pretrained BERT with ACClip or a baseline optimizer.
+r"""SQuAD v1.1 fine-tuning of a pretrained BERT with ACClip or a baseline optimizer.
 
     python -m trainers.squad_finetune --model_dir=runs/squad \
-        --init_checkpoint=runs/bert --train_file=train-v1.1.json \
+        --init_checkpoint=bert_base_en_uncased --train_file=train-v1.1.json \
         --predict_file=dev-v1.1.json --optimizer=acclip
+
+--init_checkpoint: a KerasHub preset (handle or directory) or a trainers.bert_pretrain run.
 
 Without --train_file/--predict_file/--tfds it fine-tunes on a GENERATED
 cloze task built from the pretraining corpus' held-out Wikipedia articles
