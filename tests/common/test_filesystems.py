@@ -114,3 +114,17 @@ def test_model_dir_under_a_file_is_one_line(tmp_path):
     path.write_text("a file")
     with pytest.raises(TrainerError, match="cannot create --model_dir"):
         files.makedirs(str(path / "run"))
+
+
+def test_a_files_corpus_and_a_vocabulary_on_ram():
+    from trainers.common.text import corpus as corpus_lib
+    from trainers.common.text import vocab as vocab_lib
+
+    docs = [["first paragraph of one", "second"], ["another document"]]
+    corpus_lib.write_documents("ram://corpus/a.txt", docs)
+    corpus_lib.write_documents("ram://corpus/b.txt", docs[:1])
+    assert corpus_lib.load_corpus("files:ram://corpus/*.txt") == docs + docs[:1]
+    vocab = list(vocab_lib.SPECIAL_TOKENS) + ["a", "##b"]
+    vocab_lib.save_vocabulary(vocab, "ram://corpus/vocab.txt")
+    assert vocab_lib.load_vocabulary("ram://corpus/vocab.txt") == vocab
+    assert vocab_lib.run_vocabulary(None, "ram://corpus", True, None) == vocab

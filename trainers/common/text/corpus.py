@@ -26,6 +26,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
 from trainers.common.progress import Progress
@@ -86,8 +87,7 @@ def write_documents(path, documents):
 
 
 def read_documents(path):
-    with open(path, encoding="utf-8") as f:
-        blocks = f.read().split("\n\n")
+    blocks = files.read_text(path).split("\n\n")
     docs = [[line.strip() for line in b.splitlines() if line.strip()] for b in blocks]
     return [d for d in docs if d]
 
@@ -123,16 +123,19 @@ def wiki_excerpt(directory=None):
 
 # ---------------------------------------------------------------- others
 def files_corpus(pattern):
-    paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-    paths = [p for p in paths if os.path.isfile(p)]
+    if files.is_remote(pattern):  # gs://bucket/*.txt and the like
+        paths = sorted(p for p in files.glob(pattern) if not files.isdir(p))
+    else:
+        paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        paths = [p for p in paths if os.path.isfile(p)]
     if not paths:
         raise TrainerError(f"--corpus=files:{pattern} matches no files")
     documents = []
     for p in paths:
         try:
             documents.extend(read_documents(p))
-        except (OSError, UnicodeDecodeError) as e:
-            raise TrainerError(f"cannot read corpus file {p}: {e}")
+        except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, ... in one line
+            raise TrainerError(f"cannot read corpus file {p}: {first_line(e)}")
     return documents
 
 
