@@ -20,7 +20,7 @@ from trainers.squad.task import SquadTask
 SHARED = ["--global_batch_size=4", "--steps_per_loop=2", "--eval_every=0",
           "--checkpoint_every=0", "--optimizer=adam", "--learning_rate=1e-3",
           "--warmup_steps=0", "--lr_schedule=constant",
-          "--eval_batches=0", "--strategy=one_device", "--seed=0"]
+          "--eval_batches=0", "--strategy=one_device", "--nojit_compile", "--seed=0"]
 SQUAD = ["--max_seq_length=64", "--doc_stride=32", "--max_query_length=16",
          f"--train_file={HANDWRITTEN}", f"--predict_file={HANDWRITTEN}"]
 
