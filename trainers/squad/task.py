@@ -58,7 +58,6 @@ def fresh_vocabulary(f, model_dir, is_chief, train_set):
     """--vocab_file, else the run's vocab.txt, else WordPiece from the training set's text."""
     def learn():
         contexts = list(dict.fromkeys(e.context for e in train_set.examples))
-        print(f"learning a {f.vocab_size}-token WordPiece vocabulary ...", flush=True)
         return vocab_lib.build_vocabulary(contexts + [e.question for e in train_set.examples],
                                           f.vocab_size)
 
