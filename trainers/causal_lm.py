@@ -1,4 +1,4 @@
-"""Causal (next-token) language-model training with ACClip or a baseline optimizer:
+r"""Causal (next-token) language-model training with ACClip or a baseline optimizer:
 the paper's section 5.1 (a 6-layer Transformer-XL on PTB, target length 128),
 scaled to the host, with a GPT-2-style KerasHub decoder.
 

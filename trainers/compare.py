@@ -23,6 +23,7 @@ from absl import flags
 
 from trainers import bert_pretrain  # noqa: F401 - defines the pretraining flags
 from trainers.common import cli
+from trainers.common import files
 from trainers.common import optimizers as common_optimizers
 from trainers.common.reporting import format_duration, read_metrics
 
@@ -100,15 +101,14 @@ def shared_vocabulary(model_dir):
         return vocab_lib.corpus_vocabulary(train, FLAGS.vocab_size)
 
     vocab_lib.run_vocabulary(None, model_dir, True, learn)  # saves model_dir/vocab.txt
-    return os.path.join(model_dir, "vocab.txt")
+    return files.join(model_dir, "vocab.txt")
 
 
 def finished(run_dir, train_steps):
-    path = os.path.join(run_dir, "summary.json")
-    if not os.path.exists(path):
+    path = files.join(run_dir, "summary.json")
+    if not files.exists(path):
         return False
-    with open(path) as f:
-        return json.load(f).get("final_step", 0) >= train_steps
+    return json.loads(files.read_text(path)).get("final_step", 0) >= train_steps
 
 
 def run_one(name, lr, run_dir, vocab_path):
@@ -127,9 +127,8 @@ def run_one(name, lr, run_dir, vocab_path):
 def collect(model_dir, optimizers, rates):
     rows = []
     for name in optimizers:
-        run_dir = os.path.join(model_dir, name)
-        with open(os.path.join(run_dir, "summary.json")) as f:
-            summary = json.load(f)
+        run_dir = files.join(model_dir, name)
+        summary = json.loads(files.read_text(files.join(run_dir, "summary.json")))
         rows.append(dict(optimizer=name, learning_rate=rates[name], summary=summary,
                          metrics=read_metrics(run_dir)))
     return rows
@@ -186,17 +185,18 @@ def comparison_plot(rows, path, title):
 
 def main(argv):
     del argv
-    if not FLAGS.model_dir:
-        raise cli.TrainerError("--model_dir is required")
+    from trainers.common import runner
+
+    runner.validate_common(FLAGS)  # bad sizes fail here, not in every optimizer's run
     optimizers = [o.strip() for o in FLAGS.optimizers if o.strip()]
     if not optimizers:
         raise cli.TrainerError("--optimizers is empty")
     rates = parse_learning_rates(FLAGS.learning_rates, optimizers)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    files.makedirs(FLAGS.model_dir)
     start = time.time()
     vocab_path = shared_vocabulary(FLAGS.model_dir)
     for name in optimizers:
-        run_dir = os.path.join(FLAGS.model_dir, name)
+        run_dir = files.join(FLAGS.model_dir, name)
         if finished(run_dir, FLAGS.train_steps):
             print(f"=== {name}: already finished in {run_dir}", flush=True)
             continue
@@ -206,14 +206,14 @@ def main(argv):
              f"{FLAGS.train_steps} steps x {FLAGS.global_batch_size} sequences of "
              f"{FLAGS.seq_length}")
     table = comparison_table(rows, title)
-    table_path = os.path.join(FLAGS.model_dir, "comparison.md")
-    with open(table_path, "w") as f:
-        f.write(table)
-    plot_path = os.path.join(FLAGS.model_dir, "comparison.png")
-    comparison_plot(rows, plot_path, title)
+    table_path = files.join(FLAGS.model_dir, "comparison.md")
+    files.write_text_atomically(table_path, table)
+    plot_path = files.join(FLAGS.model_dir, "comparison.png")
+    with files.LocalCopy(FLAGS.model_dir, write=True) as local:  # matplotlib writes locally
+        comparison_plot(rows, os.path.join(local, "comparison.png"), title)
     print("\n" + table)
-    print(f"comparison table: {os.path.abspath(table_path)}")
-    print(f"comparison plot:  {os.path.abspath(plot_path)}")
+    print(f"comparison table: {files.display(table_path)}")
+    print(f"comparison plot:  {files.display(plot_path)}")
     print(f"total time: {format_duration(time.time() - start)}")
 
 

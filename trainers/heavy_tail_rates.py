@@ -22,9 +22,32 @@ def main(argv):
     del argv
     from absl import flags
 
+    from trainers.common import files
+    from trainers.common.errors import TrainerError, first_line
+
     f = flags.FLAGS
-    payload = run_experiment(
-        [float(a) for a in f.alphas],
+    files.makedirs(f.output_dir, what="--output_dir")
+    try:
+        alphas = [float(a) for a in f.alphas]
+    except ValueError as e:
+        raise TrainerError(f"--alphas must be numbers: {first_line(e)}") from e
+    try:
+        payload = _run(f, alphas)
+    except ValueError as e:  # the simulation's checks of its arguments
+        raise TrainerError(first_line(e)) from e
+    for alpha, r in payload["results"].items():
+        line = [f"{r['noise']} alpha={alpha} G={r['G']:.4g} theory {r['theory_slope']:+.3f}"]
+        for name, s in r["methods"].items():
+            line.append(
+                f"{name}: slope {s['slope_of_mean']:+.3f} (repeats {s['repeat_slope_mean']:+.3f} +- {s['repeat_slope_sd']:.3f}) "
+                f"final mean {s['final_mean_error']:.3g} median {s['final_median_error']:.3g}")
+        print(" | ".join(line), flush=True)
+    print(f"wrote {os.path.join(f.output_dir, 'rates.json')} and rates.png")
+
+
+def _run(f, alphas):
+    return run_experiment(
+        alphas,
         f.output_dir,
         fit_from=f.fit_from,
         methods=tuple(f.methods),
@@ -41,14 +64,6 @@ def main(argv):
         radius=f.radius,
         seed=f.seed,
     )
-    for alpha, r in payload["results"].items():
-        line = [f"{r['noise']} alpha={alpha} G={r['G']:.4g} theory {r['theory_slope']:+.3f}"]
-        for name, s in r["methods"].items():
-            line.append(
-                f"{name}: slope {s['slope_of_mean']:+.3f} (repeats {s['repeat_slope_mean']:+.3f} +- {s['repeat_slope_sd']:.3f}) "
-                f"final mean {s['final_mean_error']:.3g} median {s['final_median_error']:.3g}")
-        print(" | ".join(line), flush=True)
-    print(f"wrote {os.path.join(f.output_dir, 'rates.json')} and rates.png")
 
 
 def _define_flags():
@@ -76,7 +91,7 @@ def _define_flags():
 
 
 if __name__ == "__main__":
-    from absl import app
+    from trainers.common import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,8 +1,10 @@
-"""SQuAD v1.1 fine-tuning of a pretrained BERT with ACClip or a baseline optimizer.
+r"""SQuAD v1.1 fine-tuning of a pretrained BERT with ACClip or a baseline optimizer.
 
     python -m trainers.squad_finetune --model_dir=runs/squad \
-        --init_checkpoint=runs/bert --train_file=train-v1.1.json \
+        --init_checkpoint=bert_base_en_uncased --train_file=train-v1.1.json \
         --predict_file=dev-v1.1.json --optimizer=acclip
+
+--init_checkpoint: a KerasHub preset (handle or directory) or a trainers.bert_pretrain run.
 
 Without --train_file/--predict_file/--tfds it fine-tunes on a GENERATED
 cloze task built from the pretraining corpus' held-out Wikipedia articles
@@ -27,9 +29,12 @@ flags.DEFINE_string("predict_file", None,
                     "SQuAD v1.1 JSON to evaluate on (default: generated task).")
 flags.DEFINE_string("tfds", None, "A prepared TFDS SQuAD dataset, e.g. squad/v1.1 "
                     "(train and validation splits), instead of the files.")
-flags.DEFINE_string("init_checkpoint", None,
-                    "model_dir (or export dir) of trainers.bert_pretrain: backbone and vocabulary "
-                    "(weights only; the step starts at 0). Without it: a fresh --model_size model.")
+common_flags.define_once(
+    flags.DEFINE_string, "init_checkpoint", None,
+    "The pretrained BERT to fine-tune (weights only; the step starts at 0): a KerasHub preset "
+    "handle (bert_base_en_uncased, kaggle://..., hf://...), a KerasHub preset directory, or "
+    "a trainers.bert_pretrain model_dir or export. Its tokenizer gives the vocabulary and "
+    "lowercasing. Without it: a fresh --model_size model.")
 bert_flags.define_bert_model_flags(note="Fresh model (no --init_checkpoint): ")
 common_flags.define_once(flags.DEFINE_string, "vocab_file", None,
                          "Fresh model: vocabulary file (else learned and saved to "

@@ -34,10 +34,19 @@ class BertPretrainTask(Task):
                 f"--eval_split={eval_split}: the {len(validation_docs) + len(test_docs)} "
                 "held-out document(s) leave none for it; raise --eval_fraction or use more "
                 "documents")
-        self.vocab = vocab_lib.run_vocabulary(
-            f.vocab_file, model_dir, is_chief,
-            lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
-        tokenizer = vocab_lib.make_tokenizer(self.vocab)
+        self.init_checkpoint = getattr(f, "init_checkpoint", None)
+        if self.init_checkpoint:  # continued pretraining: the preset's vocabulary and casing
+            tokenizer = bert_model.load_tokenizer(self.init_checkpoint)
+            self.vocab = vocab_lib.check_special_tokens(
+                tokenizer.get_vocabulary(), f"the tokenizer of {self.init_checkpoint}")
+            self.lowercase = tokenizer.lowercase
+            self.config = {}
+        else:
+            self.vocab = vocab_lib.run_vocabulary(
+                f.vocab_file, model_dir, is_chief,
+                lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
+            self.lowercase = True
+            tokenizer = vocab_lib.make_tokenizer(self.vocab)
         train = mlm.segment_documents(train_docs, tokenizer, f.seq_length)
         held = mlm.segment_documents(eval_docs, tokenizer, f.seq_length)
         self.data = mlm.MaskedLMData(train, held, self.vocab, f.seed,
@@ -49,7 +58,9 @@ class BertPretrainTask(Task):
                           train_sequences=len(train), eval_sequences=len(held),
                           vocab_size=len(self.vocab), seq_length=f.seq_length,
                           max_predictions_per_seq=f.max_predictions_per_seq,
-                          model_size=f.model_size, dropout=f.dropout, **self.config)
+                          model_size=None if self.init_checkpoint else f.model_size,
+                          dropout=f.dropout, init_checkpoint=self.init_checkpoint,
+                          **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def _prepared_input(self, f, model_dir, is_chief):
@@ -68,8 +79,12 @@ class BertPretrainTask(Task):
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def build_model(self):
-        self.model, self.backbone = bert_model.build_masked_lm(
-            self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+        if self.init_checkpoint:
+            self.model, self.backbone = bert_model.pretrained_masked_lm(
+                self.init_checkpoint, self.f.seq_length)
+        else:
+            self.model, self.backbone = bert_model.build_masked_lm(
+                self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
         return self.model
 
     def train_dataset(self, input_context, global_batch_size, start_batch):
@@ -98,7 +113,7 @@ class BertPretrainTask(Task):
 
     def export(self, model, export_dir):
         bert_model.export(self.backbone, self.vocab, export_dir,
-                          dict(self.facts, task="bert_pretrain"))
+                          dict(self.facts, task="bert_pretrain"), lowercase=self.lowercase)
 
     def summary(self):
         return self.facts

@@ -11,12 +11,12 @@ directory (the save is collective, so all must call it) that is removed at
 the end, and every worker restores from the chief's `model_dir`.
 """
 
-import os
 import shutil
 import tempfile
 
 import tensorflow as tf
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
 
 
@@ -73,14 +73,14 @@ class Checkpoints:
             seed_states={str(i): v for i, v in enumerate(seed_generator_states(model))},
         )
         if is_chief:
-            self._write_dir = os.path.join(model_dir, "checkpoints")
+            self._write_dir = files.join(model_dir, "checkpoints")
         else:
             self._write_dir = tempfile.mkdtemp(prefix="acclip_tf_worker_ckpt_")
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._write_dir, max_to_keep=max_to_keep)
 
     def latest(self):
-        return tf.train.latest_checkpoint(os.path.join(self.model_dir, "checkpoints"))
+        return tf.train.latest_checkpoint(files.join(self.model_dir, "checkpoints"))
 
     def restore_latest(self):
         """Restore the latest checkpoint of `model_dir`; returns its path, or None (and

@@ -10,7 +10,7 @@ import sys
 
 from absl import flags
 
-from trainers.common.files import write_text_atomically
+from trainers.common import files
 
 # The names of trainers.common.optimizers.OPTIMIZERS (kept here so defining the flags
 # imports no TensorFlow; a test checks they agree).
@@ -141,10 +141,9 @@ def flags_text(flag_values=None):
 
 
 def write_flags(model_dir, flag_values=None):
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "flags.txt")
-    with open(path, "w") as f:
-        f.write(flags_text(flag_values))
+    files.makedirs(model_dir)
+    path = files.join(model_dir, "flags.txt")
+    files.write_text_atomically(path, flags_text(flag_values))
     return path
 
 
@@ -172,8 +171,8 @@ def program_flags(flag_values=None):
 def write_config(model_dir, program, flag_values=None):
     """``model_dir/config.json``: ``{"program": program, "flags": {name: value}}``, the
     machine-readable record of a run's settings (written atomically)."""
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, "config.json")
+    files.makedirs(model_dir)
+    path = files.join(model_dir, "config.json")
     record = {"program": program, "flags": program_flags(flag_values)}
-    write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    files.write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path

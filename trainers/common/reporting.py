@@ -5,18 +5,11 @@ Only the chief writes files; every worker may print.
 
 import json
 import math
-import os
 
 import tensorflow as tf
 
-
-def format_duration(seconds):
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+from trainers.common import files
+from trainers.common.progress import format_duration  # noqa: F401 - re-exported
 
 
 class Throughput:
@@ -57,7 +50,7 @@ class Reporter:
         self.model_dir = model_dir
         self.is_chief = is_chief
         self.example_name = example_name
-        self._writer = (tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
+        self._writer = (tf.summary.create_file_writer(files.join(model_dir, "tensorboard"))
                         if is_chief else None)
 
     def scalars(self, step, values, prefix):
@@ -85,14 +78,13 @@ class Reporter:
               + " | ".join(f"{k} {v:.4f}" for k, v in evals.items()), flush=True)
         self.scalars(record["step"], evals, "eval")
         if self.is_chief:
-            with open(os.path.join(self.model_dir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            files.append_text(files.join(self.model_dir, "metrics.jsonl"),
+                              json.dumps(record) + "\n")
 
     def summary(self, summary):
         if self.is_chief:
-            path = os.path.join(self.model_dir, "summary.json")
-            with open(path, "w") as f:
-                json.dump(summary, f, indent=2, sort_keys=True)
+            path = files.join(self.model_dir, "summary.json")
+            files.write_text_atomically(path, json.dumps(summary, indent=2, sort_keys=True))
             return path
         return None
 
@@ -103,6 +95,5 @@ class Reporter:
 
 def read_metrics(model_dir):
     """The records of `model_dir/metrics.jsonl` (for compare.py and tests)."""
-    path = os.path.join(model_dir, "metrics.jsonl")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    path = files.join(model_dir, "metrics.jsonl")
+    return [json.loads(line) for line in files.read_text(path).splitlines() if line.strip()]

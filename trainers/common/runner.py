@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainers.common import files
 from trainers.common import flags as common_flags
 from trainers.common import optimizers as common_optimizers
 from trainers.common import run_plan
@@ -42,6 +43,42 @@ def validate_common(f):
     for name in ("eval_every", "checkpoint_every"):
         if getattr(f, name) < 0:
             raise TrainerError(f"--{name} must be >= 0, got {getattr(f, name)}")
+    validate_sizes(f)
+
+
+# Size flags some trainers define: checked here, before any data is read, when the
+# program has them (None: "the default" for the optional overrides).
+POSITIVE_FLAGS = ("seq_length", "max_seq_length", "doc_stride", "max_query_length",
+                  "max_predictions_per_seq", "vocab_size", "num_layers", "hidden_dim",
+                  "num_heads", "intermediate_dim", "num_devices", "n_best_size",
+                  "max_answer_length")
+NON_NEGATIVE_FLAGS = ("max_documents", "eval_batches", "warmup_steps",
+                      "generated_train_max", "generated_dev_max")
+
+
+def validate_sizes(f):
+    """One-line errors for a size flag out of its range (e.g. a negative
+    --seq_length would otherwise fail deep inside the data pipeline or the model)."""
+    def value(name):
+        try:
+            return getattr(f, name, None)
+        except Exception:  # noqa: BLE001 - a FlagValues without that flag
+            return None
+
+    for name in POSITIVE_FLAGS:
+        v = value(name)
+        if v is not None and v < 1:
+            raise TrainerError(f"--{name} must be >= 1, got {v}")
+    for name in NON_NEGATIVE_FLAGS:
+        v = value(name)
+        if v is not None and v < 0:
+            raise TrainerError(f"--{name} must be >= 0, got {v}")
+    fraction = value("eval_fraction")
+    if fraction is not None and not 0 < fraction < 1:
+        raise TrainerError(f"--eval_fraction must lie in (0, 1), got {fraction}")
+    dropout = value("dropout")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise TrainerError(f"--dropout must lie in [0, 1), got {dropout}")
 
 
 def next_stop(step, train_steps, steps_per_loop, *periods):
@@ -91,14 +128,12 @@ def program_name():
 
 def _truncate_metrics(model_dir, step):
     """Drop metrics.jsonl records after the restored step (a killed run wrote them)."""
-    path = os.path.join(model_dir, "metrics.jsonl")
-    if not os.path.exists(path):
+    path = files.join(model_dir, "metrics.jsonl")
+    if not files.exists(path):
         return
     records = read_metrics(model_dir)
-    with open(path, "w") as f:
-        for r in records:
-            if r["step"] <= step:
-                f.write(json.dumps(r) + "\n")
+    files.write_text_atomically(
+        path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
 def _setup_precision(policy):
@@ -156,7 +191,7 @@ def build(task_factory, f, mode):
     if f.deterministic:
         tf.config.experimental.enable_op_determinism()
     _setup_precision(f.mixed_precision)
-    os.makedirs(f.model_dir, exist_ok=True)
+    files.makedirs(f.model_dir)
     if chief:
         common_flags.write_flags(f.model_dir, f)
         common_flags.write_config(f.model_dir, program_name(), f)
@@ -279,7 +314,7 @@ def finish(s, progress):
     f, task = s.f, s.task
     digest = weights_digest(s.model)
     print(f"final weights sha256 {digest}", flush=True)
-    export_dir = os.path.join(f.model_dir, "export")
+    export_dir = files.join(f.model_dir, "export")
     if s.chief and s.mode != "eval":
         task.export(s.model, export_dir)
     last_eval = progress.last_eval
@@ -306,12 +341,11 @@ def finish(s, progress):
         "export_dir": export_dir,
         "task": task.summary(),
     }
-    previous = os.path.join(f.model_dir, "summary.json")
-    if (s.mode == "eval" or not progress.last_train) and os.path.exists(previous):
+    previous = files.join(f.model_dir, "summary.json")
+    if (s.mode == "eval" or not progress.last_train) and files.exists(previous):
         # Keep the training run's facts: in eval mode replace only the evaluation;
         # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
-        with open(previous) as fh:
-            kept = json.load(fh)
+        kept = json.loads(files.read_text(previous))
         summary = (dict(kept, eval=summary["eval"], task=summary["task"]) if s.mode == "eval"
                    else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
     if s.mode == "eval":

@@ -12,8 +12,8 @@ needed to load it back):
 """
 
 import json
-import os
 
+from trainers.common import files
 from trainers.common.cli import TrainerError
 
 # name -> (num_layers, hidden_dim, num_heads, intermediate_dim)
@@ -57,13 +57,14 @@ def build_causal_lm(config, vocabulary_size, seq_length, dropout):
 
 
 def export(backbone, vocab, export_dir, extra_config):
-    os.makedirs(export_dir, exist_ok=True)
-    backbone.save_to_preset(export_dir)
+    """The backbone as a KerasHub preset, vocab.txt and lm_config.json (any gfile path)."""
     from trainers.common.text.vocab import save_vocabulary
 
-    save_vocabulary(vocab, os.path.join(export_dir, "vocab.txt"))
-    with open(os.path.join(export_dir, "lm_config.json"), "w") as f:
-        json.dump(extra_config, f, indent=2, sort_keys=True)
+    with files.LocalCopy(export_dir, write=True) as local:
+        backbone.save_to_preset(local)
+    save_vocabulary(vocab, files.join(export_dir, "vocab.txt"))
+    files.write_text_atomically(files.join(export_dir, "lm_config.json"),
+                                json.dumps(extra_config, indent=2, sort_keys=True))
 
 
 def load_exported(model_dir):
@@ -72,16 +73,16 @@ def load_exported(model_dir):
 
     from trainers.common.text.vocab import load_vocabulary
 
-    export_dir = os.path.join(model_dir, "export")
-    if not os.path.isdir(export_dir):
+    export_dir = files.join(model_dir, "export")
+    if not files.isdir(export_dir):
         export_dir = model_dir
-    if not os.path.exists(os.path.join(export_dir, "lm_config.json")):
+    if not files.exists(files.join(export_dir, "lm_config.json")):
         raise TrainerError(f"{model_dir} holds no causal LM export "
                            "(run trainers.causal_lm to the end first)")
-    backbone = keras_hub.models.GPT2Backbone.from_preset(export_dir)
-    with open(os.path.join(export_dir, "lm_config.json")) as f:
-        config = json.load(f)
-    vocab = load_vocabulary(os.path.join(export_dir, "vocab.txt"))
+    with files.LocalCopy(export_dir) as local:
+        backbone = keras_hub.models.GPT2Backbone.from_preset(local)
+    config = json.loads(files.read_text(files.join(export_dir, "lm_config.json")))
+    vocab = load_vocabulary(files.join(export_dir, "vocab.txt"))
     return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None), vocab, config
 
 

@@ -15,10 +15,9 @@ does not point at its `text` in the context is *bad*: with ``strict=True``
 import collections
 import dataclasses
 import json
-import os
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
-from trainers.common.files import write_text_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +128,17 @@ def parse_squad(data, source, strict):
 
 def load_squad_file(path, strict):
     """Read a SQuAD v1.1 JSON file into a `SquadSet`."""
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise TrainerError(f"SQuAD file {path} does not exist")
+    if files.isdir(path):
+        raise TrainerError(f"SQuAD file {path} is a directory")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(files.read_text(path))
     except json.JSONDecodeError as e:
         raise TrainerError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} "
                            f"column {e.colno}")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TrainerError(f"cannot read SQuAD file {path}: {e}")
+    except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, ... in one line
+        raise TrainerError(f"cannot read SQuAD file {path}: {first_line(e)}")
     result = parse_squad(data, path, strict)
     if not result.examples:
         raise TrainerError(f"{path} contains no usable questions"
@@ -185,4 +185,4 @@ def to_squad_json(examples, version):
 
 
 def write_json(obj, path):
-    write_text_atomically(path, json.dumps(obj, ensure_ascii=False, indent=1))
+    files.write_text_atomically(path, json.dumps(obj, ensure_ascii=False, indent=1))

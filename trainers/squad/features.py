@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from trainers.common.errors import TrainerError
+from trainers.common.progress import Progress
 
 
 def _split_patterns(split_on_cjk):
@@ -195,13 +196,25 @@ def build_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
                            f"after a question of --max_query_length={max_query_length} tokens")
     cls_id, sep_id, pad_id = (tokenizer.ids[t] for t in ("[CLS]", "[SEP]", "[PAD]"))
     contexts = list(dict.fromkeys(e.context for e in examples))
-    context_tokens = dict(zip(contexts, tokenizer.tokenize(contexts)))
-    question_ids = [q[0] for q in tokenizer.tokenize([e.question for e in examples])]
+    # Progress counts contexts and questions tokenized, then questions windowed.
+    progress = Progress(f"building SQuAD {'training' if training else 'evaluation'} features",
+                        len(contexts) + 2 * len(examples))
+
+    def tokenize(texts, chunk=2000):
+        out = []
+        for k in range(0, len(texts), chunk):
+            out.extend(tokenizer.tokenize(texts[k:k + chunk]))
+            progress.update(len(texts[k:k + chunk]))
+        return out
+
+    context_tokens = dict(zip(contexts, tokenize(contexts)))
+    question_ids = [q[0] for q in tokenize([e.question for e in examples])]
     L = max_seq_length
     rows = {k: [] for k in ("token_ids", "segment_ids", "start", "end", "example",
                             "tok_start", "tok_end", "max_context")}
     skipped = []
     for i, example in enumerate(examples):
+        progress.update()
         q = question_ids[i][:max_query_length]
         ids, starts, ends = context_tokens[example.context]
         answer = example.answers[0]
@@ -234,6 +247,7 @@ def build_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
                                ("end", e), ("example", i), ("tok_start", tok_start),
                                ("tok_end", tok_end), ("max_context", context_best)):
                 rows[key].append(value)
+    progress.done(f"{len(rows['token_ids'])} windows of {len(examples)} questions")
     if not rows["token_ids"]:
         return Features(*(np.zeros([0, L], np.int32) for _ in range(2)),
                         np.zeros([0, L], bool),

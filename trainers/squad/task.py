@@ -1,12 +1,11 @@
 """SQuAD v1.1 fine-tuning of a (pretrained) BERT as a `trainers.common.task.Task`."""
 
-import os
-
 import numpy as np
 
 import acclip_tf
 from trainers.bert import model as bert_model
 from trainers.common import cli
+from trainers.common import files
 from trainers.common.inputs import per_replica
 from trainers.common.task import PredictionEvaluation, Task
 from trainers.common.text import vocab as vocab_lib
@@ -35,8 +34,8 @@ def load_sets(f, model_dir, is_chief):
         return (squad_lib.load_squad_file(f.train_file, strict=False),
                 squad_lib.load_squad_file(f.predict_file, strict=True), "squad-format files")
     description = f"generated cloze task on held-out {f.corpus} articles (NOT SQuAD)"
-    paths = [os.path.join(model_dir, "generated_cloze", n) for n in ("train.json", "dev.json")]
-    if all(os.path.exists(p) for p in paths):  # made by an earlier run in this model_dir
+    paths = [files.join(model_dir, "generated_cloze", n) for n in ("train.json", "dev.json")]
+    if all(files.exists(p) for p in paths):  # made by an earlier run in this model_dir
         return (squad_lib.load_squad_file(paths[0], strict=False),
                 squad_lib.load_squad_file(paths[1], strict=True), description)
     print("data: GENERATING a cloze QA task from the held-out Wikipedia articles of "
@@ -48,7 +47,7 @@ def load_sets(f, model_dir, is_chief):
                                 kinds=f.generated_answers,
                                 max_documents=f.max_documents or None)
     if is_chief:  # every worker generates the same sets; the chief keeps them
-        os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
+        files.makedirs(files.dirname(paths[0]), what="the generated task's folder")
         for obj, path in zip(sets, paths):
             squad_lib.write_json(obj, path)
     return (squad_lib.parse_squad(sets[0], paths[0], strict=False),
@@ -59,7 +58,6 @@ def fresh_vocabulary(f, model_dir, is_chief, train_set):
     """--vocab_file, else the run's vocab.txt, else WordPiece from the training set's text."""
     def learn():
         contexts = list(dict.fromkeys(e.context for e in train_set.examples))
-        print(f"learning a {f.vocab_size}-token WordPiece vocabulary ...", flush=True)
         return vocab_lib.build_vocabulary(contexts + [e.question for e in train_set.examples],
                                           f.vocab_size)
 
@@ -78,11 +76,8 @@ class SquadTask(Task, PredictionEvaluation):
         self.train_set, self.dev_set, description = load_sets(f, model_dir, is_chief)
         if self.train_set.skipped:
             print("warning: " + self.train_set.skipped_line(), flush=True)
-        if f.init_checkpoint:
-            import keras_hub
-
-            self.export_dir = bert_model.find_export(f.init_checkpoint)
-            keras_tokenizer = keras_hub.models.BertTokenizer.from_preset(self.export_dir)
+        if f.init_checkpoint:  # a bert_pretrain run, a preset directory or a preset handle
+            keras_tokenizer = bert_model.load_tokenizer(f.init_checkpoint)
             self.config = None
         else:
             self.config = bert_model.model_config(
@@ -118,7 +113,7 @@ class SquadTask(Task, PredictionEvaluation):
 
         f = self.f
         if f.init_checkpoint:
-            backbone = keras_hub.models.BertBackbone.from_preset(self.export_dir)
+            backbone = bert_model.load_backbone(f.init_checkpoint)
         else:
             backbone = keras_hub.models.BertBackbone(
                 vocabulary_size=self.vocab_size, dropout=f.dropout,
@@ -202,8 +197,8 @@ class SquadTask(Task, PredictionEvaluation):
             self.dev_set.examples, self.dev, start, end, self.f.n_best_size,
             self.f.max_answer_length)
         if self.is_chief:
-            squad_lib.write_json(predictions, os.path.join(self.model_dir, "predictions.json"))
-            squad_lib.write_json(nbest, os.path.join(self.model_dir, "nbest_predictions.json"))
+            squad_lib.write_json(predictions, files.join(self.model_dir, "predictions.json"))
+            squad_lib.write_json(nbest, files.join(self.model_dir, "nbest_predictions.json"))
         return squad_metrics.evaluate(self.gold, predictions)
 
     def summary(self):

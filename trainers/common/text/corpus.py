@@ -26,8 +26,10 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
+from trainers.common.progress import Progress
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
 CACHE_ENV = "ACCLIP_TF_CACHE"
@@ -85,8 +87,7 @@ def write_documents(path, documents):
 
 
 def read_documents(path):
-    with open(path, encoding="utf-8") as f:
-        blocks = f.read().split("\n\n")
+    blocks = files.read_text(path).split("\n\n")
     docs = [[line.strip() for line in b.splitlines() if line.strip()] for b in blocks]
     return [d for d in docs if d]
 
@@ -97,15 +98,23 @@ def wiki_excerpt(directory=None):
     text_path = os.path.join(directory, WIKI_TEXT)
     if not os.path.exists(text_path):
         os.makedirs(directory, exist_ok=True)
+        progress = Progress("Wikipedia excerpt", unit="articles converted", every=0)
+        progress.note(f"fetching {GENSIM_REQUIREMENT} with pip download (once per machine, "
+                      f"cached in {directory}) ...")
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
             wheel = _download_wheel(tmp)
             with zipfile.ZipFile(wheel) as z:
                 xml_bytes = bz2.decompress(z.read(WIKI_MEMBER))
+        pages = parse_dump(xml_bytes)
+        progress.note(f"converting {len(pages)} articles to paragraphs ...")
+        progress.total, progress.every = len(pages), 5.0
         documents = []
-        for _, markup in parse_dump(xml_bytes):
+        for _, markup in pages:
             paragraphs = wiki_to_paragraphs(markup)
+            progress.update()
             if paragraphs:
                 documents.append(paragraphs)
+        progress.done(f"{len(documents)} documents")
         with open(os.path.join(directory, "ATTRIBUTION.txt"), "w") as f:
             f.write(ATTRIBUTION.format(member=WIKI_MEMBER, requirement=GENSIM_REQUIREMENT))
         write_documents(text_path, documents)
@@ -114,16 +123,19 @@ def wiki_excerpt(directory=None):
 
 # ---------------------------------------------------------------- others
 def files_corpus(pattern):
-    paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-    paths = [p for p in paths if os.path.isfile(p)]
+    if files.is_remote(pattern):  # gs://bucket/*.txt and the like
+        paths = sorted(p for p in files.glob(pattern) if not files.isdir(p))
+    else:
+        paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        paths = [p for p in paths if os.path.isfile(p)]
     if not paths:
         raise TrainerError(f"--corpus=files:{pattern} matches no files")
     documents = []
     for p in paths:
         try:
             documents.extend(read_documents(p))
-        except (OSError, UnicodeDecodeError) as e:
-            raise TrainerError(f"cannot read corpus file {p}: {e}")
+        except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, ... in one line
+            raise TrainerError(f"cannot read corpus file {p}: {first_line(e)}")
     return documents
 
 
@@ -148,6 +160,8 @@ def tfds_corpus(name, max_documents=None):
 
 def load_corpus(spec, max_documents=None):
     """Documents of `--corpus` (see the module docstring)."""
+    if max_documents is not None and max_documents < 0:
+        raise TrainerError(f"--max_documents must be >= 0, got {max_documents}")
     if spec in (None, "", "wiki"):
         docs = wiki_excerpt()
     elif spec.startswith("files:"):
@@ -168,6 +182,8 @@ def split_documents(documents, eval_fraction=0.1, seed=0, with_test=False):
 
     At least one document is held out (and one kept) when there are two or more.
     """
+    if not 0 < eval_fraction < 1:
+        raise TrainerError(f"--eval_fraction must lie in (0, 1), got {eval_fraction}")
     if len(documents) < 2:
         raise TrainerError(
             f"the corpus has {len(documents)} document(s); at least 2 are needed "

@@ -5,8 +5,9 @@ import os
 
 import tensorflow as tf
 
-from trainers.common.errors import TrainerError
-from trainers.common.files import write_text_atomically
+from trainers.common import files
+from trainers.common.errors import TrainerError, first_line
+from trainers.common.progress import Progress
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -32,34 +33,61 @@ def build_vocabulary(paragraphs, vocab_size, lowercase=True):
 
     if vocab_size <= len(SPECIAL_TOKENS) + 26:
         raise TrainerError(f"--vocab_size={vocab_size} is too small")
-    data = tf.data.Dataset.from_tensor_slices(list(paragraphs)).batch(1000)
+    paragraphs = list(paragraphs)
+    if not paragraphs:
+        raise TrainerError("no text to learn a vocabulary from (is the corpus empty?)")
+    batch = 1000
+    batches = -(-len(paragraphs) // batch)
+    progress = Progress(f"learning a {vocab_size}-token WordPiece vocabulary", batches,
+                        "batches of text counted")
+
+    def counted(text):
+        progress.update()
+        if progress.count == batches:
+            progress.note("words counted; learning the pieces (no progress within this step)")
+        return text
+
+    data = tf.data.Dataset.from_tensor_slices(paragraphs).batch(batch).map(
+        lambda t: tf.ensure_shape(tf.py_function(counted, [t], tf.string), [None]))
     vocab = keras_hub.tokenizers.compute_word_piece_vocabulary(
         data, vocab_size, lowercase=lowercase, strip_accents=lowercase,
         reserved_tokens=list(SPECIAL_TOKENS))
+    progress.done(f"{len(vocab)} tokens")
     # The learner can emit a whitespace token, which a one-token-per-line file cannot hold.
     return [t for t in vocab if t.strip()]
 
 
 def save_vocabulary(vocab, path):
-    write_text_atomically(path, "\n".join(vocab) + "\n")  # other workers may be reading
+    files.write_text_atomically(path, "\n".join(vocab) + "\n")  # other workers may be reading
 
 
 def load_vocabulary(path):
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise TrainerError(f"vocabulary file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        vocab = [line.rstrip("\n") for line in f if line.strip()]
+    if files.isdir(path):
+        raise TrainerError(f"vocabulary file {path} is a directory")
+    try:
+        text = files.read_text(path)
+    except Exception as e:  # noqa: BLE001 - unreadable, not UTF-8, ...
+        raise TrainerError(f"cannot read vocabulary file {path}: {first_line(e)}") from e
+    vocab = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    return check_special_tokens(vocab, f"vocabulary {path}")
+
+
+def check_special_tokens(vocab, what):
+    """`vocab` (a list), or a TrainerError naming the special tokens it lacks."""
+    vocab = list(vocab)
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise TrainerError(f"vocabulary {path} lacks the special tokens {missing}")
+        raise TrainerError(f"{what} lacks the special tokens {missing}")
     return vocab
 
 
 def run_vocabulary(vocab_file, model_dir, is_chief, learn):
     """A run's vocabulary: ``vocab_file``, else ``model_dir/vocab.txt`` (a resumed run),
     else ``learn()``; the chief saves it as ``model_dir/vocab.txt``."""
-    saved = os.path.join(model_dir, "vocab.txt")
-    if not vocab_file and os.path.exists(saved):
+    saved = files.join(model_dir, "vocab.txt")
+    if not vocab_file and files.exists(saved):
         return load_vocabulary(saved)
     vocab = load_vocabulary(vocab_file) if vocab_file else learn()
     if is_chief:
@@ -89,9 +117,9 @@ def cached_vocabulary(paragraphs, vocab_size, cache_dir):
     for p in paragraphs:
         digest.update(p.encode("utf-8") + b"\n")
     path = os.path.join(cache_dir, f"wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.txt")
-    if os.path.exists(path):
+    if files.exists(path):
         return load_vocabulary(path)
     vocab = build_vocabulary(paragraphs, vocab_size)
-    os.makedirs(cache_dir, exist_ok=True)
+    files.makedirs(cache_dir, what="the vocabulary cache")
     save_vocabulary(vocab, path)
     return vocab
