@@ -56,13 +56,7 @@ flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir (default $TFDS_DATA_DI
 flags.DEFINE_string("tfds_manual_dir", None,
                     "Where manually downloaded files are (default <tfds_data_dir>/downloads/manual).")
 flags.DEFINE_string("train_split", "train", "TFDS training split.")
-flags.DEFINE_string("eval_split", "validation",
-                    "Held-out examples to evaluate on. tfds:NAME: a TFDS split name "
-                    "(ImageNet: validation). digits, fashion_mnist, folder:PATH without test/: "
-                    "validation (a fixed fold of the training split, --validation_fraction) or "
-                    "test (the dataset's held-out split); training uses the training split "
-                    "minus the validation fold either way. folder:PATH with test/: val/ or "
-                    "test/.")
+common_flags.define_eval_split_flag()
 flags.DEFINE_float("validation_fraction", 0.1,
                    "In-memory datasets: the stratified fraction of the training split held out "
                    "as the validation set (drawn with seed 0, whatever --seed).")

@@ -4,6 +4,7 @@ import acclip_tf
 from trainers.bert import mlm
 from trainers.bert import model as bert_model
 from trainers.common import cli
+from trainers.common import flags as common_flags
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
@@ -27,7 +28,7 @@ class BertPretrainTask(Task):
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         train_docs, validation_docs, test_docs = corpus_lib.split_documents(
             documents, f.eval_fraction, seed=0, with_test=True)
-        eval_split = getattr(f, "eval_split", "validation")
+        eval_split = common_flags.text_eval_split(getattr(f, "eval_split", "validation"))
         eval_docs = test_docs if eval_split == "test" else validation_docs
         if not eval_docs:
             raise cli.TrainerError(
@@ -65,7 +66,7 @@ class BertPretrainTask(Task):
 
     def _prepared_input(self, f, model_dir, is_chief):
         """Stream the segments of `f.data_dir` (trainers.prepare_pretraining_data)."""
-        eval_split = getattr(f, "eval_split", "validation")
+        eval_split = common_flags.text_eval_split(getattr(f, "eval_split", "validation"))
         manifest, self.vocab = shards_lib.open_prepared(
             f.data_dir, layout="mlm", seq_length=f.seq_length, program="bert_pretrain",
             vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief)

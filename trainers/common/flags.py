@@ -10,6 +10,8 @@ import sys
 
 from absl import flags
 
+from trainers.common.errors import TrainerError
+
 from trainers.common import files
 
 # The names of trainers.common.optimizers.OPTIMIZERS (kept here so defining the flags
@@ -115,11 +117,25 @@ def define_once(define, name, default, help_text, *args):
 
 
 def define_eval_split_flag():
-    """--eval_split of the text trainers: which held-out documents they evaluate on."""
-    define_once(flags.DEFINE_enum, "eval_split", "validation",
-                "Held-out documents to evaluate on: validation, or test (the corpus' held-out "
-                "documents are halved into the two with a fixed seed; the training documents "
-                "are the same either way).", EVAL_SPLITS)
+    """--eval_split, one flag for every trainer (a sweep chooses on `validation` and
+    reports on `test`). A string, because the image trainer also takes TFDS split
+    names; the text trainers accept only EVAL_SPLITS (`text_eval_split`)."""
+    define_once(flags.DEFINE_string, "eval_split", "validation",
+                "Held-out examples to evaluate on: validation (choose settings on it) or test "
+                "(report the chosen ones). Text trainers: the corpus' held-out documents "
+                "halved into the two with a fixed seed (the training documents are the same "
+                "either way). resnet_imagenet: digits, fashion_mnist, folder:PATH without "
+                "test/: a fixed fold of the training split (--validation_fraction) or the "
+                "dataset's held-out split; folder:PATH with test/: val/ or test/; tfds:NAME: "
+                "a TFDS split name (ImageNet: validation).")
+
+
+def text_eval_split(value):
+    """--eval_split of a text trainer: validation or test, else one clear error."""
+    if value not in EVAL_SPLITS:
+        raise TrainerError(f"--eval_split={value!r}: a text trainer evaluates on "
+                           f"{' or '.join(EVAL_SPLITS)}")
+    return value
 
 
 def flags_text(flag_values=None):

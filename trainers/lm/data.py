@@ -33,7 +33,6 @@ import numpy as np
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.common.flags import EVAL_SPLITS
 from trainers.common.inputs import per_replica
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib

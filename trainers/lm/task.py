@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import acclip_tf
+from trainers.common import flags as common_flags
 from trainers.common.cli import TrainerError
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
@@ -39,7 +40,7 @@ class CausalLMTask(Task):
             return self._prepared_input(f, model_dir, is_chief)
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         splits = lm_data.split_documents(documents, f.eval_fraction, seed=0)
-        train_docs, eval_docs = splits["train"], splits[f.eval_split]
+        train_docs, eval_docs = splits["train"], splits[common_flags.text_eval_split(f.eval_split)]
         self.vocab = vocab_lib.run_vocabulary(
             f.vocab_file, model_dir, is_chief,
             lambda: learn_vocabulary(train_docs, f.tokenizer, f.vocab_size))
