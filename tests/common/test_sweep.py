@@ -373,3 +373,13 @@ def test_program_reports_a_failed_trial_and_bad_flags(tmp_path, fake):
     with pytest.raises(cli.TrainerError, match="trainer_flags="):
         sweep_program.run_sweep(sweep_flags(tmp_path / "e", "--optimizers=sgd", "--seeds=1",
                                             "--trainer_flags=--train_steps=80"), command=fake)
+
+
+def test_seed_counts_are_per_optimizer_when_trial_names_coincide():
+    # sgd and adam at the same fixed rate give trials of the same name; each row
+    # counts only its own optimizer's seeds.
+    cfg = config(["sgd", "adam"], lr_grids={"sgd": [1e-3], "adam": [1e-3]}, seeds=2)
+    _, state, _ = run(cfg)
+    doc = sweep_report.results_document(state, meta(cfg))
+    rows = {r["optimizer"]: r for r in sweep_report.table_rows(doc)}
+    assert rows["sgd"]["seed_runs"] == 2 and rows["adam"]["seed_runs"] == 2

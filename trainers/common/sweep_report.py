@@ -89,7 +89,8 @@ def table_rows(doc):
         chosen = sel.get("chosen")
         final = (doc["finals"] or {}).get(name)
         grid = [t for t in trials if t["optimizer"] == name and t["split"] == "validation"]
-        seeds = [t for t in trials if final and t["name"] in final.get("names", [])]
+        seeds = [t for t in trials if final and t["optimizer"] == name
+                 and t["name"] in final.get("names", [])]
         rows.append(dict(
             optimizer=name, chosen=chosen, final=final, lr_search=sel.get("lr_search"),
             tau_search=sel.get("tau_search"),
