@@ -122,3 +122,20 @@ def model_weights(model_dir):
     reader = tf.train.load_checkpoint(path)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}
+
+
+def parse_flags(program, *args):
+    """absl's FLAGS parsed from a fresh command line (in-process flag tests; the
+    program's flags must already be defined, i.e. its module imported)."""
+    from absl import flags
+
+    f = flags.FLAGS
+    f.unparse_flags()
+    f([program, *args])
+    return f
+
+
+def reset_absl_flags():
+    from absl import flags
+
+    flags.FLAGS.unparse_flags()

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, reset_absl_flags
+from conftest import parse_flags as parse
 from trainers import bert_pretrain  # noqa: F401 - defines the flags
 from trainers import causal_lm  # noqa: F401 - defines the flags
 from trainers import squad_finetune  # noqa: F401 - defines the flags
@@ -26,21 +27,10 @@ TASKS = {"bert_pretrain": BertPretrainTask, "squad_finetune": SquadTask,
          "causal_lm": CausalLMTask}
 
 
-def parse(program, *args):
-    from absl import flags
-
-    f = flags.FLAGS
-    f.unparse_flags()
-    f([program, *args])
-    return f
-
-
 @pytest.fixture(autouse=True)
 def reset_flags():
     yield
-    from absl import flags
-
-    flags.FLAGS.unparse_flags()
+    reset_absl_flags()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from trainers.common import files, runner
 from trainers.common.errors import TrainerError
 from trainers.common.reporting import read_metrics
 from trainers.squad.task import SquadTask
+from conftest import parse_flags as parse, reset_absl_flags
 
 SHARED = ["--global_batch_size=4", "--steps_per_loop=2", "--eval_every=2",
           "--checkpoint_every=2", "--optimizer=adam", "--learning_rate=1e-3",
@@ -26,21 +27,10 @@ BERT = ["--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--intermediate_di
         "--seq_length=32", "--max_predictions_per_seq=4", "--dropout=0", "--eval_batches=2"]
 
 
-def parse(program, *args):
-    from absl import flags
-
-    f = flags.FLAGS
-    f.unparse_flags()
-    f([program, *args])
-    return f
-
-
 @pytest.fixture(autouse=True)
 def reset_flags():
     yield
-    from absl import flags
-
-    flags.FLAGS.unparse_flags()
+    reset_absl_flags()
 
 
 def read_json(path):

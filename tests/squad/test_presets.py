@@ -16,6 +16,7 @@ from trainers.bert.task import BertPretrainTask
 from trainers.common import runner
 from trainers.common.errors import TrainerError
 from trainers.squad.task import SquadTask
+from conftest import parse_flags as parse, reset_absl_flags
 
 SHARED = ["--global_batch_size=4", "--steps_per_loop=2", "--eval_every=0",
           "--checkpoint_every=0", "--optimizer=adam", "--learning_rate=1e-3",
@@ -25,21 +26,10 @@ SQUAD = ["--max_seq_length=64", "--doc_stride=32", "--max_query_length=16",
          f"--train_file={HANDWRITTEN}", f"--predict_file={HANDWRITTEN}"]
 
 
-def parse(program, *args):
-    from absl import flags
-
-    f = flags.FLAGS
-    f.unparse_flags()
-    f([program, *args])
-    return f
-
-
 @pytest.fixture(autouse=True)
 def reset_flags():
     yield
-    from absl import flags
-
-    flags.FLAGS.unparse_flags()
+    reset_absl_flags()
 
 
 @pytest.fixture(scope="module")
