@@ -60,7 +60,7 @@ common_flags.define_eval_split_flag()
 flags.DEFINE_float("validation_fraction", 0.1,
                    "In-memory datasets: the stratified fraction of the training split held out "
                    "as the validation set (drawn with seed 0, whatever --seed).")
-flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer of streamed (TFDS) data.")
+common_flags.define_shuffle_buffer_flag()
 flags.DEFINE_bool("per_host_reads", True,
                   "Streamed (TFDS) training data on several hosts: each host reads only its own "
                   "files (N workers see the same examples per epoch as one process, not the same "

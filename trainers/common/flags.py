@@ -130,6 +130,13 @@ def define_eval_split_flag():
                 "a TFDS split name (ImageNet: validation).")
 
 
+def define_shuffle_buffer_flag():
+    """--shuffle_buffer of every trainer that streams data (prepared text shards, TFDS)."""
+    define_once(flags.DEFINE_integer, "shuffle_buffer", 10_000,
+                "Examples each input pipeline shuffles in when data is streamed (prepared "
+                "text shards with --data_dir, TFDS images): bounded memory.")
+
+
 def text_eval_split(value):
     """--eval_split of a text trainer: validation or test, else one clear error."""
     if value not in EVAL_SPLITS:

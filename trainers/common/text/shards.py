@@ -198,14 +198,13 @@ def define_flags():
     """--data_dir and --shuffle_buffer of the text trainers that stream prepared data."""
     from absl import flags
 
-    from trainers.common.flags import define_once
+    from trainers.common.flags import define_once, define_shuffle_buffer_flag
 
     define_once(flags.DEFINE_string, "data_dir", None,
                 "Read sequences prepared by trainers.prepare_pretraining_data from this "
                 "directory (streamed per host; --corpus, --max_documents, --eval_fraction "
                 "and --vocab_size are then the preparation's).")
-    define_once(flags.DEFINE_integer, "shuffle_buffer", 10_000,
-                "With --data_dir: examples each input pipeline shuffles in (bounded memory).")
+    define_shuffle_buffer_flag()
 
 
 def open_prepared(data_dir, *, layout, seq_length, program, vocab_file, model_dir,
