@@ -55,9 +55,33 @@ would bring the corpus back through the labels: their Zipf-distributed
 frequencies shape the output layer's gradient, and targets unrelated to the
 input are not a learning problem. ``text`` is kept for comparison.
 
-JSON layout: ``{"model", "settings", "measurements": {label: {"statistics":
-acclip_tf.noise tail_statistics + gradient norms, "noise_norms": [...],
-"gradient_norms": [...]}}, "references": {label: {"statistics", "dim"}},
+Tail verdicts. Each measurement prints one line: the verdict of
+`acclip_tf.noise.tails.classify_tail` (heavy / light / cannot tell, from the
+bootstrap interval of the generalized-Pareto shape ``xi`` of the excesses over
+the top 10 %), ``xi [lo, hi]``, ``n`` and the rule's calibrated error rates at
+the nearest calibrated sample size (docs/figures/tail_rule_calibration.json;
+"uncalibrated n" without it). The references are those of Figure 1 c/g as the
+paper draws them: a normalised sum of ``--reference_dim`` squared Gaussians and
+of squared alpha-stable(``--reference_alpha``) variables. Figures added for the
+tails: ``<model>_tail_histograms.png`` (histograms with the references and the
+verdicts), ``<model>_survival.png`` (log-log survival curves) and
+``<model>_shape_vs_k.png`` (xi over k with its stability region).
+
+Minibatch-size sweep (``--batch_sizes=1,4,16,64``): every model (init and each
+checkpoint) is measured once per minibatch size at the same weights, each with
+``--num_batches`` minibatches (labels ``"<cell> / batch <b>"``). A tail of
+stable law keeps its index under averaging, a finite-variance one tends to a
+Gaussian (xi -> 0): ``<model>_xi_vs_batch_size.png`` and the JSON's
+``batch_size_sweep``.
+
+JSON layout: ``{"model", "settings", "measurements": {label: {"tail":
+tails.tail_report (verdict, xi, ci, k, threshold, n, ...), "calibration": the
+rule's error rates at the nearest calibrated n (or null), "statistics":
+acclip_tf.noise tail_statistics (older stable/raw Hill indices; valid for
+scalar heavy-tailed samples without a bulk, not for norms on a bulk) +
+gradient norms, "noise_norms": [...], "gradient_norms": [...]}},
+"references": {label: {"tail", "statistics"}}, "batch_size_sweep": {cell:
+{"batch_sizes", "labels", "xi", "ci", "verdict"}} (with --batch_sizes),
 "figures": [...]}``. The variance plot shows the running variance estimate
 ``V_n = mean_{i<=n} r_i^2`` of each sample divided by its final value, so
 samples of different scale share one axis (converging curves flatten out at
@@ -80,6 +104,20 @@ from trainers.noise.ablation import GAUSSIAN_TARGETS
 from trainers.noise.measurements import MODELS, PATHS, measure, references, write_outputs
 
 
+class _WithBatchSize:
+    """The flags object ``f`` with ``batch_size`` replaced (one cell of a sweep)."""
+
+    def __init__(self, f, batch_size):
+        self._f = f
+        self.batch_size = batch_size
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def flag_values_dict(self):
+        return dict(self._f.flag_values_dict(), batch_size=self.batch_size)
+
+
 def define_flags():
     """This program's flags, defined only when it runs (`python -m ...`).
 
@@ -96,6 +134,9 @@ def define_flags():
     flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
     flags.DEFINE_integer("num_batches", 200, "Minibatches per measurement (the noise sample size).")
     flags.DEFINE_integer("batch_size", 32, "Sequences per minibatch (global, over all replicas).")
+    flags.DEFINE_list("batch_sizes", None,
+                      "Minibatch-size sweep, e.g. 1,4,16,64: one measurement per size at the "
+                      "same weights (replaces --batch_size).")
     flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
     bert_flags.define_bert_model_flags(dropout=False)
     bert_flags.define_mlm_data_flags(
@@ -127,6 +168,7 @@ def validate(f):
     for name in ("num_batches", "batch_size", "reference_dim"):
         if getattr(f, name) < 1:
             raise TrainerError(f"--{name} must be >= 1, got {getattr(f, name)}")
+    batch_sizes(f)
     if f.num_batches < 16:
         raise TrainerError(f"--num_batches must be >= 16 for the tail-index estimators, "
                            f"got {f.num_batches}")
@@ -141,6 +183,42 @@ def validate(f):
         raise TrainerError(f"--pretrain_dir={f.pretrain_dir} does not exist")
 
 
+def batch_sizes(f):
+    """The --batch_sizes as sorted unique positive ints, or None without a sweep."""
+    if not f.batch_sizes:
+        return None
+    sizes = []
+    for item in f.batch_sizes:
+        if not item.strip().isdigit() or int(item) < 1:
+            raise TrainerError(f"--batch_sizes: {item!r} is not a positive integer")
+        sizes.append(int(item))
+    return sorted(set(sizes))
+
+
+def collect(f, strategy):
+    """(samples, settings, facts, sweep) of one run: one batch size, or a sweep.
+
+    With --batch_sizes every cell of the model path is measured once per size;
+    ``sweep`` is {cell: {batch size: measurement label}} (None without a sweep).
+    """
+    training = f.model == "resnet"
+    sizes = batch_sizes(f)
+    if sizes is None:
+        cells, settings, facts = PATHS[f.model](f, strategy)
+        return measure(cells, f.num_batches, strategy, training=training), settings, facts, None
+    samples, sweep = {}, {}
+    for size in sizes:
+        if strategy is not None and size % strategy.num_replicas_in_sync:
+            raise TrainerError(f"--batch_sizes: {size} is not divisible by the "
+                               f"{strategy.num_replicas_in_sync} replicas")
+        cells, settings, facts = PATHS[f.model](_WithBatchSize(f, size), strategy)
+        labelled = [(f"{label} / batch {size}", *rest) for label, *rest in cells]
+        samples.update(measure(labelled, f.num_batches, strategy, training=training))
+        for (label, *_), (new, *_) in zip(cells, labelled):
+            sweep.setdefault(label, {})[size] = new
+    return samples, settings, facts, sweep
+
+
 def main(argv):
     del argv
     f = FLAGS
@@ -152,13 +230,12 @@ def main(argv):
             raise TrainerError(f"--batch_size={f.batch_size} is not divisible by the "
                                f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(f.seed)
-    cells, settings, facts = PATHS[f.model](f, strategy)
-    samples = measure(cells, f.num_batches, strategy, training=f.model == "resnet")
+    samples, settings, facts, sweep = collect(f, strategy)
     refs = references(f.num_batches, f.reference_dim, f.reference_alpha, f.seed)
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
-                    strategy=f.strategy)
+                    batch_sizes=batch_sizes(f), strategy=f.strategy)
     write_outputs(f.output_dir, f.model, samples, refs, settings, facts,
-                  development=f.model in ("bert", "resnet"))
+                  development=f.model in ("bert", "resnet") and sweep is None, sweep=sweep)
 
 
 if __name__ == "__main__":
