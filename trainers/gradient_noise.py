@@ -74,6 +74,14 @@ stable law keeps its index under averaging, a finite-variance one tends to a
 Gaussian (xi -> 0): ``<model>_xi_vs_batch_size.png`` and the JSON's
 ``batch_size_sweep``.
 
+Parameter groups (``--parameter_groups``, one device): the same two passes
+also give the noise norm of each group of variables, grouped by their Keras
+path (`trainers.noise.groups`: token embedding, position/segment embedding,
+attention, feed-forward, LayerNorm, output bias, output head, other), each with
+its verdict line; the JSON's measurement gets ``groups`` ({group: {"tail",
+"parameters", "share_of_squared_noise", "noise_norms"}}) and
+``group_variables``, and ``<model>_groups_<i>.png`` shows their survival curves.
+
 JSON layout: ``{"model", "settings", "measurements": {label: {"tail":
 tails.tail_report (verdict, xi, ci, k, threshold, n, ...), "calibration": the
 rule's error rates at the nearest calibrated n (or null), "statistics":
@@ -101,7 +109,8 @@ from trainers.common import cli
 from trainers.common import strategy as common_strategy
 from trainers.common.errors import TrainerError
 from trainers.noise.ablation import GAUSSIAN_TARGETS
-from trainers.noise.measurements import MODELS, PATHS, measure, references, write_outputs
+from trainers.noise.measurements import (MODELS, PATHS, measure, measure_groups, references,
+                                         write_outputs)
 
 
 class _WithBatchSize:
@@ -137,6 +146,10 @@ def define_flags():
     flags.DEFINE_list("batch_sizes", None,
                       "Minibatch-size sweep, e.g. 1,4,16,64: one measurement per size at the "
                       "same weights (replaces --batch_size).")
+    flags.DEFINE_bool("parameter_groups", False,
+                      "Also the noise norm of each parameter group (token embedding, attention, "
+                      "feed-forward, LayerNorm, output bias, ...; trainers.noise.groups), from "
+                      "the same two passes. One device only.")
     flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
     bert_flags.define_bert_model_flags(dropout=False)
     bert_flags.define_mlm_data_flags(
@@ -169,6 +182,8 @@ def validate(f):
         if getattr(f, name) < 1:
             raise TrainerError(f"--{name} must be >= 1, got {getattr(f, name)}")
     batch_sizes(f)
+    if getattr(f, "parameter_groups", False) and (f.strategy != "one_device" or f.batch_sizes):
+        raise TrainerError("--parameter_groups needs --strategy=one_device and no --batch_sizes")
     if f.num_batches < 16:
         raise TrainerError(f"--num_batches must be >= 16 for the tail-index estimators, "
                            f"got {f.num_batches}")
@@ -196,16 +211,21 @@ def batch_sizes(f):
 
 
 def collect(f, strategy):
-    """(samples, settings, facts, sweep) of one run: one batch size, or a sweep.
+    """(samples, settings, facts, sweep, groups) of one run: one batch size, or a sweep.
 
     With --batch_sizes every cell of the model path is measured once per size;
     ``sweep`` is {cell: {batch size: measurement label}} (None without a sweep).
+    With --parameter_groups ``groups`` is `measure_groups`'s (else None).
     """
     training = f.model == "resnet"
     sizes = batch_sizes(f)
     if sizes is None:
         cells, settings, facts = PATHS[f.model](f, strategy)
-        return measure(cells, f.num_batches, strategy, training=training), settings, facts, None
+        if getattr(f, "parameter_groups", False):
+            samples, groups = measure_groups(cells, f.num_batches, training=training)
+            return samples, settings, facts, None, groups
+        samples = measure(cells, f.num_batches, strategy, training=training)
+        return samples, settings, facts, None, None
     samples, sweep = {}, {}
     for size in sizes:
         if strategy is not None and size % strategy.num_replicas_in_sync:
@@ -216,7 +236,7 @@ def collect(f, strategy):
         samples.update(measure(labelled, f.num_batches, strategy, training=training))
         for (label, *_), (new, *_) in zip(cells, labelled):
             sweep.setdefault(label, {})[size] = new
-    return samples, settings, facts, sweep
+    return samples, settings, facts, sweep, None
 
 
 def main(argv):
@@ -230,12 +250,13 @@ def main(argv):
             raise TrainerError(f"--batch_size={f.batch_size} is not divisible by the "
                                f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(f.seed)
-    samples, settings, facts, sweep = collect(f, strategy)
+    samples, settings, facts, sweep, groups = collect(f, strategy)
     refs = references(f.num_batches, f.reference_dim, f.reference_alpha, f.seed)
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
                     batch_sizes=batch_sizes(f), strategy=f.strategy)
     write_outputs(f.output_dir, f.model, samples, refs, settings, facts,
-                  development=f.model in ("bert", "resnet") and sweep is None, sweep=sweep)
+                  development=f.model in ("bert", "resnet") and sweep is None, sweep=sweep,
+                  groups=groups)
 
 
 if __name__ == "__main__":

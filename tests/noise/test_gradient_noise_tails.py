@@ -110,7 +110,8 @@ def test_batch_size_sweep_gives_one_measurement_per_size(tmp_path, monkeypatch, 
     monkeypatch.setitem(gradient_noise.PATHS, "bert", toy_path)
     f = types.SimpleNamespace(model="bert", batch_sizes=["16", "1", "4", "4"], batch_size=32,
                               num_batches=40, seed=0, output_dir=str(tmp_path))
-    samples, settings, facts, sweep = gradient_noise.collect(f, None)
+    samples, settings, facts, sweep, groups = gradient_noise.collect(f, None)
+    assert groups is None
     assert list(samples) == ["init / batch 1", "init / batch 4", "init / batch 16"]
     assert sweep == {"init": {1: "init / batch 1", 4: "init / batch 4", 16: "init / batch 16"}}
     assert all(s.num_batches == 40 for s in samples.values())
@@ -132,3 +133,42 @@ def test_bad_batch_sizes():
     with pytest.raises(TrainerError, match="--batch_sizes: 'x' is not a positive integer"):
         gradient_noise.batch_sizes(f)
     assert gradient_noise.batch_sizes(types.SimpleNamespace(batch_sizes=None)) is None
+
+
+# ---------------------------------------------------------------- parameter groups
+@pytest.mark.parametrize("path, shape, group", [
+    ("bert_backbone/token_embedding/embeddings", (100, 8), "token embedding"),
+    ("bert_backbone/position_embedding/embeddings", (16, 8), "position/segment embedding"),
+    ("transformer_layer_0/self_attention/query/kernel", (8, 2, 4), "attention"),
+    ("transformer_layer_0/self_attention_layer_norm/gamma", (8,), "LayerNorm"),
+    ("transformer_layer_0/feedforward_intermediate_dense/kernel", (8, 32), "feed-forward"),
+    ("masked_lm_head/bias", (100,), "output bias"),
+    ("masked_lm_head/intermediate_dense/kernel", (8, 8), "output head (dense)"),
+    ("masked_lm_head/intermediate_layer_norm/gamma", (8,), "LayerNorm"),
+    ("pooled_dense/kernel", (8, 8), "other"),
+])
+def test_group_of(path, shape, group):
+    from trainers.noise.groups import group_of
+
+    assert group_of(path, shape) == group
+
+
+def test_group_norms_add_up_to_the_total(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(gradient_noise.PATHS, "bert", toy_path)
+    f = types.SimpleNamespace(model="bert", batch_sizes=None, batch_size=4, num_batches=30,
+                              seed=0, output_dir=str(tmp_path), parameter_groups=False)
+    plain, *_ = gradient_noise.collect(f, None)
+    f.parameter_groups = True
+    samples, settings, facts, sweep, groups = gradient_noise.collect(f, None)
+    np.testing.assert_allclose(samples["init"].noise_norms, plain["init"].noise_norms, rtol=1e-5)
+    np.testing.assert_allclose(samples["init"].full_gradient_norm,
+                               plain["init"].full_gradient_norm, rtol=1e-4)
+    per_group = groups["init"]["noise"]
+    assert set(per_group) == {"other"}  # a Dense layer's kernel and bias
+    assert "init / other: " in capsys.readouterr().out
+    result = measurements.write_outputs(str(tmp_path), "toy", samples, {}, settings, facts,
+                                        development=False, groups=groups)
+    entry = result["measurements"]["init"]["groups"]["other"]
+    assert entry["parameters"] == 4 and entry["share_of_squared_noise"] == pytest.approx(1.0)
+    assert TAIL_KEYS <= set(entry["tail"])
+    assert "toy_groups_0.png" in result["figures"]

@@ -31,6 +31,7 @@ from acclip_tf.noise import tails
 from trainers.common import checkpoints as checkpoints_lib
 from trainers.common.errors import TrainerError
 from trainers.noise import ablation
+from trainers.noise import groups as groups_lib
 from trainers.noise import objective
 from trainers.noise import tasks
 
@@ -96,6 +97,38 @@ def measure(cells, num_batches, strategy=None, training=False):
         del model
         keras.backend.clear_session()
     return samples
+
+
+def measure_groups(cells, num_batches, training=False):
+    """(samples, groups) like `measure`, with the noise norm of every parameter group.
+
+    One pair of passes per cell (`trainers.noise.groups.group_noise_norms`); the
+    samples' norms are the groups' total, so they equal `measure`'s. No strategy.
+    ``groups``: {label: {"noise": {group: norms}, "variables": [(path, group, size)]}}.
+    """
+    samples, by_label = {}, {}
+    for label, model_fn, loss_fn, dataset in cells:
+        print(f"measuring {label} by parameter group: {num_batches} minibatches, two passes ...",
+              flush=True)
+        model = model_fn()
+        noise_norms, grad_norms, table = groups_lib.group_noise_norms(
+            model, loss_fn, dataset.take(num_batches), training=training)
+        total = noise_norms.pop("total")
+        total_grad = grad_norms.pop("total")
+        gbar = float(np.sqrt(max(0.0, np.mean(total_grad ** 2) - np.mean(total ** 2))))
+        samples[label] = noise.GradientNoiseSample(
+            noise_norms=total, gradient_norms=total_grad, full_gradient_norm=gbar,
+            num_batches=int(total.size))
+        by_label[label] = {"noise": noise_norms, "variables": table}
+        rates = calibrated_error_rates(total.size)
+        print(verdict_line(label, tails.tail_report(total, seed=0), rates), flush=True)
+        for group, x in noise_norms.items():
+            if np.all(x > 0):
+                print(verdict_line(f"{label} / {group}", tails.tail_report(x, seed=0), rates),
+                      flush=True)
+        del model
+        keras.backend.clear_session()
+    return samples, by_label
 
 
 def selected_checkpoints(f):
@@ -278,11 +311,14 @@ def relative_variance_curve(norms):
 
 
 def write_outputs(output_dir, name, samples, refs, settings, facts, development,
-                  sweep=None):
+                  sweep=None, groups=None):
     """The PNG figures and ``<name>_noise.json``; returns the JSON's dict.
 
     ``sweep`` (``--batch_sizes``): {cell: {batch size: measurement label}}; adds the
     ``batch_size_sweep`` entry and ``<name>_xi_vs_batch_size.png``.
+    ``groups`` (``--parameter_groups``, from `measure_groups`): adds each
+    measurement's ``groups`` entry and ``<name>_groups_<i>.png`` (survival curves of
+    the groups' noise norms, measurement ``i``).
     """
     os.makedirs(output_dir, exist_ok=True)
     norms = {label: s.noise_norms for label, s in samples.items()}
@@ -309,6 +345,22 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
     figures.append(plotting.plot_shape_vs_k(
         norms, os.path.join(output_dir, f"{name}_shape_vs_k.png"),
         title=f"{name}: GPD shape xi over the number of excesses k"))
+    group_results = {}
+    for i, (label, entry) in enumerate((groups or {}).items()):
+        shown = {g: x for g, x in entry["noise"].items() if np.all(x > 0)}
+        total_sq = np.mean(norms[label] ** 2)
+        group_results[label] = {
+            "groups": {g: {"tail": tails.tail_report(x, seed=0) if g in shown else None,
+                           "parameters": sum(size for _, grp, size in entry["variables"]
+                                             if grp == g),
+                           "share_of_squared_noise": float(np.mean(x ** 2) / total_sq),
+                           "noise_norms": x.tolist()}
+                       for g, x in entry["noise"].items()},
+            "variables": [list(row) for row in entry["variables"]]}
+        if shown:
+            figures.append(plotting.plot_survival_curves(
+                shown, os.path.join(output_dir, f"{name}_groups_{i}.png"),
+                title=f"{name}, {label}: noise norm per parameter group"))
     sweep_result = None
     if sweep:
         sweep_result = {
@@ -337,6 +389,9 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
                        for label, x in refs.items()},
         "figures": [os.path.basename(p) for p in figures],
     }
+    for label, entry in group_results.items():
+        result["measurements"][label]["groups"] = entry["groups"]
+        result["measurements"][label]["group_variables"] = entry["variables"]
     if sweep_result is not None:
         result["batch_size_sweep"] = sweep_result
     path = os.path.join(output_dir, f"{name}_noise.json")
