@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from acclip_tf.noise import GradientNoiseSample
-from trainers import gradient_noise
 from trainers.common.errors import TrainerError
 from trainers.noise import measurements
 
@@ -107,10 +106,10 @@ def toy_path(f, strategy):
 
 
 def test_batch_size_sweep_gives_one_measurement_per_size(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(gradient_noise.PATHS, "bert", toy_path)
+    monkeypatch.setitem(measurements.PATHS, "bert", toy_path)
     f = types.SimpleNamespace(model="bert", batch_sizes=["16", "1", "4", "4"], batch_size=32,
                               num_batches=40, seed=0, output_dir=str(tmp_path))
-    samples, settings, facts, sweep, groups = gradient_noise.collect(f, None)
+    samples, settings, facts, sweep, groups = measurements.collect(f, None)
     assert groups is None
     assert list(samples) == ["init / batch 1", "init / batch 4", "init / batch 16"]
     assert sweep == {"init": {1: "init / batch 1", 4: "init / batch 4", 16: "init / batch 16"}}
@@ -131,8 +130,8 @@ def test_batch_size_sweep_gives_one_measurement_per_size(tmp_path, monkeypatch, 
 def test_bad_batch_sizes():
     f = types.SimpleNamespace(batch_sizes=["4", "x"])
     with pytest.raises(TrainerError, match="--batch_sizes: 'x' is not a positive integer"):
-        gradient_noise.batch_sizes(f)
-    assert gradient_noise.batch_sizes(types.SimpleNamespace(batch_sizes=None)) is None
+        measurements.batch_sizes(f)
+    assert measurements.batch_sizes(types.SimpleNamespace(batch_sizes=None)) is None
 
 
 # ---------------------------------------------------------------- parameter groups
@@ -154,12 +153,12 @@ def test_group_of(path, shape, group):
 
 
 def test_group_norms_add_up_to_the_total(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(gradient_noise.PATHS, "bert", toy_path)
+    monkeypatch.setitem(measurements.PATHS, "bert", toy_path)
     f = types.SimpleNamespace(model="bert", batch_sizes=None, batch_size=4, num_batches=30,
                               seed=0, output_dir=str(tmp_path), parameter_groups=False)
-    plain, *_ = gradient_noise.collect(f, None)
+    plain, *_ = measurements.collect(f, None)
     f.parameter_groups = True
-    samples, settings, facts, sweep, groups = gradient_noise.collect(f, None)
+    samples, settings, facts, sweep, groups = measurements.collect(f, None)
     np.testing.assert_allclose(samples["init"].noise_norms, plain["init"].noise_norms, rtol=1e-5)
     np.testing.assert_allclose(samples["init"].full_gradient_norm,
                                plain["init"].full_gradient_norm, rtol=1e-4)

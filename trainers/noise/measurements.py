@@ -402,5 +402,61 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
     return result
 
 
+# ---------------------------------------------------------------- one run
+class _WithBatchSize:
+    """The flags object ``f`` with ``batch_size`` replaced (one cell of a sweep)."""
+
+    def __init__(self, f, batch_size):
+        self._f = f
+        self.batch_size = batch_size
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def flag_values_dict(self):
+        return dict(self._f.flag_values_dict(), batch_size=self.batch_size)
+
+
+def batch_sizes(f):
+    """The --batch_sizes as sorted unique positive ints, or None without a sweep."""
+    if not f.batch_sizes:
+        return None
+    sizes = []
+    for item in f.batch_sizes:
+        if not item.strip().isdigit() or int(item) < 1:
+            raise TrainerError(f"--batch_sizes: {item!r} is not a positive integer")
+        sizes.append(int(item))
+    return sorted(set(sizes))
+
+
+def collect(f, strategy):
+    """(samples, settings, facts, sweep, groups) of one run: one batch size, or a sweep.
+
+    With --batch_sizes every cell of the model path is measured once per size;
+    ``sweep`` is {cell: {batch size: measurement label}} (None without a sweep).
+    With --parameter_groups ``groups`` is `measure_groups`'s (else None).
+    """
+    training = f.model == "resnet"
+    sizes = batch_sizes(f)
+    if sizes is None:
+        cells, settings, facts = PATHS[f.model](f, strategy)
+        if getattr(f, "parameter_groups", False):
+            samples, groups = measure_groups(cells, f.num_batches, training=training)
+            return samples, settings, facts, None, groups
+        samples = measure(cells, f.num_batches, strategy, training=training)
+        return samples, settings, facts, None, None
+    samples, sweep = {}, {}
+    for size in sizes:
+        if strategy is not None and size % strategy.num_replicas_in_sync:
+            raise TrainerError(f"--batch_sizes: {size} is not divisible by the "
+                               f"{strategy.num_replicas_in_sync} replicas")
+        cells, settings, facts = PATHS[f.model](_WithBatchSize(f, size), strategy)
+        labelled = [(f"{label} / batch {size}", *rest) for label, *rest in cells]
+        samples.update(measure(labelled, f.num_batches, strategy, training=training))
+        for (label, *_), (new, *_) in zip(cells, labelled):
+            sweep.setdefault(label, {})[size] = new
+    return samples, settings, facts, sweep, None
+
+
 PATHS = {"bert": bert_measurements, "attention_ablation": ablation.ablation_measurements,
          "resnet": resnet_measurements}
