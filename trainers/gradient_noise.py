@@ -97,6 +97,12 @@ samples of different scale share one axis (converging curves flatten out at
 
     python -m trainers.gradient_noise --model=bert --output_dir=runs/noise \
         --pretrain_dir=runs/bert --checkpoints=all --num_batches=300
+    python -m trainers.gradient_noise --model=bert --model_size=tiny --seq_length=64 \
+        --num_batches=2000 --batch_size=8 --parameter_groups --output_dir=runs/m1_bert
+    python -m trainers.gradient_noise --model=resnet --dataset=fashion_mnist \
+        --num_batches=2000 --batch_size=16 --output_dir=runs/m1_resnet
+    python -m trainers.gradient_noise --model=bert --model_size=tiny --seq_length=64 \
+        --num_batches=300 --batch_sizes=1,4,16,64 --output_dir=runs/m2_bert
 """
 
 import os
