@@ -7,6 +7,16 @@
   of a training run (Figure 2).
 * ``plot_error_curves``: error vs iteration on log-log axes with fitted and
   theoretical slopes (Table 1 / Remark 1 experiment).
+* ``plot_tail_histograms``: histograms of measured norms next to the Figure 1
+  c/g references (normalised sums of squared Gaussians / alpha-stable
+  variables), each annotated with the calibrated tail verdict.
+* ``plot_survival_curves``: empirical survival functions on log-log axes, of
+  the values over their median and of the excesses over the rule's threshold.
+* ``plot_shape_vs_k``: the GPD shape ``xi`` over the number of excesses ``k``
+  (a Hill-type plot) with its stability region and the rule's margins.
+* ``plot_xi_vs_batch_size``: ``xi`` with its interval against the minibatch
+  size (a stable-law tail keeps its index under averaging; a finite-variance
+  one tends to a Gaussian).
 
 Every function writes one PNG to ``path`` (creating its directory) and
 returns the path. No figure stays open.
@@ -28,12 +38,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from acclip_tf.noise import stats as noise  # noqa: E402  (numpy only)
+from acclip_tf.noise import tails  # noqa: E402  (numpy/scipy only)
 
 __all__ = [
     "plot_error_curves",
     "plot_noise_development",
     "plot_noise_histograms",
+    "plot_shape_vs_k",
+    "plot_survival_curves",
+    "plot_tail_histograms",
     "plot_variance_curves",
+    "plot_xi_vs_batch_size",
 ]
 
 
@@ -175,4 +190,166 @@ def plot_error_curves(results, path, title=None):
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title + "   (dashed: theory slope)")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- tail plots (acclip_tf.noise.tails)
+def _verdict_text(report):
+    lo, hi = report["ci"]
+    return f"{report['verdict']}\nxi={report['xi']:+.2f} [{lo:+.2f}, {hi:+.2f}]\nn={report['n']}, k={report['k']}"
+
+
+def plot_tail_histograms(samples, references, path, reports=None, bins=60, title=None):
+    """Histograms of measured norms, then of the Figure 1 c/g references, one row.
+
+    Args:
+        samples: mapping label -> 1-D array of measured noise norms.
+        references: mapping label -> 1-D array (e.g. ``tails.sum_of_squared_gaussians``
+            and ``tails.sum_of_squared_stable``, as many draws as measured); may be empty.
+            As in the paper, a heavy-tailed reference is drawn over its bulk: the
+            x axis stops at its 99th percentile and the panel says how many draws lie
+            beyond.
+        path: the PNG to write.
+        reports: optional mapping label -> ``tails.tail_report`` (computed when absent).
+    """
+    path = _check_path(path)
+    samples = _check_samples(samples, "samples")
+    refs = _check_samples(references, "references") if references else {}
+    panels = {**samples, **refs}
+    reports = dict(reports or {})
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 3.4), squeeze=False)
+    for ax, (label, x) in zip(axes[0], panels.items()):
+        is_ref = label in refs
+        report = reports.get(label) or tails.tail_report(x)
+        shown = x
+        note = ""
+        if is_ref:
+            cut = np.quantile(x, 0.99)
+            shown = x[x <= cut]
+            if shown.size < x.size:
+                note = f"\n{x.size - shown.size} draws > {cut:.3g} not shown"
+        ax.hist(shown, bins=bins, density=True, color="tab:gray" if is_ref else "tab:blue", alpha=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("value" if is_ref else "noise norm")
+        ax.set_ylabel("density")
+        ax.text(0.97, 0.95, _verdict_text(report) + note, transform=ax.transAxes, ha="right",
+                va="top", fontsize=7, bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_survival_curves(samples, path, references=None, tail_fraction=tails.DEFAULT_TAIL_FRACTION, title=None):
+    """Empirical survival ``P(X >= x)`` on log-log axes, two panels.
+
+    Left: every value divided by its sample's median (a bulk shows as a cliff near
+    1; a power-law tail as a straight line of slope ``-alpha``). Right: the excesses
+    over the decision rule's threshold ``X_(k+1)`` (``k = tails.num_excesses(n)``)
+    divided by their mean, with ``P(X - u >= y | X > u)``: location free;
+    an exponential-type tail (``xi = 0``) follows the dashed ``exp(-y)``, a power
+    law bends away above it.
+
+    Args:
+        samples: mapping label -> 1-D array of positive values (measured norms).
+        path: the PNG to write.
+        references: optional mapping label -> 1-D array, drawn in grey tones.
+    """
+    path = _check_path(path)
+    samples = _check_samples(samples, "samples")
+    refs = _check_samples(references, "references") if references else {}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    styles = [(label, x, dict(lw=1.4)) for label, x in samples.items()]
+    styles += [(label, x, dict(lw=1.0, ls="--", color=str(0.2 + 0.4 * i / max(1, len(refs) - 1))))
+               for i, (label, x) in enumerate(refs.items())]
+    for label, x, style in styles:
+        values, surv = tails.empirical_survival(x / np.median(x))
+        left.loglog(values, surv, label=label, **style)
+        if x.size >= 4:
+            k = tails.num_excesses(x.size, tail_fraction)
+            top = np.sort(x)[::-1]
+            excess = top[:k] - top[k]
+            excess = excess[excess > 0]
+            if excess.size:
+                values, surv = tails.empirical_survival(excess / excess.mean())
+                right.loglog(values, surv, label=label, **style)
+    y = np.geomspace(1e-3, 20, 200)
+    right.loglog(y, np.exp(-y), color="k", lw=0.8, ls=":", label="exp(-y) (xi = 0)")
+    right.set_ylim(bottom=1e-3)
+    left.set_xlabel("value / median")
+    left.set_ylabel("P(X >= x)")
+    left.set_title("all values", fontsize=10)
+    right.set_xlabel("excess over X_(k+1) / mean excess")
+    right.set_ylabel("P(excess >= y | X > X_(k+1))")
+    right.set_title(f"top {tail_fraction:.0%} (the rule's excesses)", fontsize=10)
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_shape_vs_k(samples, path, estimator="gpd", margins=(tails.DEFAULT_LIGHT_MARGIN, tails.DEFAULT_HEAVY_MARGIN), title=None):
+    """The shape ``xi`` against ``k`` (``tails.shape_vs_k``), one panel per sample.
+
+    Each panel shades the stability region (``tails.stability_region``), marks the
+    rule's ``k`` and draws ``xi = 0`` and the rule's margins (``xi > 0.1`` heavy,
+    ``xi < 0.1`` light when the whole interval is on that side).
+
+    Args:
+        samples: mapping label -> 1-D array (at least 16 values).
+        path: the PNG to write.
+        estimator: passed to ``tails.shape_vs_k`` ("gpd", "moment", "pickands", "hill").
+    """
+    path = _check_path(path)
+    samples = _check_samples(samples, "samples")
+    n = len(samples)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (label, x) in zip(axes[0], samples.items()):
+        ks, est = tails.shape_vs_k(x, estimator=estimator)
+        ax.semilogx(ks, est, marker=".", color="tab:blue")
+        k_lo, k_hi, median, _ = tails.stability_region(ks, est)
+        ax.axvspan(k_lo, k_hi, color="tab:green", alpha=0.15, label=f"stable k {k_lo}-{k_hi}: xi {median:+.2f}")
+        ax.axvline(tails.num_excesses(x.size), color="tab:red", lw=0.8, ls=":", label="the rule's k")
+        ax.axhline(0.0, color="k", lw=0.6)
+        for m in sorted(set(margins)):
+            ax.axhline(m, color="gray", lw=0.6, ls="--")
+        ax.set_title(f"{label} (n={x.size})", fontsize=9)
+        ax.set_xlabel("k (excesses)")
+        ax.set_ylabel(f"xi ({estimator})")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_xi_vs_batch_size(results, path, title=None):
+    """The shape ``xi`` and its interval against the minibatch size (log x axis).
+
+    Args:
+        results: mapping label -> ``(batch_sizes, xi, intervals)``, ``intervals`` a
+            list of ``(low, high)``.
+        path: the PNG to write.
+    """
+    path = _check_path(path)
+    if not hasattr(results, "items") or len(results) == 0:
+        raise ValueError("`results` must be a non-empty mapping label -> (batch_sizes, xi, intervals).")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, entry in results.items():
+        if len(entry) != 3:
+            raise ValueError(f"`results[{label!r}]` must be (batch_sizes, xi, intervals).")
+        sizes = np.asarray(entry[0], dtype=float)
+        xi = np.asarray(entry[1], dtype=float)
+        ci = np.asarray(entry[2], dtype=float).reshape(-1, 2)
+        if not sizes.shape == xi.shape == ci.shape[:1] or sizes.ndim != 1:
+            raise ValueError(f"`results[{label!r}]`: batch_sizes, xi and intervals must have equal length.")
+        ax.errorbar(sizes, xi, yerr=[xi - ci[:, 0], ci[:, 1] - xi], marker="o", capsize=3, label=str(label))
+    ax.set_xscale("log", base=2)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.axhline(tails.DEFAULT_HEAVY_MARGIN, color="gray", lw=0.6, ls="--", label="rule margin (xi = 0.1)")
+    ax.set_xlabel("minibatch size")
+    ax.set_ylabel("GPD shape xi of the noise norm (90 % interval)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)

@@ -55,9 +55,41 @@ would bring the corpus back through the labels: their Zipf-distributed
 frequencies shape the output layer's gradient, and targets unrelated to the
 input are not a learning problem. ``text`` is kept for comparison.
 
-JSON layout: ``{"model", "settings", "measurements": {label: {"statistics":
-acclip_tf.noise tail_statistics + gradient norms, "noise_norms": [...],
-"gradient_norms": [...]}}, "references": {label: {"statistics", "dim"}},
+Tail verdicts. Each measurement prints one line: the verdict of
+`acclip_tf.noise.tails.classify_tail` (heavy / light / cannot tell, from the
+bootstrap interval of the generalized-Pareto shape ``xi`` of the excesses over
+the top 10 %), ``xi [lo, hi]``, ``n`` and the rule's calibrated error rates at
+the nearest calibrated sample size (docs/figures/tail_rule_calibration.json;
+"uncalibrated n" without it). The references are those of Figure 1 c/g as the
+paper draws them: a normalised sum of ``--reference_dim`` squared Gaussians and
+of squared alpha-stable(``--reference_alpha``) variables. Figures added for the
+tails: ``<model>_tail_histograms.png`` (histograms with the references and the
+verdicts), ``<model>_survival.png`` (log-log survival curves) and
+``<model>_shape_vs_k.png`` (xi over k with its stability region).
+
+Minibatch-size sweep (``--batch_sizes=1,4,16,64``): every model (init and each
+checkpoint) is measured once per minibatch size at the same weights, each with
+``--num_batches`` minibatches (labels ``"<cell> / batch <b>"``). A tail of
+stable law keeps its index under averaging, a finite-variance one tends to a
+Gaussian (xi -> 0): ``<model>_xi_vs_batch_size.png`` and the JSON's
+``batch_size_sweep``.
+
+Parameter groups (``--parameter_groups``, one device): the same two passes
+also give the noise norm of each group of variables, grouped by their Keras
+path (`trainers.noise.groups`: token embedding, position/segment embedding,
+attention, feed-forward, LayerNorm, output bias, output head, other), each with
+its verdict line; the JSON's measurement gets ``groups`` ({group: {"tail",
+"parameters", "share_of_squared_noise", "noise_norms"}}) and
+``group_variables``, and ``<model>_groups_<i>.png`` shows their survival curves.
+
+JSON layout: ``{"model", "settings", "measurements": {label: {"tail":
+tails.tail_report (verdict, xi, ci, k, threshold, n, ...), "calibration": the
+rule's error rates at the nearest calibrated n (or null), "statistics":
+acclip_tf.noise tail_statistics (older stable/raw Hill indices; valid for
+scalar heavy-tailed samples without a bulk, not for norms on a bulk) +
+gradient norms, "noise_norms": [...], "gradient_norms": [...]}},
+"references": {label: {"tail", "statistics"}}, "batch_size_sweep": {cell:
+{"batch_sizes", "labels", "xi", "ci", "verdict"}} (with --batch_sizes),
 "figures": [...]}``. The variance plot shows the running variance estimate
 ``V_n = mean_{i<=n} r_i^2`` of each sample divided by its final value, so
 samples of different scale share one axis (converging curves flatten out at
@@ -65,6 +97,12 @@ samples of different scale share one axis (converging curves flatten out at
 
     python -m trainers.gradient_noise --model=bert --output_dir=runs/noise \
         --pretrain_dir=runs/bert --checkpoints=all --num_batches=300
+    python -m trainers.gradient_noise --model=bert --model_size=tiny --seq_length=64 \
+        --num_batches=2000 --batch_size=8 --parameter_groups --output_dir=runs/m1_bert
+    python -m trainers.gradient_noise --model=resnet --dataset=fashion_mnist \
+        --num_batches=2000 --batch_size=16 --output_dir=runs/m1_resnet
+    python -m trainers.gradient_noise --model=bert --model_size=tiny --seq_length=64 \
+        --num_batches=300 --batch_sizes=1,4,16,64 --output_dir=runs/m2_bert
 """
 
 import os
@@ -77,7 +115,7 @@ from trainers.common import cli
 from trainers.common import strategy as common_strategy
 from trainers.common.errors import TrainerError
 from trainers.noise.ablation import GAUSSIAN_TARGETS
-from trainers.noise.measurements import MODELS, PATHS, measure, references, write_outputs
+from trainers.noise.measurements import MODELS, batch_sizes, collect, references, write_outputs
 
 
 def define_flags():
@@ -96,6 +134,13 @@ def define_flags():
     flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
     flags.DEFINE_integer("num_batches", 200, "Minibatches per measurement (the noise sample size).")
     flags.DEFINE_integer("batch_size", 32, "Sequences per minibatch (global, over all replicas).")
+    flags.DEFINE_list("batch_sizes", None,
+                      "Minibatch-size sweep, e.g. 1,4,16,64: one measurement per size at the "
+                      "same weights (replaces --batch_size).")
+    flags.DEFINE_bool("parameter_groups", False,
+                      "Also the noise norm of each parameter group (token embedding, attention, "
+                      "feed-forward, LayerNorm, output bias, ...; trainers.noise.groups), from "
+                      "the same two passes. One device only.")
     flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
     bert_flags.define_bert_model_flags(dropout=False)
     bert_flags.define_mlm_data_flags(
@@ -127,6 +172,9 @@ def validate(f):
     for name in ("num_batches", "batch_size", "reference_dim"):
         if getattr(f, name) < 1:
             raise TrainerError(f"--{name} must be >= 1, got {getattr(f, name)}")
+    batch_sizes(f)
+    if getattr(f, "parameter_groups", False) and (f.strategy != "one_device" or f.batch_sizes):
+        raise TrainerError("--parameter_groups needs --strategy=one_device and no --batch_sizes")
     if f.num_batches < 16:
         raise TrainerError(f"--num_batches must be >= 16 for the tail-index estimators, "
                            f"got {f.num_batches}")
@@ -152,13 +200,13 @@ def main(argv):
             raise TrainerError(f"--batch_size={f.batch_size} is not divisible by the "
                                f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(f.seed)
-    cells, settings, facts = PATHS[f.model](f, strategy)
-    samples = measure(cells, f.num_batches, strategy, training=f.model == "resnet")
+    samples, settings, facts, sweep, groups = collect(f, strategy)
     refs = references(f.num_batches, f.reference_dim, f.reference_alpha, f.seed)
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
-                    strategy=f.strategy)
+                    batch_sizes=batch_sizes(f), strategy=f.strategy)
     write_outputs(f.output_dir, f.model, samples, refs, settings, facts,
-                  development=f.model in ("bert", "resnet"))
+                  development=f.model in ("bert", "resnet") and sweep is None, sweep=sweep,
+                  groups=groups)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,30 @@ def test_all_plots_write_png(tmp_path):
 def test_bad_input_raises(tmp_path, call, match):
     with pytest.raises(ValueError, match=match):
         call(tmp_path)
+
+
+def test_tail_plots_write_png_on_synthetic_data(tmp_path):
+    from acclip_tf.noise import tails
+
+    rng = np.random.default_rng(0)
+    light = noise.gaussian_reference_norms(400, 100, seed=0)
+    heavy = 100.0 + rng.pareto(1.5, 400) + 1.0
+    refs = {"Fig. 1c": tails.sum_of_squared_gaussians(400, 10, rng),
+            "Fig. 1g": tails.sum_of_squared_stable(400, 10, 1.5, rng)}
+    samples = {"light": light, "heavy": heavy}
+    reports = {label: tails.tail_report(x) for label, x in {**samples, **refs}.items()}
+    paths = [
+        plotting.plot_tail_histograms(samples, refs, tmp_path / "tails.png", reports=reports),
+        plotting.plot_tail_histograms({"light": light}, {}, tmp_path / "alone.png"),
+        plotting.plot_survival_curves(samples, tmp_path / "survival.png", references=refs),
+        plotting.plot_shape_vs_k(samples, tmp_path / "shape.png"),
+        plotting.plot_xi_vs_batch_size(
+            {"init": ([1, 4, 16], [0.5, 0.2, -0.1], [(0.3, 0.7), (0.0, 0.4), (-0.2, 0.0)])},
+            tmp_path / "xi_batch.png"),
+    ]
+    for p in paths:
+        assert _is_png(p)
+    with pytest.raises(ValueError, match="equal length"):
+        plotting.plot_xi_vs_batch_size({"a": ([1, 4], [0.1], [(0, 1)])}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        plotting.plot_survival_curves({}, tmp_path / "x.png")

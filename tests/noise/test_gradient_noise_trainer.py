@@ -53,8 +53,10 @@ def assert_valid_measurement(m, num_batches=NUM_BATCHES):
 # ---------------------------------------------------------------- BERT at initialisation
 def test_tiny_bert_at_init_on_the_real_corpus(tmp_path, small_corpus, small_vocab):
     out = tmp_path / "bert"
-    run_noise(["--model=bert", f"--output_dir={out}", f"--corpus={small_corpus}",
-               f"--vocab_file={small_vocab}", *SIZE, *DATA, *MEASURE])
+    proc = run_noise(["--model=bert", f"--output_dir={out}", f"--corpus={small_corpus}",
+                      f"--vocab_file={small_vocab}", *SIZE, *DATA, *MEASURE])
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith("  init: ")]
+    assert len(verdicts) == 1 and "calibrated at n=150" in verdicts[0], proc.stdout
     result = json.load(open(out / "bert_noise.json"))
     assert result["model"] == "bert" and list(result["measurements"]) == ["init"]
     assert_valid_measurement(result["measurements"]["init"])
@@ -63,7 +65,11 @@ def test_tiny_bert_at_init_on_the_real_corpus(tmp_path, small_corpus, small_voca
     refs = result["references"]
     assert len(refs) == 2 and all(r["statistics"]["num_samples"] == NUM_BATCHES
                                   for r in refs.values())
-    assert result["figures"] == ["bert_histograms.png", "bert_variance.png"]
+    assert result["figures"] == ["bert_histograms.png", "bert_variance.png",
+                                 "bert_tail_histograms.png", "bert_survival.png",
+                                 "bert_shape_vs_k.png"]
+    tail = result["measurements"]["init"]["tail"]
+    assert tail["n"] == NUM_BATCHES and tail["verdict"] in ("heavy", "light", "cannot tell")
     for name in result["figures"]:
         assert_png(out / name)
     assert not (out / "bert_development.png").exists()  # one measurement: no development
@@ -123,7 +129,10 @@ def test_attention_ablation_writes_four_cells(tmp_path, small_corpus, small_voca
         assert_valid_measurement(m)
     assert result["facts"]["gaussian_targets"] == "teacher"
     assert result["figures"] == ["attention_ablation_histograms.png",
-                                 "attention_ablation_variance.png"]
+                                 "attention_ablation_variance.png",
+                                 "attention_ablation_tail_histograms.png",
+                                 "attention_ablation_survival.png",
+                                 "attention_ablation_shape_vs_k.png"]
     for name in result["figures"]:
         assert_png(out / name)
 

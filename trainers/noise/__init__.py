@@ -4,5 +4,6 @@
 * tasks        -- the trainers' own tasks (BERT, ResNet) built from those settings;
 * objective    -- a task's training loss per minibatch, in the shape acclip_tf.noise measures;
 * ablation     -- Figure 4's encoders and Gaussian input;
-* measurements -- the measurement paths, the measurement itself, figures and JSON.
+* groups       -- noise norms per parameter group (grouped by variable path);
+* measurements -- the measurement paths, the measurement itself, tail verdicts, figures and JSON.
 """

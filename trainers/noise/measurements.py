@@ -5,19 +5,33 @@ figures and JSON.
 BERT and ResNet are measured through the trainers' own tasks (`trainers.noise.tasks`):
 the model is ``task.build_model()``, the minibatches come from the task's data and
 the loss of a minibatch is ``task.forward``'s training loss (`TaskObjective`).
+
+Tail statistics: every measured sample (and every reference) gets
+`acclip_tf.noise.tails.tail_report` (the calibrated heavy / light / cannot-tell
+rule on the excesses over the top 10 %, its GPD shape ``xi`` with a bootstrap
+interval), printed as one line by `verdict_line` next to the rule's calibrated
+error rates at the nearest calibrated sample size (`calibrated_error_rates`,
+from docs/figures/tail_rule_calibration.json). The older
+`acclip_tf.noise.tail_statistics` (stable and raw-value Hill indices,
+max/median, kurtosis) stay in the JSON as ``statistics``: they are valid for a
+scalar heavy-tailed sample without a bulk, not for norms that sit on one.
 """
 
 import json
+import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from acclip_tf import noise
 from acclip_tf import plotting
+from acclip_tf.noise import tails
 from trainers.common import checkpoints as checkpoints_lib
 from trainers.common.errors import TrainerError
 from trainers.noise import ablation
+from trainers.noise import groups as groups_lib
 from trainers.noise import objective
 from trainers.noise import tasks
 
@@ -78,13 +92,43 @@ def measure(cells, num_batches, strategy=None, training=False):
         samples[label] = noise.gradient_noise_norms(
             model, loss_fn, dataset, num_batches=num_batches, strategy=strategy,
             training=training, cross_replica=objective.CROSS_REPLICA)
-        s = samples[label].statistics()
-        print(f"  {label}: stable alpha {s['stable_alpha']:.3f}, Hill alpha "
-              f"{s['hill_alpha']:.3f}, max/median {s['max_median_ratio']:.3f}, "
-              f"kurtosis {s['kurtosis']:.3f}", flush=True)
+        print(verdict_line(label, tails.tail_report(samples[label].noise_norms, seed=0),
+                           calibrated_error_rates(samples[label].num_batches)), flush=True)
         del model
         keras.backend.clear_session()
     return samples
+
+
+def measure_groups(cells, num_batches, training=False):
+    """(samples, groups) like `measure`, with the noise norm of every parameter group.
+
+    One pair of passes per cell (`trainers.noise.groups.group_noise_norms`); the
+    samples' norms are the groups' total, so they equal `measure`'s. No strategy.
+    ``groups``: {label: {"noise": {group: norms}, "variables": [(path, group, size)]}}.
+    """
+    samples, by_label = {}, {}
+    for label, model_fn, loss_fn, dataset in cells:
+        print(f"measuring {label} by parameter group: {num_batches} minibatches, two passes ...",
+              flush=True)
+        model = model_fn()
+        noise_norms, grad_norms, table = groups_lib.group_noise_norms(
+            model, loss_fn, dataset.take(num_batches), training=training)
+        total = noise_norms.pop("total")
+        total_grad = grad_norms.pop("total")
+        gbar = float(np.sqrt(max(0.0, np.mean(total_grad ** 2) - np.mean(total ** 2))))
+        samples[label] = noise.GradientNoiseSample(
+            noise_norms=total, gradient_norms=total_grad, full_gradient_norm=gbar,
+            num_batches=int(total.size))
+        by_label[label] = {"noise": noise_norms, "variables": table}
+        rates = calibrated_error_rates(total.size)
+        print(verdict_line(label, tails.tail_report(total, seed=0), rates), flush=True)
+        for group, x in noise_norms.items():
+            if np.all(x > 0):
+                print(verdict_line(f"{label} / {group}", tails.tail_report(x, seed=0), rates),
+                      flush=True)
+        del model
+        keras.backend.clear_session()
+    return samples, by_label
 
 
 def selected_checkpoints(f):
@@ -185,13 +229,79 @@ def resnet_measurements(f, strategy):
 
 # ---------------------------------------------------------------- outputs
 def references(num_samples, dim, alpha, seed):
-    """Figure 1 c/g: norms of Gaussian and of alpha-stable vectors, as many as measured."""
+    """Figure 1 c/g as the paper draws them, as many draws as measured.
+
+    (c) a normalised sum of ``dim`` squared Gaussians, ``(1/dim) sum Z_j^2``; (g) the
+    same sum of squared symmetric alpha-stable variables
+    (`acclip_tf.noise.tails.sum_of_squared_gaussians` / ``sum_of_squared_stable``).
+    """
+    rng = np.random.default_rng(seed)
     return {
-        f"sum of squared Gaussians (d={dim})": noise.gaussian_reference_norms(
-            num_samples, dim, seed=seed),
-        f"alpha-stable, alpha={alpha:g} (d={dim})": noise.stable_reference_norms(
-            num_samples, dim, alpha, seed=seed),
+        f"sum of squared Gaussians / {dim} (Fig. 1c)": tails.sum_of_squared_gaussians(
+            num_samples, dim, rng),
+        f"sum of squared alpha-stable({alpha:g}) / {dim} (Fig. 1g)": tails.sum_of_squared_stable(
+            num_samples, dim, alpha, rng),
     }
+
+
+# ---------------------------------------------------------------- tail verdicts
+#: The calibration of `tails.classify_tail` (bench/calibrate_tail_rule.py).
+CALIBRATION_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "docs", "figures", "tail_rule_calibration.json")
+
+
+def load_calibration(path=CALIBRATION_PATH):
+    """The calibration JSON's dict, or None when the file is absent or unreadable."""
+    try:
+        with open(path) as fh:
+            calibration = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return calibration if calibration.get("rows") and calibration.get("sizes") else None
+
+
+def calibrated_error_rates(n, calibration="default"):
+    """The rule's measured error rates at the calibrated size nearest ``n`` (log scale).
+
+    Returns None without a calibration, else ``{"n": calibrated n, "false_positive":
+    the largest P(heavy) over the light cases, "false_negative": the largest
+    P(not heavy) over the heavy cases, "wrong_direction": the largest P(light) over
+    the heavy cases, "light_cases", "heavy_cases"}``.
+    """
+    if isinstance(calibration, str):
+        calibration = load_calibration()
+    if calibration is None:
+        return None
+    nearest = min(calibration["sizes"], key=lambda size: abs(math.log(size / n)))
+    rows = [r for r in calibration["rows"] if r["n"] == nearest]
+    light = [r for r in rows if r["truth"] == "light"]
+    heavy = [r for r in rows if r["truth"] == "heavy"]
+    return {
+        "n": int(nearest),
+        "false_positive": max((r["rate_heavy"] for r in light), default=None),
+        "false_negative": max((1.0 - r["rate_heavy"] for r in heavy), default=None),
+        "wrong_direction": max((r["rate_light"] for r in heavy), default=None),
+        "light_cases": len(light),
+        "heavy_cases": len(heavy),
+    }
+
+
+def verdict_line(label, report, rates):
+    """One line: the verdict, xi [lo, hi], n and the rule's calibrated error rates."""
+    lo, hi = report["ci"]
+    line = (f"  {label}: {report['verdict']}, xi {report['xi']:+.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}], n={report['n']}, k={report['k']}")
+    if rates is None:
+        return line + "; uncalibrated n"
+    return line + (f"; calibrated at n={rates['n']}: false positive <= "
+                   f"{rates['false_positive']:.2f} ({rates['light_cases']} light cases), "
+                   f"false negative <= {rates['false_negative']:.2f}, heavy called light <= "
+                   f"{rates['wrong_direction']:.2f} ({rates['heavy_cases']} heavy cases)")
+
+
+def tail_reports(samples, seed=0):
+    """{label: tails.tail_report} of 1-D samples (norms)."""
+    return {label: tails.tail_report(np.asarray(x), seed=seed) for label, x in samples.items()}
 
 
 def relative_variance_curve(norms):
@@ -200,10 +310,21 @@ def relative_variance_curve(norms):
     return sizes, variances / variances[-1]
 
 
-def write_outputs(output_dir, name, samples, refs, settings, facts, development):
-    """The PNG figures and ``<name>_noise.json``; returns the JSON's dict."""
+def write_outputs(output_dir, name, samples, refs, settings, facts, development,
+                  sweep=None, groups=None):
+    """The PNG figures and ``<name>_noise.json``; returns the JSON's dict.
+
+    ``sweep`` (``--batch_sizes``): {cell: {batch size: measurement label}}; adds the
+    ``batch_size_sweep`` entry and ``<name>_xi_vs_batch_size.png``.
+    ``groups`` (``--parameter_groups``, from `measure_groups`): adds each
+    measurement's ``groups`` entry and ``<name>_groups_<i>.png`` (survival curves of
+    the groups' noise norms, measurement ``i``).
+    """
     os.makedirs(output_dir, exist_ok=True)
     norms = {label: s.noise_norms for label, s in samples.items()}
+    reports = tail_reports(norms)
+    ref_reports = tail_reports(refs)
+    rates = {label: calibrated_error_rates(s.num_batches) for label, s in samples.items()}
     figures = [plotting.plot_noise_histograms(
         {**norms, **refs}, os.path.join(output_dir, f"{name}_histograms.png"),
         title=f"{name}: gradient-noise norm ||g_i - grad f|| (right: synthetic references)")]
@@ -214,24 +335,127 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development)
     if development and len(samples) > 1:
         figures.append(plotting.plot_noise_development(
             norms, os.path.join(output_dir, f"{name}_development.png")))
+    figures.append(plotting.plot_tail_histograms(
+        norms, refs, os.path.join(output_dir, f"{name}_tail_histograms.png"),
+        reports={**reports, **ref_reports},
+        title=f"{name}: noise norm with the references of Figure 1 c/g"))
+    figures.append(plotting.plot_survival_curves(
+        norms, os.path.join(output_dir, f"{name}_survival.png"), references=refs,
+        title=f"{name}: empirical survival (log-log)"))
+    figures.append(plotting.plot_shape_vs_k(
+        norms, os.path.join(output_dir, f"{name}_shape_vs_k.png"),
+        title=f"{name}: GPD shape xi over the number of excesses k"))
+    group_results = {}
+    for i, (label, entry) in enumerate((groups or {}).items()):
+        shown = {g: x for g, x in entry["noise"].items() if np.all(x > 0)}
+        total_sq = np.mean(norms[label] ** 2)
+        group_results[label] = {
+            "groups": {g: {"tail": tails.tail_report(x, seed=0) if g in shown else None,
+                           "parameters": sum(size for _, grp, size in entry["variables"]
+                                             if grp == g),
+                           "share_of_squared_noise": float(np.mean(x ** 2) / total_sq),
+                           "noise_norms": x.tolist()}
+                       for g, x in entry["noise"].items()},
+            "variables": [list(row) for row in entry["variables"]]}
+        if shown:
+            figures.append(plotting.plot_survival_curves(
+                shown, os.path.join(output_dir, f"{name}_groups_{i}.png"),
+                title=f"{name}, {label}: noise norm per parameter group"))
+    sweep_result = None
+    if sweep:
+        sweep_result = {
+            cell: {"batch_sizes": sorted(by_size),
+                   "labels": [by_size[b] for b in sorted(by_size)],
+                   "xi": [reports[by_size[b]]["xi"] for b in sorted(by_size)],
+                   "ci": [reports[by_size[b]]["ci"] for b in sorted(by_size)],
+                   "verdict": [reports[by_size[b]]["verdict"] for b in sorted(by_size)]}
+            for cell, by_size in sweep.items()}
+        figures.append(plotting.plot_xi_vs_batch_size(
+            {cell: (r["batch_sizes"], r["xi"], r["ci"]) for cell, r in sweep_result.items()},
+            os.path.join(output_dir, f"{name}_xi_vs_batch_size.png"),
+            title=f"{name}: tail shape of the noise norm vs minibatch size"))
     result = {
         "model": name,
         "settings": settings,
         "facts": facts,
-        "measurements": {label: {"statistics": s.statistics(),
+        "measurements": {label: {"tail": reports[label],
+                                 "calibration": rates[label],
+                                 "statistics": s.statistics(),
                                  "noise_norms": s.noise_norms.tolist(),
                                  "gradient_norms": s.gradient_norms.tolist()}
                          for label, s in samples.items()},
-        "references": {label: {"statistics": noise.tail_statistics(x)}
+        "references": {label: {"tail": ref_reports[label],
+                               "statistics": noise.tail_statistics(x)}
                        for label, x in refs.items()},
         "figures": [os.path.basename(p) for p in figures],
     }
+    for label, entry in group_results.items():
+        result["measurements"][label]["groups"] = entry["groups"]
+        result["measurements"][label]["group_variables"] = entry["variables"]
+    if sweep_result is not None:
+        result["batch_size_sweep"] = sweep_result
     path = os.path.join(output_dir, f"{name}_noise.json")
     with open(path, "w") as fh:
         json.dump(result, fh, indent=1)
     print(f"wrote {', '.join(result['figures'])} and {os.path.basename(path)} to {output_dir}",
           flush=True)
     return result
+
+
+# ---------------------------------------------------------------- one run
+class _WithBatchSize:
+    """The flags object ``f`` with ``batch_size`` replaced (one cell of a sweep)."""
+
+    def __init__(self, f, batch_size):
+        self._f = f
+        self.batch_size = batch_size
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def flag_values_dict(self):
+        return dict(self._f.flag_values_dict(), batch_size=self.batch_size)
+
+
+def batch_sizes(f):
+    """The --batch_sizes as sorted unique positive ints, or None without a sweep."""
+    if not f.batch_sizes:
+        return None
+    sizes = []
+    for item in f.batch_sizes:
+        if not item.strip().isdigit() or int(item) < 1:
+            raise TrainerError(f"--batch_sizes: {item!r} is not a positive integer")
+        sizes.append(int(item))
+    return sorted(set(sizes))
+
+
+def collect(f, strategy):
+    """(samples, settings, facts, sweep, groups) of one run: one batch size, or a sweep.
+
+    With --batch_sizes every cell of the model path is measured once per size;
+    ``sweep`` is {cell: {batch size: measurement label}} (None without a sweep).
+    With --parameter_groups ``groups`` is `measure_groups`'s (else None).
+    """
+    training = f.model == "resnet"
+    sizes = batch_sizes(f)
+    if sizes is None:
+        cells, settings, facts = PATHS[f.model](f, strategy)
+        if getattr(f, "parameter_groups", False):
+            samples, groups = measure_groups(cells, f.num_batches, training=training)
+            return samples, settings, facts, None, groups
+        samples = measure(cells, f.num_batches, strategy, training=training)
+        return samples, settings, facts, None, None
+    samples, sweep = {}, {}
+    for size in sizes:
+        if strategy is not None and size % strategy.num_replicas_in_sync:
+            raise TrainerError(f"--batch_sizes: {size} is not divisible by the "
+                               f"{strategy.num_replicas_in_sync} replicas")
+        cells, settings, facts = PATHS[f.model](_WithBatchSize(f, size), strategy)
+        labelled = [(f"{label} / batch {size}", *rest) for label, *rest in cells]
+        samples.update(measure(labelled, f.num_batches, strategy, training=training))
+        for (label, *_), (new, *_) in zip(cells, labelled):
+            sweep.setdefault(label, {})[size] = new
+    return samples, settings, facts, sweep, None
 
 
 PATHS = {"bert": bert_measurements, "attention_ablation": ablation.ablation_measurements,

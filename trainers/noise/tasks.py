@@ -26,7 +26,8 @@ MEASUREMENT_OVERRIDES = {"dropout": 0.0}
 FRESH_IMAGE_SETTINGS = dict(
     num_classes=0, tfds_data_dir=None, tfds_manual_dir=None, train_split="train",
     eval_split="validation", augment="none", eval_crop_fraction=1.0, shuffle_buffer=10_000,
-    label_smoothing=0.0, l2_weight_decay=0.0)
+    label_smoothing=0.0, l2_weight_decay=0.0, validation_fraction=0.1, per_host_reads=True,
+    sync_batch_norm=False, jit_compile=False)
 #: The BERT flags reported as the measurement's settings (names only; values from the run).
 BERT_SETTINGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
                  "corpus", "max_documents", "eval_fraction", "vocab_size", "seq_length",
