@@ -124,6 +124,36 @@ def model_weights(model_dir):
             if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}
 
 
+def assert_same_weights(dir_a, dir_b, exact=False):
+    """The two runs' final model weights are bitwise equal (`exact`) or allclose."""
+    import numpy as np
+
+    a, b = model_weights(dir_a), model_weights(dir_b)
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        if exact:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+def kill_at_first_checkpoint(victim, model_dir, timeout, not_written="ckpt-15"):
+    """SIGKILL the trainer process `victim` once its first checkpoint exists (and
+    before the checkpoint `not_written`): the interrupted half of a resume test."""
+    import signal
+    import time
+
+    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+    deadline = time.time() + timeout
+    while not os.path.exists(state) and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    with open(state) as f:
+        assert not_written not in f.read()
+
+
 def parse_flags(program, *args):
     """absl's FLAGS parsed from a fresh command line (in-process flag tests; the
     program's flags must already be defined, i.e. its module imported)."""

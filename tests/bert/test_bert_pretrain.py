@@ -9,15 +9,14 @@ weights of an uninterrupted one, bit for bit, under --deterministic.
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, free_ports, model_weights, run_trainer
+from conftest import (REPO, TINY, assert_same_weights, free_ports, kill_at_first_checkpoint,
+                      model_weights, run_trainer)
 
 STEPS = 20
 
@@ -32,16 +31,6 @@ def digest(stdout):
     lines = [l for l in stdout.splitlines() if l.startswith("final weights sha256 ")]
     assert lines, stdout[-2000:]
     return lines[-1].split()[-1]
-
-
-def assert_same_weights(dir_a, dir_b, exact=False):
-    a, b = model_weights(dir_a), model_weights(dir_b)
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        if exact:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-        else:
-            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +117,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_voca
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     victim = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    state = resumed / "checkpoints" / "checkpoint"
-    deadline = time.time() + 240
-    while not state.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert victim.poll() is None, "the run ended before it could be killed"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert "ckpt-15" not in state.read_text()
+    kill_at_first_checkpoint(victim, resumed, timeout=240)
 
     proc = run_trainer(base_args(resumed, small_corpus, small_vocab, *args))
     assert "resumed from" in proc.stdout

@@ -9,15 +9,13 @@ The runs start side by side (each is mostly TF start-up), then the resume.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, free_ports, model_weights
+from conftest import REPO, TINY, free_ports, kill_at_first_checkpoint, model_weights
 from shards_helpers import mlm_settings, write_corpus
 
 ARGS = [*TINY, "--optimizer=adam", "--learning_rate=5e-3", "--warmup_steps=2",
@@ -55,14 +53,7 @@ def runs(tmp_path_factory):
     victim = start(tmp / "resumed", data, quiet=True)
     bad = {"seq_length": start(tmp / "bad_seq", data, "--seq_length=64"),
            "corrupt": start(tmp / "bad_corrupt", corrupt)}
-    state = tmp / "resumed" / "checkpoints" / "checkpoint"
-    deadline = time.time() + 300
-    while not state.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert victim.poll() is None, "the run ended before it could be killed"
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert "ckpt-15" not in state.read_text()
+    kill_at_first_checkpoint(victim, tmp / "resumed", timeout=300)
     resumed = start(tmp / "resumed", data)
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     two = [start(tmp / "two_workers", data, "--strategy=multi_worker_mirrored", tf_config={

@@ -19,6 +19,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import assert_same_weights, model_weights
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 16
 TINY = ["--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_dim=64",
@@ -57,26 +59,6 @@ def finish(procs, check=True):
             raise AssertionError(f"{name} failed ({p.returncode}):\n{err[-4000:]}")
         results[name] = (p.returncode, out, err)
     return results
-
-
-def model_weights(model_dir):
-    """{checkpoint key: array} of the model variables in model_dir's latest checkpoint."""
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
-        os.path.join(model_dir, "checkpoints")))
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k.startswith("weights/") and "OPTIMIZER_SLOT" not in k}
-
-
-def assert_same_weights(dir_a, dir_b, exact):
-    a, b = model_weights(dir_a), model_weights(dir_b)
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        if exact:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-        else:
-            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
 
 
 def records(model_dir):

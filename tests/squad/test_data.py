@@ -1,7 +1,6 @@
 """Reading and validating SQuAD v1.1 JSON, and the generated cloze task."""
 
 import json
-import os
 
 import pytest
 

@@ -2,8 +2,6 @@
 `save_to_preset`, so no network), for squad_finetune and bert_pretrain, in-process;
 and a preset handle that needs the network, without one, fails fast in one line."""
 
-import json
-import os
 import time
 
 import pytest

@@ -26,7 +26,6 @@
 """
 
 import collections
-import random
 import re
 
 import numpy as np

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 import acclip_tf
 from trainers.common import flags as common_flags
-from trainers.common.cli import TrainerError
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib

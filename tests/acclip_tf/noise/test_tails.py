@@ -11,7 +11,6 @@ binomial standard errors at the number of replicates used.
 
 import ast
 import math
-import os
 import sys
 
 import numpy as np

@@ -6,7 +6,6 @@ identical weights, equal to a one-device run on the whole global batch.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,22 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 import multi_worker_problem as problem
+from conftest import free_ports
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_equal_one_process(tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     processes = []
     for index in range(2):
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
