@@ -31,6 +31,7 @@ PROGRAMS = (
     "gradient_noise",
     "heavy_tail_rates",
     "sweep",
+    "prepare_pretraining_data",
 )
 
 
@@ -68,4 +69,5 @@ squad_finetune = _script("squad_finetune")
 resnet_imagenet = _script("resnet_imagenet")
 gradient_noise = _script("gradient_noise")
 heavy_tail_rates = _script("heavy_tail_rates")
+prepare_pretraining_data = _script("prepare_pretraining_data")
 sweep = _script("sweep")

@@ -23,7 +23,12 @@ class BertPretrainTask(Task):
             raise cli.TrainerError(f"--mask_rate must lie in (0, 1), got {f.mask_rate}")
         if f.max_predictions_per_seq < 1:
             raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
+        self.init_checkpoint = getattr(f, "init_checkpoint", None)
         if getattr(f, "data_dir", None):
+            if self.init_checkpoint:
+                raise cli.TrainerError(
+                    "--init_checkpoint with --data_dir is not supported: prepared data carries "
+                    "its own vocabulary; continue pretraining from the corpus (--corpus)")
             return self._prepared_input(f, model_dir, is_chief)
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         train_docs, validation_docs, test_docs = corpus_lib.split_documents(
@@ -35,7 +40,6 @@ class BertPretrainTask(Task):
                 f"--eval_split={eval_split}: the {len(validation_docs) + len(test_docs)} "
                 "held-out document(s) leave none for it; raise --eval_fraction or use more "
                 "documents")
-        self.init_checkpoint = getattr(f, "init_checkpoint", None)
         if self.init_checkpoint:  # continued pretraining: the preset's vocabulary and casing
             tokenizer = bert_model.load_tokenizer(self.init_checkpoint)
             self.vocab = vocab_lib.check_special_tokens(
@@ -67,6 +71,7 @@ class BertPretrainTask(Task):
     def _prepared_input(self, f, model_dir, is_chief):
         """Stream the segments of `f.data_dir` (trainers.prepare_pretraining_data)."""
         eval_split = common_flags.text_eval_split(getattr(f, "eval_split", "validation"))
+        self.lowercase = True  # the preparation's tokenizer lowercases, as the trainer's does
         manifest, self.vocab = shards_lib.open_prepared(
             f.data_dir, layout="mlm", seq_length=f.seq_length, program="bert_pretrain",
             vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief)
