@@ -23,6 +23,11 @@ is the data. Every measurement is a (model, loss, dataset) triple; a
   ``bert_histograms.png`` (Figure 1 f next to the references of Figure 1
   c/g), ``bert_variance.png`` (Figure 1 h), ``bert_development.png``
   (Figure 2, with two or more measurements) and ``bert_noise.json``.
+* ``--model=causal_lm``: the next-token loss of a ``trainers.causal_lm`` run
+  (``--pretrain_dir``, required: its ``config.json`` and ``vocab.txt``) at
+  initialisation and at its checkpoints, on the windows the run trains on first
+  (``trainers.lm.task.CausalLMTask``). Writes ``causal_lm_*.png`` and
+  ``causal_lm_noise.json``.
 * ``--model=attention_ablation`` (Figure 4): a small post-LN transformer
   encoder (``keras_hub.layers.TransformerEncoder`` blocks) and the same
   encoder with the self-attention sublayer removed (each block keeps its
@@ -127,8 +132,8 @@ def define_flags():
     flags.DEFINE_enum("model", None, MODELS, "What to measure.")
     flags.DEFINE_string("output_dir", None, "Where the PNG figures and the JSON are written.")
     flags.DEFINE_string("pretrain_dir", None,
-                        "A trainers.bert_pretrain or trainers.resnet_imagenet model_dir "
-                        "(config.json, checkpoints/; bert: vocab.txt).")
+                        "A trainers.bert_pretrain, causal_lm or resnet_imagenet model_dir "
+                        "(config.json, checkpoints/; bert and causal_lm: vocab.txt).")
     flags.DEFINE_string("checkpoints", None,
                         "With --pretrain_dir: comma-separated checkpoint steps, or 'all' (default).")
     flags.DEFINE_bool("include_init", True, "Also measure the model at initialisation.")
@@ -181,9 +186,10 @@ def validate(f):
     if not 0 < f.reference_alpha <= 2:
         raise TrainerError(f"--reference_alpha must lie in (0, 2], got {f.reference_alpha}")
     if f.model == "attention_ablation" and (f.pretrain_dir or f.checkpoints):
-        raise TrainerError("--pretrain_dir and --checkpoints apply to --model=bert or resnet")
+        raise TrainerError("--pretrain_dir and --checkpoints apply to --model=bert, "
+                           "causal_lm or resnet")
     if f.checkpoints and not f.pretrain_dir:
-        raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain or "
+        raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain, causal_lm or "
                            "resnet_imagenet model_dir)")
     if f.pretrain_dir and not os.path.isdir(f.pretrain_dir):
         raise TrainerError(f"--pretrain_dir={f.pretrain_dir} does not exist")
@@ -205,7 +211,8 @@ def main(argv):
     settings = dict(settings, num_batches=f.num_batches, batch_size=f.batch_size,
                     batch_sizes=batch_sizes(f), strategy=f.strategy)
     write_outputs(f.output_dir, f.model, samples, refs, settings, facts,
-                  development=f.model in ("bert", "resnet") and sweep is None, sweep=sweep,
+                  development=f.model in ("bert", "resnet", "causal_lm") and sweep is None,
+                  sweep=sweep,
                   groups=groups)
 
 

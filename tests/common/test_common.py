@@ -53,6 +53,18 @@ def test_defaults_and_overrides():
         opt_lib.resolve_settings("adagrad")
 
 
+def test_family_settings_sit_between_the_table_and_the_flags():
+    family = {"gclip": {"learning_rate": 1.0, "tau": 0.3}, "adam": {"learning_rate": 3e-4}}
+    s = opt_lib.resolve_settings("gclip", family, learning_rate=None, momentum=None)
+    assert (s["learning_rate"], s["tau"]) == (1.0, 0.3)
+    assert s["momentum"] == opt_lib.DEFAULTS["gclip"]["momentum"]  # not in the family's entry
+    assert opt_lib.resolve_settings("gclip", family, learning_rate=0.05)["learning_rate"] == 0.05
+    # an optimizer the family did not measure keeps the table's defaults
+    assert opt_lib.resolve_settings("sgd", family) == opt_lib.DEFAULTS["sgd"]
+    assert family == {"gclip": {"learning_rate": 1.0, "tau": 0.3},
+                      "adam": {"learning_rate": 3e-4}}  # not modified
+
+
 @pytest.mark.parametrize("name", list(opt_lib.DEFAULTS))
 def test_every_optimizer_builds_and_steps(name):
     if name == "acclip_norm" and "normalize" not in inspect.signature(acclip_tf.ACClip).parameters:

@@ -175,3 +175,51 @@ def test_the_task_loss_gives_the_global_batch_gradient_on_two_replicas(
     np.testing.assert_allclose(two.noise_norms, one.noise_norms, rtol=1e-5)
     weights = [b[0]["mask_weights"].numpy() for b in batches]
     assert all(w[:4].sum() < w[4:].sum() for w in weights)  # the halves differ
+
+
+def test_a_causal_lm_run_is_measured_with_its_model_vocabulary_and_windows(tmp_path,
+                                                                           small_corpus):
+    """--model=causal_lm: the run's model, vocabulary, windows and seed come from its
+    config.json and vocab.txt; the first minibatch's gradient norm at init equals the
+    norm of the gradient of the mean next-token cross-entropy of the run's first
+    windows, computed here with a tape and Keras' own cross-entropy."""
+    run = tmp_path / "lm_run"
+    run_trainer([f"--model_dir={run}", f"--corpus={small_corpus}", "--tokenizer=word",
+                 "--vocab_size=300", "--num_layers=1", "--hidden_dim=32", "--num_heads=2",
+                 "--intermediate_dim=48", "--seq_length=16", "--seed=5", "--dropout=0.1",
+                 "--global_batch_size=8", "--train_steps=2", "--steps_per_loop=2",
+                 "--eval_batches=1", "--checkpoint_every=2", "--eval_every=0",
+                 "--optimizer=adam", "--learning_rate=1e-3", "--strategy=one_device",
+                 "--nojit_compile"], module="trainers.causal_lm")
+    out = tmp_path / "noise"
+    run_trainer(["--model=causal_lm", f"--output_dir={out}", f"--pretrain_dir={run}",
+                 "--checkpoints=2", *MEASURE], module=MODULE)
+    result = json.load(open(out / "causal_lm_noise.json"))
+    settings, facts = result["settings"], result["facts"]
+    assert settings["program"] == "trainers.causal_lm"
+    assert (settings["hidden_dim"], settings["seq_length"], settings["seed"]) == (32, 16, 5)
+    assert facts["vocab_size"] == len(open(run / "vocab.txt").read().splitlines())
+    assert list(result["measurements"]) == ["init", "step 2"]
+
+    import keras
+    import tensorflow as tf
+
+    from trainers.noise import tasks
+
+    class F:
+        pretrain_dir = str(run)
+
+    flags, task = tasks.lm_task(F)
+    keras.utils.set_random_seed(5)
+    model = task.build_model()
+    assert facts["parameters"] == model.count_params()
+    tokens = next(iter(task.train_dataset(None, 8, 0)))["tokens"]
+    with tf.GradientTape() as tape:
+        logits = model({"token_ids": tokens[:, :-1], "padding_mask": tf.ones_like(tokens[:, :-1])},
+                       training=False)
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+            tokens[:, 1:], logits, from_logits=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    expected = float(tf.linalg.global_norm([g for g in grads if g is not None]))
+    measured = result["measurements"]["init"]["gradient_norms"][0]
+    assert measured == pytest.approx(expected, rel=1e-4)

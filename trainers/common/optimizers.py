@@ -166,11 +166,14 @@ def check_applicable(name, **given):
                            "epsilon); leave it unset")
 
 
-def resolve_settings(name, **overrides):
-    """The optimizer's defaults with the flags that were set (not None) on top."""
+def resolve_settings(name, family_settings=None, **overrides):
+    """The optimizer's defaults, then the model family's measured settings
+    (`family_settings[name]`, a task's `optimizer_settings`), then the flags that
+    were set (not None)."""
     if name not in OPTIMIZERS:
         raise _unknown(name)
     settings = dict(OPTIMIZERS[name].defaults)
+    settings.update((family_settings or {}).get(name, {}))
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 
@@ -203,11 +206,14 @@ def excluded_variables(variables, patterns):
 
 
 def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay=(),
-               plan=None):
+               plan=None, family_settings=None):
     """(optimizer, schedule, settings) from the common flags.
 
     `plan` (a `trainers.common.run_plan.RunPlan`) gives the warm-up and the step
     schedule's boundaries in steps; without it they come from the step flags.
+    `family_settings` ({optimizer: {setting: value}}, a task's
+    `optimizer_settings`) replaces the table's defaults for that model family
+    where a sweep measured better ones; set flags still win.
     """
     f = flag_values
     given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
@@ -216,7 +222,7 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
         # --tau set ACClip's initial threshold before it got its own flag: say so.
         print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
               "(its initial threshold is --acclip_initial_tau)", flush=True)
-    settings = resolve_settings(f.optimizer, **given)
+    settings = resolve_settings(f.optimizer, family_settings, **given)
     if not settings["learning_rate"] > 0:
         raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
     if f.lr_scaling_batch > 0:

@@ -201,7 +201,8 @@ def build(task_factory, f, mode):
     with strategy.scope():
         model = task.build_model()
         optimizer, schedule, settings = common_optimizers.from_flags(
-            f, plan.train_steps, model.trainable_variables, task.weight_decay_exclude, plan)
+            f, plan.train_steps, model.trainable_variables, task.weight_decay_exclude, plan,
+            task.optimizer_settings)
         if f.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     jit = use_jit(strategy, f.jit_compile)

@@ -20,6 +20,10 @@ class Task(abc.ABC):
     weight_decay_exclude = ()
     #: What one example is called in progress lines ("sequences", "images").
     example_name = "examples"
+    #: {optimizer: {setting: value}}: this model family's measured settings (a
+    #: sweep's choices, docs/evidence.md), used where the flag is not set; an
+    #: optimizer absent here keeps the table's defaults (trainers.common.optimizers).
+    optimizer_settings = {}
 
     @abc.abstractmethod
     def build_model(self):

@@ -35,7 +35,7 @@ from trainers.noise import groups as groups_lib
 from trainers.noise import objective
 from trainers.noise import tasks
 
-MODELS = ("bert", "attention_ablation", "resnet")
+MODELS = ("bert", "attention_ablation", "resnet", "causal_lm")
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -185,6 +185,32 @@ def bert_measurements(f, strategy):
     cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
     program = tasks.BERT_PROGRAMS[0] if f.pretrain_dir else "trainers.gradient_noise"
     return cells, tasks.settings_of(flags, tasks.BERT_SETTINGS, program), facts
+
+
+# ---------------------------------------------------------------- causal LM
+def lm_measurements(f, strategy):
+    """(cells, settings, facts) for --model=causal_lm: a trainers.causal_lm run
+    (``--pretrain_dir``, required) at its initialisation and/or checkpoints.
+
+    The minibatches are ``CausalLMTask.train_dataset`` from batch 0 (the windows a
+    causal_lm run with this seed trains on first, at ``--batch_size``), cached after
+    ``--num_batches`` so both passes see the same ones.
+    """
+    del strategy
+    if not f.pretrain_dir:
+        raise TrainerError("--model=causal_lm needs --pretrain_dir (a trainers.causal_lm "
+                           "model_dir)")
+    selected = selected_checkpoints(f)
+    if not selected and not f.include_init:
+        raise TrainerError("--noinclude_init leaves nothing to measure")
+    flags, task = tasks.lm_task(f)
+    dataset = task.train_dataset(None, f.batch_size, 0).take(f.num_batches).cache()
+    facts = dict(task.facts, pretrain_dir=f.pretrain_dir)
+    windows = getattr(task.data, "train_windows", None)
+    if windows is not None:
+        facts["epochs_covered"] = round(f.num_batches * f.batch_size / len(windows), 3)
+    cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
+    return cells, tasks.settings_of(flags, tasks.LM_SETTINGS, tasks.LM_PROGRAMS[0]), facts
 
 
 # ---------------------------------------------------------------- ResNet
@@ -459,4 +485,4 @@ def collect(f, strategy):
 
 
 PATHS = {"bert": bert_measurements, "attention_ablation": ablation.ablation_measurements,
-         "resnet": resnet_measurements}
+         "resnet": resnet_measurements, "causal_lm": lm_measurements}

@@ -2,8 +2,9 @@
 
 Settings flow: a run's ``config.json`` (or, for a fresh model, this program's
 flags, defined by the same `trainers.bert.flags` functions as bert_pretrain's)
--> a flags object -> `BertPretrainTask` / `ImageClassificationTask`, the
-classes `trainers.bert_pretrain` and `trainers.resnet_imagenet` run. Model,
+-> a flags object -> `BertPretrainTask` / `CausalLMTask` /
+`ImageClassificationTask`, the classes `trainers.bert_pretrain`,
+`trainers.causal_lm` and `trainers.resnet_imagenet` run. Model,
 vocabulary, corpus split, segments, masking and seed therefore come from the
 task code, never from a second copy of it. Only the measurement's own choices
 are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
@@ -13,11 +14,13 @@ import os
 
 from trainers.bert.task import BertPretrainTask
 from trainers.common.errors import TrainerError
+from trainers.lm.task import CausalLMTask
 from trainers.noise.run_config import RunFlags, run_flags
 from trainers.vision.task import ImageClassificationTask
 
 BERT_PROGRAMS = ("trainers.bert_pretrain",)
 IMAGE_PROGRAMS = ("trainers.resnet_imagenet",)
+LM_PROGRAMS = ("trainers.causal_lm",)
 #: The measurement runs the model with training=False; dropout is off either way.
 MEASUREMENT_OVERRIDES = {"dropout": 0.0}
 #: A fresh ResNet (no --pretrain_dir) on --dataset with --image_model, --image_size
@@ -32,6 +35,9 @@ FRESH_IMAGE_SETTINGS = dict(
 BERT_SETTINGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
                  "corpus", "max_documents", "eval_fraction", "vocab_size", "seq_length",
                  "max_predictions_per_seq", "mask_rate", "seed")
+LM_SETTINGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
+               "corpus", "max_documents", "eval_fraction", "tokenizer", "vocab_size",
+               "seq_length", "seed")
 IMAGE_SETTINGS = ("model", "dataset", "image_size", "num_classes", "seed", "augment",
                   "eval_crop_fraction", "label_smoothing", "l2_weight_decay")
 
@@ -74,6 +80,16 @@ def bert_task(f, flags):
         raise TrainerError(f"the training split has {len(task.data.train_segments)} sequences, "
                            f"fewer than one batch (--batch_size={f.batch_size})")
     return task
+
+
+def lm_task(f):
+    """(flags, `CausalLMTask`) of the trainers.causal_lm run in ``--pretrain_dir``: its
+    config.json and its ``vocab.txt`` (the run's directory is only read)."""
+    vocab = os.path.join(f.pretrain_dir, "vocab.txt")
+    flags = run_flags(f.pretrain_dir, LM_PROGRAMS, vocab_file=vocab, **MEASUREMENT_OVERRIDES)
+    if not os.path.exists(vocab):
+        raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
+    return flags, CausalLMTask(flags, f.pretrain_dir, is_chief=False)
 
 
 def image_flags(f):
