@@ -99,9 +99,25 @@ def ladder_rates(runs, optimizers):
     return {o: (QUICK_RATES[o], QUICK_TAUS.get(o)) for o in optimizers}
 
 
+# The ladder's grids: 4 points, a half decade apart, placed from the quick ladder
+# and the probe of issue 10 (the sweep extends a grid whose best point is at an
+# edge). Clipped methods step along an EMA (steps of lr), Keras' SGD along a
+# heavy-ball sum (steps of 10 lr): their grids sit a decade apart. The tau grids
+# bracket the quick ladder's thresholds (the global norm ~1, coordinates ~1e-3).
+LADDER_LR_GRID = ("sgd=0.01/0.03/0.1/0.3,gclip=0.1/0.3/1/3,cclip=0.1/0.3/1/3,"
+                  "acclip=0.1/0.3/1/3,acclip_norm=1e-4/3e-4/1e-3/3e-3,adam=1e-4/3e-4/1e-3/3e-3")
+LADDER_TAU_GRID = "gclip=0.1/0.3/1,cclip=3e-4/1e-3/3e-3"
+
+
+LADDER_STEPS = 400
+
+
 def _ladder(runs):
+    # Sized for the 3-h budget on the 2-core CPU (~0.3 s/step): 200-step screens on
+    # the validation split, 400-step seeded runs on the test split.
     return [sweep(os.path.join(runs, "lm_ladder"), "causal_lm", LADDER,
-                  LM_FLAGS + " --train_steps=1000", "--screen_steps=300", "--lr_points=4",
+                  LM_FLAGS + f" --train_steps={LADDER_STEPS}", "--screen_steps=200",
+                  f"--lr_grid={LADDER_LR_GRID}", f"--tau_grid={LADDER_TAU_GRID}",
                   "--seeds=3")]
 
 
@@ -183,6 +199,69 @@ def _calibration(runs):
                    "--output=docs/figures/tail_rule_calibration.json")]
 
 
+# ---------------------------------------------------------------- gradient noise (issue 11)
+def _noise(runs, name, *args):
+    return python("-m", "trainers.gradient_noise", f"--output_dir={runs}/{name}", *args)
+
+
+def _noise_init(runs):
+    # Figure 1 b/f at initialisation, 2,000 minibatches each (+ parameter groups for BERT).
+    return [_noise(runs, "noise_bert_init", "--model=bert", "--model_size=tiny",
+                   "--seq_length=64", "--num_batches=2000", "--batch_size=8",
+                   "--parameter_groups"),
+            _noise(runs, "noise_resnet_init", "--model=resnet", "--dataset=fashion_mnist",
+                   "--image_model=resnet20", "--num_batches=2000", "--batch_size=16")]
+
+
+def _noise_batch_sizes(runs):
+    return [_noise(runs, "noise_bert_batch_sizes", "--model=bert", "--model_size=tiny",
+                   "--seq_length=64", "--num_batches=300", "--batch_sizes=1,4,16,64")]
+
+
+def _noise_training(runs):
+    # Figure 2: the same tiny BERT after 100 and 300 Adam steps (init: noise_init), and
+    # the rarity of the measured minibatches' targets against their noise norms.
+    pretrain = f"{runs}/noise_bert_pretrain"
+    return [python("-m", "trainers.bert_pretrain", f"--model_dir={pretrain}",
+                   "--model_size=tiny", "--seq_length=64", "--global_batch_size=32",
+                   "--train_steps=300", "--checkpoint_every=100", "--eval_every=100",
+                   "--eval_batches=10", "--steps_per_loop=50", "--optimizer=adam",
+                   "--learning_rate=1e-3", "--warmup_steps=30", "--strategy=one_device"),
+            _noise(runs, "noise_bert_training", "--model=bert", f"--pretrain_dir={pretrain}",
+                   "--checkpoints=100,300", "--noinclude_init", "--num_batches=2000",
+                   "--batch_size=8", "--parameter_groups"),
+            python("bench/rare_tokens.py", f"--pretrain_dir={pretrain}",
+                   f"--noise_json={runs}/noise_bert_init/bert_noise.json",
+                   f"--noise_json={runs}/noise_bert_training/bert_noise.json",
+                   f"--output={runs}/noise_bert_rare_tokens")]
+
+
+def _noise_ablation(runs):
+    # Figure 4: attention vs none, text vs Gaussian input, 2,000 minibatches per cell.
+    return [_noise(runs, "noise_ablation", "--model=attention_ablation", "--model_size=tiny",
+                   "--seq_length=64", "--num_batches=2000", "--batch_size=8")]
+
+
+def _noise_lm(runs):
+    # The ladder's causal LM (Adam, seed 0 on test): init and its final checkpoint.
+    rates = ladder_rates(runs, ["adam"])
+    run = os.path.join(runs, "lm_ladder", "adam",
+                       f"lr{rates['adam'][0]:g}_seed0_test_{LADDER_STEPS}steps")
+    return [_noise(runs, "noise_lm", "--model=causal_lm", f"--pretrain_dir={run}",
+                   f"--checkpoints={LADDER_STEPS}", "--num_batches=2000", "--batch_size=8",
+                   "--parameter_groups"),
+            python("bench/rare_tokens.py", f"--pretrain_dir={run}",
+                   f"--noise_json={runs}/noise_lm/causal_lm_noise.json",
+                   f"--output={runs}/noise_lm_rare_tokens")]
+
+
+def _noise_outputs(name, model, *extra):
+    figures = ("histograms", "tail_histograms", "survival", "shape_vs_k", "variance",
+               *extra)
+    # The JSON (every norm, ~1 MB) stays under --runs; docs/evidence.md quotes its verdicts.
+    return tuple((f"{name}/{model}_{fig}.png", f"{name}_{fig}.png") for fig in figures)
+
+
 def _sweep_outputs(name):
     return ((f"{name}/results.md", f"{name}.md"), (f"{name}/results.png", f"{name}.png"),
             (f"{name}/results.json", f"{name}.json"))
@@ -192,7 +271,7 @@ STAGES = (
     Stage("lm_ladder_quick", "Figure 3a ladder on the causal LM, one seed, fixed rates",
           18, _ladder_quick, _sweep_outputs("lm_ladder_quick"), quick=True, full=False),
     Stage("lm_ladder", "Figure 3a ladder on the causal LM: tuned on validation, 3 seeds on test",
-          150, _ladder, _sweep_outputs("lm_ladder")),
+          100, _ladder, _sweep_outputs("lm_ladder")),
     Stage("lm_acclip_start", "ACClip with tau_0 = 1e-6 instead of 1 (the ladder's rates)",
           30, _acclip_start, _sweep_outputs("lm_acclip_start")),
     Stage("resnet_sgd_adam", "Figure 1a: SGD vs Adam on a ResNet-20, tuned, 3 seeds",
@@ -211,6 +290,28 @@ STAGES = (
                       ("rates_pareto_sym/rates.png", "rates_pareto_symmetric.png"))),
     Stage("tail_calibration", "error rates of the heavy/light/cannot-tell rule",
           10, _calibration),
+    Stage("noise_init", "Figure 1 b/f at init, 2,000 minibatches: tiny BERT (+ groups), "
+          "ResNet-20 on Fashion-MNIST", 12, _noise_init,
+          _noise_outputs("noise_bert_init", "bert", "groups_0")
+          + _noise_outputs("noise_resnet_init", "resnet")),
+    Stage("noise_batch_sizes", "tiny BERT's noise at minibatch sizes 1, 4, 16, 64", 9,
+          _noise_batch_sizes,
+          _noise_outputs("noise_bert_batch_sizes", "bert", "xi_vs_batch_size")),
+    Stage("noise_training", "Figure 2: tiny BERT after 100 and 300 steps (+ groups, rare tokens)",
+          10, _noise_training,
+          _noise_outputs("noise_bert_training", "bert", "development", "groups_0", "groups_1")
+          + (("noise_bert_rare_tokens/rare_tokens.md", "noise_bert_rare_tokens.md"),
+             ("noise_bert_rare_tokens/rare_tokens.png", "noise_bert_rare_tokens.png"),
+             ("noise_bert_rare_tokens/rare_tokens.json", "noise_bert_rare_tokens.json"))),
+    Stage("noise_ablation", "Figure 4: attention vs none, text vs Gaussian, 2,000 minibatches",
+          15, _noise_ablation,
+          _noise_outputs("noise_ablation", "attention_ablation")),
+    Stage("noise_lm", "the ladder's causal LM (Adam): init and final checkpoint (+ rare tokens)",
+          8, _noise_lm,
+          _noise_outputs("noise_lm", "causal_lm", "development", "groups_0", "groups_1")
+          + (("noise_lm_rare_tokens/rare_tokens.md", "noise_lm_rare_tokens.md"),
+             ("noise_lm_rare_tokens/rare_tokens.png", "noise_lm_rare_tokens.png"),
+             ("noise_lm_rare_tokens/rare_tokens.json", "noise_lm_rare_tokens.json"))),
 )
 
 
