@@ -254,6 +254,10 @@ def test_outputs_json_table_and_plot(tmp_path):
     assert f"{f['mean']:.4f} ± {f['sd']:.4f} (n=3)" in sgd
     assert f"{math.exp(f['mean']):.2f}" in sgd
     assert "| 1/5 / 0/3 |" in sgd  # lr 1 diverged in the grid, no seed did
+    means = sorted((state["finals"][o]["mean"], o) for o in ("sgd", "adam", "gclip"))
+    (best, first), (second, runner_up) = means[0], means[1]
+    assert (f"Ranking by mean test loss (lower is better): {first} {best:.4f}, "
+            f"{runner_up} {second:.4f} (+{second - best:.4f})") in table
     png = sweep_report.plot_bands(doc, str(tmp_path / "results.png"), "fake sweep")
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

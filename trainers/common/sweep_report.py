@@ -99,6 +99,19 @@ def table_rows(doc):
     return rows
 
 
+def ranking_line(rows, metric="loss"):
+    """Who won and by how much: the optimizers by mean test metric (lower first), each
+    after the first with its gap to the best; '' when fewer than two have one."""
+    ranked = sorted(((r["final"]["mean"], r["final"]["sd"], r["optimizer"]) for r in rows
+                     if r["final"] and r["final"]["n"] and r["final"]["mean"] is not None))
+    if len(ranked) < 2:
+        return ""
+    best = ranked[0][0]
+    parts = [f"{name} {mean:.4f}" + ("" if i == 0 else f" (+{mean - best:.4f})")
+             for i, (mean, _, name) in enumerate(ranked)]
+    return f"Ranking by mean test {metric} (lower is better): " + ", ".join(parts) + "."
+
+
 def markdown_table(doc, title):
     """results.md: optimizer, chosen lr and tau, validation loss at the chosen point,
     test loss mean +- sd over seeds, perplexity, clip fraction, diverged runs, grid."""
@@ -136,8 +149,8 @@ def markdown_table(doc, title):
                   ("" if c["tau"] is None else f"{c['tau']:g} (fixed)") if fixed
                   else _grid_range(r["tau_search"])]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [
-        "",
+    ranking = ranking_line(table_rows(doc), meta.get("metric", "loss"))
+    notes = [""] + ([ranking, ""] if ranking else []) + [
         f"Chosen on the validation split by the final held-out {meta.get('metric', 'loss')} of "
         f"one run (seed 0) of {screen} steps per grid point; the chosen setting then ran "
         f"{cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) of {cfg['train_steps']} steps on the "
