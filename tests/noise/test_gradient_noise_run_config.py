@@ -189,8 +189,17 @@ def test_a_causal_lm_run_is_measured_with_its_model_vocabulary_and_windows(tmp_p
                  "--intermediate_dim=48", "--seq_length=16", "--seed=5", "--dropout=0.1",
                  "--global_batch_size=8", "--train_steps=2", "--steps_per_loop=2",
                  "--eval_batches=1", "--checkpoint_every=2", "--eval_every=0",
-                 "--optimizer=adam", "--learning_rate=1e-3", "--strategy=one_device",
+                 "--optimizer=gclip", "--strategy=one_device",
                  "--nojit_compile"], module="trainers.causal_lm")
+    # No --learning_rate / --tau: the causal LM family's measured settings, not the table's.
+    from trainers.common import optimizers as opt_lib
+    from trainers.lm.task import CausalLMTask
+
+    used = json.load(open(run / "summary.json"))["optimizer_settings"]
+    family = CausalLMTask.optimizer_settings["gclip"]
+    assert (used["learning_rate"], used["tau"]) == (family["learning_rate"], family["tau"])
+    assert (used["learning_rate"], used["tau"]) != (
+        opt_lib.DEFAULTS["gclip"]["learning_rate"], opt_lib.DEFAULTS["gclip"]["tau"])
     out = tmp_path / "noise"
     run_trainer(["--model=causal_lm", f"--output_dir={out}", f"--pretrain_dir={run}",
                  "--checkpoints=2", *MEASURE], module=MODULE)

@@ -30,6 +30,18 @@ def learn_vocabulary(train_documents, tokenizer, vocab_size):
 class CausalLMTask(Task):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "sequences"
+    # The tuned ladder's choices (docs/evidence.md, section 0, 2026-11-30: the tiny
+    # decoder, word vocabulary 8192, 64-token windows, batch 32, warm-up 50; chosen on
+    # the validation split by 200-step screens for a 400-step budget), used where
+    # --learning_rate / --tau are not given. Other sizes, batches or budgets may want
+    # others: `python -m trainers.sweep --program=causal_lm` finds them.
+    optimizer_settings = {
+        "sgd": {"learning_rate": 0.1},
+        "gclip": {"learning_rate": 3.0, "tau": 0.1},
+        "adam": {"learning_rate": 0.009},
+        "acclip_norm": {"learning_rate": 1e-3},
+        # acclip: filled in from the ladder (pending)
+    }
 
     def __init__(self, f, model_dir, is_chief):
         self.f = f
