@@ -40,7 +40,7 @@ class CausalLMTask(Task):
         "gclip": {"learning_rate": 3.0, "tau": 0.1},
         "adam": {"learning_rate": 0.009},
         "acclip_norm": {"learning_rate": 1e-3},
-        # acclip: filled in from the ladder (pending)
+        "acclip": {"learning_rate": 1.0},
     }
 
     def __init__(self, f, model_dir, is_chief):
