@@ -265,6 +265,10 @@ def _noise_outputs(name, model, *extra):
     return tuple((f"{name}/{model}_{fig}.png", f"{name}_{fig}.png") for fig in figures)
 
 
+def _rare_token_outputs(name):
+    return tuple((f"{name}/rare_tokens.{ext}", f"{name}.{ext}") for ext in ("md", "png", "json"))
+
+
 def _sweep_outputs(name):
     return ((f"{name}/results.md", f"{name}.md"), (f"{name}/results.png", f"{name}.png"),
             (f"{name}/results.json", f"{name}.json"))
@@ -303,18 +307,14 @@ STAGES = (
     Stage("noise_training", "Figure 2: tiny BERT after 100 and 300 steps (+ groups, rare tokens)",
           10, _noise_training,
           _noise_outputs("noise_bert_training", "bert", "development", "groups_0", "groups_1")
-          + (("noise_bert_rare_tokens/rare_tokens.md", "noise_bert_rare_tokens.md"),
-             ("noise_bert_rare_tokens/rare_tokens.png", "noise_bert_rare_tokens.png"),
-             ("noise_bert_rare_tokens/rare_tokens.json", "noise_bert_rare_tokens.json"))),
+          + _rare_token_outputs("noise_bert_rare_tokens")),
     Stage("noise_ablation", "Figure 4: attention vs none, text vs Gaussian, 2,000 minibatches",
           15, _noise_ablation,
           _noise_outputs("noise_ablation", "attention_ablation")),
     Stage("noise_lm", "the ladder's causal LM (SGD): init and final checkpoint (+ rare tokens)",
           8, _noise_lm,
           _noise_outputs("noise_lm", "causal_lm", "development", "groups_0", "groups_1")
-          + (("noise_lm_rare_tokens/rare_tokens.md", "noise_lm_rare_tokens.md"),
-             ("noise_lm_rare_tokens/rare_tokens.png", "noise_lm_rare_tokens.png"),
-             ("noise_lm_rare_tokens/rare_tokens.json", "noise_lm_rare_tokens.json"))),
+          + _rare_token_outputs("noise_lm_rare_tokens")),
 )
 
 
