@@ -291,11 +291,11 @@ STAGES = (
           15, _acclip_start, _sweep_outputs("lm_acclip_start")),
     Stage("resnet_sgd_adam", "Figure 1a: SGD vs Adam on a ResNet-20, tuned, 3 seeds",
           25, _resnet, _sweep_outputs("resnet_sgd_adam")),
-    Stage("lm_large_batch", "noise control: batch 128 instead of 32, SGD vs Adam, "
-          "the ladder's rates", 32, _large_batch, _sweep_outputs("lm_large_batch")),
     Stage("lm_vocabulary", "vocabulary axis (word 2k and 32k; the ladder: 8k), SGD vs Adam, "
           "the ladder's rates", 25, _vocabulary_axis,
           sum((_sweep_outputs(f"lm_vocab_{n}") for n in ("word2048", "word32768")), ())),
+    Stage("lm_large_batch", "noise control: batch 128 instead of 32, SGD vs Adam, "
+          "the ladder's rates", 32, _large_batch, _sweep_outputs("lm_large_batch")),
     Stage("bert_table2", "Table 2: BERT MLM (tiny), SGD/ACClip/Adam, tuned, 3 seeds",
           90, _bert, _sweep_outputs("bert_table2")),
     Stage("rates", "Section 3 rates: stable (assumption fails) and Pareto (it holds)",
