@@ -41,6 +41,7 @@ class CausalLMTask(Task):
         "adam": {"learning_rate": 0.009},
         "acclip_norm": {"learning_rate": 1e-3},
         "acclip": {"learning_rate": 1.0},
+        "cclip": {"learning_rate": 3.0, "tau": 3e-4},
     }
 
     def __init__(self, f, model_dir, is_chief):
