@@ -263,6 +263,23 @@ def test_outputs_json_table_and_plot(tmp_path):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_focus_limits_leave_out_only_a_far_initial_evaluation():
+    steps = [0, 200, 400]
+    # A ResNet: step-0 loss ~100 (untrained batch-norm statistics), then ~1.
+    resnet = [(steps, [40.0, 1.0, 0.84], [111.0, 1.1, 0.92]),
+              (steps, [35.0, 1.05, 0.90], [90.0, 1.2, 0.93])]
+    low, high, first = sweep_report.focus_limits(resnet)
+    assert first == 111.0
+    assert low < 0.84 and high > 1.2  # every later value stays on the axis
+    assert high - low == pytest.approx((1.2 - 0.84) * 1.1)
+    # An LM: 9.0 at step 0, 5.5 later: below 3x, nothing left out.
+    lm = [(steps, [9.0, 6.0, 5.5], [9.1, 6.1, 5.6])]
+    assert sweep_report.focus_limits(lm) is None
+    # A single evaluation, or nothing at all: nothing to focus on.
+    assert sweep_report.focus_limits([([400], [1.0], [1.0])]) is None
+    assert sweep_report.focus_limits([]) is None
+
+
 # --- the subprocess path, against a fake trainer ------------------------------
 
 FAKE_TRAINER = textwrap.dedent('''

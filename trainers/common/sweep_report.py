@@ -185,6 +185,21 @@ def _band(records):
             values.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(len(steps)))
 
 
+def focus_limits(bands, ratio=3.0, margin=0.05):
+    """y-limits that leave out an initial evaluation far above the rest (a ResNet's
+    step-0 loss with untrained batch-norm statistics is ~100 where training ends near 1),
+    or None when every value fits. `bands`: (steps, lo, hi) per curve. The initial
+    values are left out when their largest exceeds `ratio` times the largest later value."""
+    first = [hi[0] for steps, lo, hi in bands if len(steps) > 1]
+    later_lo = [min(lo[1:]) for steps, lo, hi in bands if len(steps) > 1]
+    later_hi = [max(hi[1:]) for steps, lo, hi in bands if len(steps) > 1]
+    if not first or not max(later_hi) > 0 or max(first) <= ratio * max(later_hi):
+        return None
+    low, high = min(later_lo), max(later_hi)
+    pad = margin * (high - low) or margin * abs(high)
+    return low - pad, high + pad, max(first)
+
+
 def plot_bands(doc, path, title):
     """Held-out loss vs step of each optimizer's seeded runs: the mean over the seeds
     that did not diverge, and a min-max band. Returns the path."""
@@ -195,6 +210,7 @@ def plot_bands(doc, path, title):
 
     trials = {t["name"]: t for t in doc["trials"]}
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    bands = []
     for r in table_rows(doc):
         f = r["final"]
         if not f:
@@ -212,13 +228,19 @@ def plot_bands(doc, path, title):
             label += f", {len(runs) - len(ok)} diverged"
         (line,) = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        bands.append((steps, lo, hi))
+    note = "line: mean over seeds; band: min-max"
+    limits = focus_limits(bands)
+    if limits:
+        ax.set_ylim(limits[0], limits[1])
+        note += f"; the first evaluation (up to {limits[2]:.3g}) lies above the axis"
     metric = doc["meta"].get("metric", "loss")
     ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
     ax.set(xlabel="step", ylabel=f"held-out (test) {metric}")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, "line: mean over seeds; band: min-max", fontsize=7)
+    fig.text(0.01, 0.01, note, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
