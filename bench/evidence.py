@@ -157,6 +157,11 @@ def _vocabulary_axis(runs):
         cmds.append(sweep(os.path.join(runs, f"lm_vocab_{tokenizer}{size}"), "causal_lm",
                           ",".join(AXIS_OPTIMIZERS), flags + f" --train_steps={LADDER_STEPS}",
                           "--seeds=2", *fixed_grids(rates)))
+        # The ladder's Adam rate (9e-3, from 200-step screens) may suit a larger
+        # vocabulary less: Adam at the quick ladder's 1e-3 too, seed 0.
+        cmds.append(sweep(os.path.join(runs, f"lm_vocab_{tokenizer}{size}_adam1e-3"),
+                          "causal_lm", "adam", flags + f" --train_steps={LADDER_STEPS}",
+                          "--seeds=1", "--lr_grid=adam=0.001"))
     return cmds
 
 
@@ -295,7 +300,9 @@ STAGES = (
           25, _resnet, _sweep_outputs("resnet_sgd_adam")),
     Stage("lm_vocabulary", "vocabulary axis (word 2k and 32k; the ladder: 8k), SGD vs Adam, "
           "the ladder's rates", 25, _vocabulary_axis,
-          sum((_sweep_outputs(f"lm_vocab_{n}") for n in ("word2048", "word32768")), ())),
+          sum((_sweep_outputs(f"lm_vocab_{n}") for n in ("word2048", "word32768",
+                                                           "word2048_adam1e-3",
+                                                           "word32768_adam1e-3")), ())),
     Stage("lm_large_batch", "noise control: batch 128 instead of 32, SGD vs Adam, "
           "the ladder's rates, 1 seed", 20, _large_batch, _sweep_outputs("lm_large_batch")),
     Stage("bert_table2", "Table 2: BERT MLM (tiny), SGD/ACClip/Adam, tuned, 3 seeds",
