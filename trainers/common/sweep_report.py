@@ -190,14 +190,16 @@ def focus_limits(bands, ratio=3.0, margin=0.05):
     step-0 loss with untrained batch-norm statistics is ~100 where training ends near 1),
     or None when every value fits. `bands`: (steps, lo, hi) per curve. The initial
     values are left out when their largest exceeds `ratio` times the largest later value."""
-    first = [hi[0] for steps, lo, hi in bands if len(steps) > 1]
-    later_lo = [min(lo[1:]) for steps, lo, hi in bands if len(steps) > 1]
-    later_hi = [max(hi[1:]) for steps, lo, hi in bands if len(steps) > 1]
-    if not first or not max(later_hi) > 0 or max(first) <= ratio * max(later_hi):
+    curves = [(lo, hi) for steps, lo, hi in bands if len(steps) > 1]
+    if not curves:
         return None
-    low, high = min(later_lo), max(later_hi)
+    first = max(hi[0] for lo, hi in curves)
+    low = min(min(lo[1:]) for lo, hi in curves)
+    high = max(max(hi[1:]) for lo, hi in curves)
+    if not high > 0 or first <= ratio * high:
+        return None
     pad = margin * (high - low) or margin * abs(high)
-    return low - pad, high + pad, max(first)
+    return low - pad, high + pad, first
 
 
 def plot_bands(doc, path, title):
