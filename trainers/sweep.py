@@ -200,6 +200,8 @@ class SubprocessRunner:
         args = [f"--model_dir={self.run_dir(trial)}", f"--optimizer={trial.optimizer}",
                 f"--learning_rate={trial.learning_rate!r}", f"--seed={trial.seed}",
                 f"--eval_split={trial.split}"]
+        if trial.split == sweep_lib.SPLIT_SELECT:
+            args.append("--noexport")  # a screen's model is never loaded: skip its export
         if trial.tau is not None:
             args.append(f"--tau={trial.tau!r}")
         return self.command + args + self.trainer_args + [f"--train_steps={trial.steps}"]

@@ -292,6 +292,7 @@ FAKE_TRAINER = textwrap.dedent('''
         p.add_argument("--" + name, type=float)
     for name in ("seed", "train_steps"):
         p.add_argument("--" + name, type=int)
+    p.add_argument("--noexport", dest="export", action="store_false")
     a = p.parse_args()
     if a.corpus == "missing":
         print("error: no corpus", file=sys.stderr); sys.exit(1)
@@ -312,7 +313,8 @@ FAKE_TRAINER = textwrap.dedent('''
             f.write(json.dumps(rec) + "\\n")
     with open(os.path.join(a.model_dir, "summary.json"), "w") as f:
         json.dump({"final_step": a.train_steps, "train": {"loss": loss},
-                   "eval": {"loss": loss}, "train_seconds_this_run": 0.1}, f)
+                   "eval": {"loss": loss}, "train_seconds_this_run": 0.1,
+                   "exported": a.export}, f)
 ''')
 
 
@@ -348,6 +350,11 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     run_dir = model_dir / "sgd" / "lr0.1_seed0_validation_10steps"
     assert (run_dir / "summary.json").exists() and (run_dir / "trainer.log").exists()
     assert "--eval_split=validation" in (run_dir / "trainer.log").read_text()
+    # Screens skip the export (nobody loads their models); the seeded test runs keep it.
+    exported = {t["split"]: json.loads((model_dir / t["optimizer"] / t["name"] /
+                                        "summary.json").read_text())["exported"]
+                for t in doc["trials"] if not t.get("diverged")}
+    assert exported == {"validation": False, "test": True}
     lines = [line for line in out.splitlines() if line.startswith("[")]
     assert len(lines) == len(doc["trials"]) and "sweep ETA" in lines[0]
     for name in ("results.json", "results.md", "results.png"):

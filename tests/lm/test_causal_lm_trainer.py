@@ -1,6 +1,6 @@
 """`python -m trainers.causal_lm` end to end, in subprocesses, on a corpus this test
 writes (no download): the held-out loss drops, reports carry loss, perplexity,
-accuracy and the clip fraction, the export loads back, two replicas end with
+accuracy and the clip fraction, the export loads back (--noexport skips it), two replicas end with
 the weights of one device, and a run stopped halfway (its own --train_steps)
 and resumed ends with the weights of the uninterrupted one, bit for bit (under
 --deterministic). Dropout is off (two replicas draw other masks than one
@@ -78,7 +78,8 @@ def runs(tmp_path_factory):
     dirs = {name: tmp / name for name in ("one", "two", "resumed")}
     finish({
         "one": start(dirs["one"], corpus, *args, "--strategy=one_device"),
-        "two": start(dirs["two"], corpus, *args, "--strategy=mirrored", "--num_devices=2"),
+        "two": start(dirs["two"], corpus, *args, "--strategy=mirrored", "--num_devices=2",
+                     "--noexport"),
         "resumed": start(dirs["resumed"], corpus, *args, f"--train_steps={STEPS // 2}"),
     })
     resumed = finish({"resumed": start(dirs["resumed"], corpus, *args)})["resumed"]
@@ -101,6 +102,13 @@ def test_held_out_loss_drops_and_reports_perplexity_and_accuracy(runs):
     assert task["eval_split"] == "validation" and task["tokenizer"] == "word"
     assert task["vocab_size"] <= 100 and task["train_sequences"] > 8
     assert (dirs["one"] / "vocab.txt").exists()
+
+
+def test_noexport_skips_the_export(runs):
+    dirs, _ = runs
+    assert (dirs["one"] / "export").is_dir()
+    assert not (dirs["two"] / "export").exists()
+    assert json.load(open(dirs["two"] / "summary.json"))["export_dir"] is None
 
 
 def test_export_loads_back_with_the_trained_weights(runs):

@@ -54,6 +54,9 @@ def define_common_flags(**defaults):
     flags.DEFINE_integer("checkpoint_every", d("checkpoint_every", 200),
                          "Save a checkpoint every this many steps (rounded to whole loops).")
     flags.DEFINE_integer("seed", d("seed", 0), "Seed of the model init, data order and masking.")
+    flags.DEFINE_bool("export", d("export", True),
+                      "Export the trained model to <model_dir>/export at the end (sweeps turn it "
+                      "off for their validation screens, whose models nobody loads).")
     flags.DEFINE_bool("deterministic", d("deterministic", False),
                       "Enable TF op determinism (bit-identical reruns and resumes; slower).")
     # The optimizer.

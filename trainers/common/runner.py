@@ -315,8 +315,8 @@ def finish(s, progress):
     f, task = s.f, s.task
     digest = weights_digest(s.model)
     print(f"final weights sha256 {digest}", flush=True)
-    export_dir = files.join(f.model_dir, "export")
-    if s.chief and s.mode != "eval":
+    export_dir = files.join(f.model_dir, "export") if f.export else None
+    if s.chief and s.mode != "eval" and f.export:
         task.export(s.model, export_dir)
     last_eval = progress.last_eval
     summary = {
