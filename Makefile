@@ -42,7 +42,8 @@ check-light-install:
 	cd $(LIGHT_VENV) && $(LIGHT_VENV)/bin/python $(CURDIR)/tests/light_install_check.py
 
 # The tuned ladder's causal LM at one seed (docs/evidence.md, section 0): SGD, ACClip(normalize) and
-# Adam at the rates the ladder chose on validation, 400 steps each on the Wikipedia excerpt,
+# Adam at the rates the ladder chose on validation (--family_settings: the causal LM trainer's
+# own defaults, CausalLMTask.optimizer_settings), 400 steps each on the Wikipedia excerpt,
 # ~8 min on a 2-core CPU; results.md ends with who won and by how much. Finished runs are
 # skipped on a rerun.
 DEMO_LM_FLAGS := --model_size=tiny --tokenizer=word --vocab_size=8192 --seq_length=64 \
@@ -52,7 +53,7 @@ DEMO_LM_FLAGS := --model_size=tiny --tokenizer=word --vocab_size=8192 --seq_leng
 demo: install-trainers
 	$(PY) -m trainers.sweep --program=causal_lm --model_dir=demo_runs/lm \
 		--optimizers=sgd,acclip_norm,adam --trainer_flags="$(DEMO_LM_FLAGS)" --seeds=1 \
-		--lr_grid=sgd=0.1,acclip_norm=0.001,adam=0.009
+		--family_settings
 	@cat demo_runs/lm/results.md
 	@echo "One seed: the tuned ladder's 3-seed table is docs/evidence.md, section 0 (make evidence)."
 

@@ -22,7 +22,10 @@ A trial the trainer stopped on a non-finite value leaves ``diverged.json`` in
 its directory and is not repeated either. ``--dry_run`` prints the plan.
 
 The curves (and the plot) have one point per evaluation: set ``--eval_every``
-in --trainer_flags. A one-point grid fixes a value (``--lr_grid=adam=1e-3``).
+in --trainer_flags. A one-point grid fixes a value (``--lr_grid=adam=1e-3``);
+``--family_settings`` fixes each optimizer at the trainer's own setting for the
+model family (the values an earlier sweep measured, e.g. ``CausalLMTask.optimizer_settings``),
+which ``make demo`` uses. Validation screens skip the model export (``--noexport``).
 """
 
 import json
@@ -98,6 +101,10 @@ def define_flags(fv=flags.FLAGS):
                         **kw)
     flags.DEFINE_enum("perplexity", "auto", ["auto", "yes", "no"],
                       f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.", **kw)
+    flags.DEFINE_bool("family_settings", False,
+                      "No search: each optimizer at the trainer's own setting for this model "
+                      "family (what it runs without --learning_rate/--tau; the program's "
+                      "--show_optimizer_settings), --seeds seeds on the test split.", **kw)
     flags.DEFINE_bool("dry_run", False,
                       "Print the trials and steps planned before any grid extension; run nothing.",
                       **kw)
@@ -151,10 +158,37 @@ def parse_trainer_flags(text):
     return args, train_steps
 
 
-def make_config(f, train_steps):
+def optimizer_list(f):
     optimizers = [o.strip() for o in f.optimizers if o.strip()]
     if not optimizers:
         raise cli.TrainerError("--optimizers is empty")
+    return optimizers
+
+
+def family_settings(command, trainer_args, optimizers):
+    """{optimizer: (learning rate, tau or None)}: what the trainer runs for each optimizer
+    when the sweep sets neither (asked with --show_optimizer_settings)."""
+    out = {}
+    for name in optimizers:
+        cmd = list(command) + [f"--optimizer={name}", "--show_optimizer_settings"] + trainer_args
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+        if p.returncode or not lines:
+            errors = [line for line in (p.stderr + p.stdout).splitlines()
+                      if line.startswith("error:")]
+            raise cli.TrainerError(
+                f"--family_settings: the trainer did not give its {name} settings"
+                + (f" ({errors[-1]})" if errors else f" (exit code {p.returncode})"))
+        settings = json.loads(lines[-1])
+        tau = settings.get("tau") if name in sweep_lib.TAU_GRIDS else None
+        out[name] = (float(settings["learning_rate"]), tau)
+    return out
+
+
+def make_config(f, train_steps, fixed=None):
+    """The sweep's Config; `fixed` ({optimizer: (lr, tau)}, --family_settings) replaces
+    the grids with one point each."""
+    optimizers = optimizer_list(f)
     explicit = parse_grids(f.lr_grid, "lr_grid")
     centres = {k: v[0] for k, v in parse_grids(f.lr_centres, "lr_centres").items()}
     if f.lr_points < 1 or not f.lr_factor > 1:
@@ -171,6 +205,10 @@ def make_config(f, train_steps):
         lr_grids[name] = sweep_lib.log_grid(centre, f.lr_factor, f.lr_points)
     tau_grids = dict(sweep_lib.TAU_GRIDS)
     tau_grids.update(parse_grids(f.tau_grid, "tau_grid"))
+    for name, (lr, tau) in (fixed or {}).items():
+        lr_grids[name] = [lr]
+        if tau is not None:
+            tau_grids[name] = [tau]
     if f.screen_steps < 0 or f.screen_steps > train_steps:
         raise cli.TrainerError(f"--screen_steps must be in [0, {train_steps}] (the "
                                f"--train_steps of --trainer_flags), got {f.screen_steps}")
@@ -321,7 +359,14 @@ def run_sweep(f, command=None):
     if not f.model_dir:
         raise cli.TrainerError("--model_dir is required")
     trainer_args, train_steps = parse_trainer_flags(f.trainer_flags)
-    cfg = make_config(f, train_steps)
+    command = command or [sys.executable, "-m", program_module(f.program)]
+    fixed = None
+    if f.family_settings:
+        if f.lr_grid or f.lr_centres or f.tau_grid:
+            raise cli.TrainerError("--family_settings fixes every optimizer's setting; drop "
+                                   "--lr_grid, --lr_centres and --tau_grid")
+        fixed = family_settings(command, trainer_args, optimizer_list(f))
+    cfg = make_config(f, train_steps, fixed)
     perplexity = (f.perplexity == "yes" or (
         f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
     meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
@@ -329,7 +374,6 @@ def run_sweep(f, command=None):
     os.makedirs(f.model_dir, exist_ok=True)
     results_path = os.path.join(f.model_dir, "results.json")
     previous = previous_trials(results_path, meta)
-    command = command or [sys.executable, "-m", program_module(f.program)]
     runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric)
 
     def on_record(record, sweep):

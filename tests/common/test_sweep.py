@@ -293,7 +293,14 @@ FAKE_TRAINER = textwrap.dedent('''
     for name in ("seed", "train_steps"):
         p.add_argument("--" + name, type=int)
     p.add_argument("--noexport", dest="export", action="store_false")
+    p.add_argument("--show_optimizer_settings", action="store_true")
     a = p.parse_args()
+    if a.show_optimizer_settings:  # the fake family's settings: off the sweeps' optima
+        if a.optimizer not in ("sgd", "gclip"):
+            print("error: unknown optimizer " + a.optimizer, file=sys.stderr); sys.exit(1)
+        print(json.dumps({"optimizer": a.optimizer, "learning_rate": 0.2, "momentum": 0.9,
+                          **({"tau": 3.0} if a.optimizer == "gclip" else {})}))
+        sys.exit(0)
     if a.corpus == "missing":
         print("error: no corpus", file=sys.stderr); sys.exit(1)
     os.makedirs(a.model_dir, exist_ok=True)
@@ -372,6 +379,29 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     assert "0 runs made" in capsys.readouterr().out
     assert sum(1 for _ in model_dir.rglob("calls.txt")) == calls_before
     assert all(p.read_text() == "x\n" for p in model_dir.rglob("calls.txt"))
+
+
+def test_family_settings_run_the_trainers_own_values_without_a_search(tmp_path, fake):
+    base = ["--program=fake", "--optimizers=sgd,gclip", "--trainer_flags=--train_steps=40",
+            "--seeds=2", "--family_settings"]
+    fv = flags.FlagValues()
+    sweep_program.define_flags(fv)
+    fv(["sweep", f"--model_dir={tmp_path / 'sweep'}", *base])
+    doc = sweep_program.run_sweep(fv, command=fake)
+    assert {t["split"] for t in doc["trials"]} == {"test"}  # no screens
+    for name, tau in (("sgd", None), ("gclip", 3.0)):
+        runs = [t for t in doc["trials"] if t["optimizer"] == name]
+        assert sorted(t["seed"] for t in runs) == [0, 1]
+        assert all(t["learning_rate"] == 0.2 and t["tau"] == tau for t in runs)
+        assert doc["finals"][name]["n"] == 2
+    # A grid beside it, or an optimizer the trainer refuses: one error line each.
+    for extra, message in ((["--optimizers=sgd", "--lr_grid=sgd=0.1"], "drop --lr_grid"),
+                           (["--optimizers=adam"], "unknown optimizer adam")):
+        fv = flags.FlagValues()
+        sweep_program.define_flags(fv)
+        fv(["sweep", f"--model_dir={tmp_path / 'other'}", *base, *extra])
+        with pytest.raises(cli.TrainerError, match=message):
+            sweep_program.run_sweep(fv, command=fake)
 
 
 def test_program_dry_run_counts_the_plan(tmp_path, fake, capsys):

@@ -154,3 +154,26 @@ def test_bad_model_size_is_a_trainer_error():
         model_config("tiny", hidden_dim=30, num_heads=4)
     assert model_config("paper") == dict(num_layers=6, hidden_dim=512, num_heads=8,
                                          intermediate_dim=2048)
+
+
+def test_show_optimizer_settings_prints_the_family_values_and_trains_nothing(tmp_path):
+    from trainers.lm.task import CausalLMTask
+
+    def show(*extra):
+        p = subprocess.run([sys.executable, "-m", "trainers.causal_lm",
+                            "--show_optimizer_settings", *extra], cwd=REPO,
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        return p.returncode, p.stdout.strip().splitlines(), p.stderr
+
+    code, out, _ = show("--optimizer=cclip", f"--model_dir={tmp_path / 'run'}")
+    family = CausalLMTask.optimizer_settings["cclip"]
+    assert code == 0 and len(out) == 1
+    assert json.loads(out[0]) == {"optimizer": "cclip", "learning_rate": family["learning_rate"],
+                                  "tau": family["tau"], "momentum": 0.9, "epsilon": 0.0,
+                                  "weight_decay": 0.0}
+    assert not (tmp_path / "run").exists()
+    code, out, _ = show("--optimizer=adam", "--learning_rate=0.5")  # a flag given wins
+    assert code == 0 and json.loads(out[-1])["learning_rate"] == 0.5
+    code, _, err = show("--optimizer=sgd", "--epsilon=1e-3")
+    assert code != 0 and err.strip().splitlines()[-1].startswith("error: --epsilon")

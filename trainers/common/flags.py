@@ -54,6 +54,10 @@ def define_common_flags(**defaults):
     flags.DEFINE_integer("checkpoint_every", d("checkpoint_every", 200),
                          "Save a checkpoint every this many steps (rounded to whole loops).")
     flags.DEFINE_integer("seed", d("seed", 0), "Seed of the model init, data order and masking.")
+    flags.DEFINE_bool("show_optimizer_settings", False,
+                      "Print the optimizer's settings as this trainer resolves them (the "
+                      "optimizer's defaults, the model family's measured ones, the flags given; "
+                      "the learning rate before --lr_scaling_batch) as one JSON line, and exit.")
     flags.DEFINE_bool("export", d("export", True),
                       "Export the trained model to <model_dir>/export at the end (sweeps turn it "
                       "off for their validation screens, whose models nobody loads).")

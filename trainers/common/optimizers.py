@@ -205,6 +205,23 @@ def excluded_variables(variables, patterns):
     return [v for v in variables if re.search(pattern, getattr(v, "path", v.name))]
 
 
+def settings_from_flags(f, family_settings=None):
+    """The optimizer's settings from the common flags: its defaults, the model family's
+    measured ones, the flags that were set (the learning rate before --lr_scaling_batch)."""
+    given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
+    check_applicable(f.optimizer, **given)
+    if given["tau"] is not None and "acclip_initial_tau" in OPTIMIZERS[f.optimizer].defaults:
+        # --tau set ACClip's initial threshold before it got its own flag: say so.
+        print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
+              "(its initial threshold is --acclip_initial_tau)", flush=True)
+    return resolve_settings(f.optimizer, family_settings, **given)
+
+
+def used_settings(name, settings):
+    """The settings the optimizer `name` reads (a flag outside its table entry is ignored)."""
+    return {k: v for k, v in settings.items() if k in OPTIMIZERS[name].defaults}
+
+
 def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay=(),
                plan=None, family_settings=None):
     """(optimizer, schedule, settings) from the common flags.
@@ -216,13 +233,7 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
     where a sweep measured better ones; set flags still win.
     """
     f = flag_values
-    given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
-    check_applicable(f.optimizer, **given)
-    if given["tau"] is not None and "acclip_initial_tau" in OPTIMIZERS[f.optimizer].defaults:
-        # --tau set ACClip's initial threshold before it got its own flag: say so.
-        print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
-              "(its initial threshold is --acclip_initial_tau)", flush=True)
-    settings = resolve_settings(f.optimizer, family_settings, **given)
+    settings = settings_from_flags(f, family_settings)
     if not settings["learning_rate"] > 0:
         raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
     if f.lr_scaling_batch > 0:
@@ -232,8 +243,7 @@ def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay
     plan = plan or run_plan.resolve(f)
     schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
                               f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
-    # The settings this optimizer reads (a flag outside its table entry is ignored).
-    used = {k: v for k, v in settings.items() if k in OPTIMIZERS[f.optimizer].defaults}
+    used = used_settings(f.optimizer, settings)
     optimizer = make_optimizer(f.optimizer, schedule, settings, variables,
                                exclude_from_weight_decay)
     return optimizer, schedule, used

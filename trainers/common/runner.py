@@ -359,6 +359,17 @@ def finish(s, progress):
     return summary
 
 
+def show_optimizer_settings(task_factory, f):
+    """--show_optimizer_settings: one JSON line {"optimizer": ..., <setting>: value}; the
+    family's settings are the task class's `optimizer_settings` (nothing is built)."""
+    family = getattr(task_factory, "optimizer_settings", None)
+    settings = common_optimizers.used_settings(
+        f.optimizer, common_optimizers.settings_from_flags(f, family))
+    line = {"optimizer": f.optimizer, **settings}
+    print(json.dumps(line), flush=True)
+    return line
+
+
 def run(task_factory, f=None, mode="train_and_eval"):
     """Train the task the flags describe; returns the summary dict.
 
@@ -371,6 +382,8 @@ def run(task_factory, f=None, mode="train_and_eval"):
     if mode not in MODES:
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     f = f or common_flags.flags.FLAGS
+    if f.show_optimizer_settings:
+        return show_optimizer_settings(task_factory, f)
     validate_common(f)
     session = restore(build(task_factory, f, mode))
     return finish(session, train_and_evaluate(session))
