@@ -4,8 +4,9 @@
 
 Each optimizer runs `trainers.bert_pretrain` in its own process (a fresh
 TensorFlow, resumable on its own) into ``model_dir/<optimizer>/``, with the
-same flags except the optimizer and its learning rate (`COMPARE_LEARNING_RATES`,
-overridable with ``--learning_rates=adam=1e-3,acclip=...``). The vocabulary
+same flags except the optimizer and its learning rate (the trainer's own for the
+BERT family, `BertPretrainTask.optimizer_settings`, measured by the Table 2 sweep of
+docs/evidence.md; overridable with ``--learning_rates=adam=1e-3,acclip=...``). The vocabulary
 is learned once and shared. Then ``comparison.md`` (final train loss, held-out
 MLM loss and accuracy, sequences/s) and ``comparison.png`` (train and held-out
 loss curves) are written to model_dir. A finished run is not repeated.
@@ -31,33 +32,17 @@ flags.DEFINE_list("optimizers", ["sgd", "gclip", "cclip", "acclip", "adam"],
                   "Optimizers to compare, in this order.")
 flags.DEFINE_list("learning_rates", [],
                   "Per-optimizer learning rates, e.g. adam=1e-3,acclip=3e-4 "
-                  "(default: COMPARE_LEARNING_RATES).")
+                  "(default: the trainer's, BertPretrainTask.optimizer_settings).")
 
 FLAGS = flags.FLAGS
-
-# Peak learning rates for the comparison. The small-model defaults were picked
-# by short sweeps on the tiny model and the default corpus (docs/benchmarks.md);
-# the paper's BERT-base settings are `trainers.common.optimizers.DEFAULTS`.
-# ACClip's step is the clipped momentum itself (gradient-sized, not normalised
-# like Adam's), so on a small model it wants an SGD-like rate: at 150 steps of the
-# tiny model its held-out loss was 7.58 with 0.05 and 6.91 with 0.5; SGD with
-# momentum 0.9 at 0.5 diverged.
-COMPARE_LEARNING_RATES = {
-    "adam": 1e-3,
-    "adamw": 1e-3,
-    "lamb": 1e-2,
-    "acclip": 0.5,
-    "sgd": 0.05,
-    "gclip": 0.05,
-    "cclip": 0.05,
-}
 
 _PASSED_MODULES = ("trainers.common.flags", "trainers.bert_pretrain")
 _NOT_PASSED = {"model_dir", "optimizer", "learning_rate", "vocab_file"}
 
 
 def parse_learning_rates(items, optimizers):
-    rates = {name: COMPARE_LEARNING_RATES.get(name) for name in optimizers}
+    """{optimizer: lr} of --learning_rates; the others run at the trainer's own rate."""
+    rates = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
@@ -66,10 +51,8 @@ def parse_learning_rates(items, optimizers):
             rates[name.strip()] = float(value)
         except ValueError:
             raise cli.TrainerError(f"--learning_rates: {value!r} is not a number")
-    for name in optimizers:
+    for name in list(optimizers) + list(rates):
         common_optimizers.resolve_settings(name)  # unknown names fail here, in one line
-        if rates.get(name) is None:
-            rates[name] = common_optimizers.DEFAULTS[name]["learning_rate"]
     return rates
 
 
@@ -112,10 +95,12 @@ def finished(run_dir, train_steps):
 
 
 def run_one(name, lr, run_dir, vocab_path):
+    """One bert_pretrain run; lr None: the trainer's own (BertPretrainTask's) rate."""
+    rate = [] if lr is None else [f"--learning_rate={lr!r}"]
     cmd = [sys.executable, "-m", "trainers.bert_pretrain", f"--model_dir={run_dir}",
-           f"--optimizer={name}", f"--learning_rate={lr}", f"--vocab_file={vocab_path}",
-           *passed_flags()]
-    print(f"\n=== {name} (learning rate {lr:g}) -> {run_dir}", flush=True)
+           f"--optimizer={name}", *rate, f"--vocab_file={vocab_path}", *passed_flags()]
+    print(f"\n=== {name} (learning rate {'the trainer default' if lr is None else f'{lr:g}'})"
+          f" -> {run_dir}", flush=True)
     start = time.time()
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
@@ -124,13 +109,15 @@ def run_one(name, lr, run_dir, vocab_path):
     return time.time() - start
 
 
-def collect(model_dir, optimizers, rates):
+def collect(model_dir, optimizers):
+    """One row per run; its learning rate is the one the run used (its summary.json)."""
     rows = []
     for name in optimizers:
         run_dir = files.join(model_dir, name)
         summary = json.loads(files.read_text(files.join(run_dir, "summary.json")))
-        rows.append(dict(optimizer=name, learning_rate=rates[name], summary=summary,
-                         metrics=read_metrics(run_dir)))
+        rows.append(dict(optimizer=name,
+                         learning_rate=summary["optimizer_settings"]["learning_rate"],
+                         summary=summary, metrics=read_metrics(run_dir)))
     return rows
 
 
@@ -200,8 +187,8 @@ def main(argv):
         if finished(run_dir, FLAGS.train_steps):
             print(f"=== {name}: already finished in {run_dir}", flush=True)
             continue
-        run_one(name, rates[name], run_dir, vocab_path)
-    rows = collect(FLAGS.model_dir, optimizers, rates)
+        run_one(name, rates.get(name), run_dir, vocab_path)
+    rows = collect(FLAGS.model_dir, optimizers)
     title = (f"BERT MLM pretraining, model_size={FLAGS.model_size}, corpus={FLAGS.corpus}, "
              f"{FLAGS.train_steps} steps x {FLAGS.global_batch_size} sequences of "
              f"{FLAGS.seq_length}")

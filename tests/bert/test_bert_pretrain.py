@@ -209,6 +209,7 @@ def test_compare_writes_table_and_plot(one_device, tmp_path, small_corpus, small
     assert len(rows) == 2 and "| acclip | 0.5 |" in table
     adam = json.load(open(model_dir / "summary.json"))
     assert f"| {adam['eval']['loss']:.4f} |" in rows[0]
+    assert rows[0].startswith(f"| adam | {adam['optimizer_settings']['learning_rate']:g} |")
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     assert json.load(open(tmp_path / "acclip" / "summary.json"))["optimizer"] == "acclip"
     assert "comparison table:" in proc.stdout

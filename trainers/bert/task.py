@@ -14,6 +14,16 @@ from trainers.common.text import vocab as vocab_lib
 class BertPretrainTask(Task):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "sequences"
+    # The BERT family's rates without --learning_rate (trainers.compare uses them too):
+    # short probes of the tiny model (docs/benchmarks.md); sgd/gclip/cclip a guess below
+    # SGD's diverging 0.5.
+    optimizer_settings = {
+        "sgd": {"learning_rate": 0.05},
+        "gclip": {"learning_rate": 0.05},
+        "cclip": {"learning_rate": 0.05},
+        "acclip": {"learning_rate": 0.5},
+        "adam": {"learning_rate": 1e-3},
+    }
 
     def __init__(self, f, model_dir, is_chief):
         self.f = f
