@@ -165,6 +165,16 @@ def _vocabulary_axis(runs):
     return cmds
 
 
+def _wordpiece(runs):
+    # The vocabulary axis's other tokenizer: WordPiece at the ladder's size (8192; the
+    # BERT trainer's), so rare words become pieces instead of [UNK]; one seed each.
+    rates = ladder_rates(runs, AXIS_OPTIMIZERS)
+    flags = LM_FLAGS.replace("--tokenizer=word", "--tokenizer=wordpiece")
+    return [sweep(os.path.join(runs, "lm_vocab_wordpiece8192"), "causal_lm",
+                  ",".join(AXIS_OPTIMIZERS), flags + f" --train_steps={LADDER_STEPS}",
+                  "--seeds=1", *fixed_grids(rates))]
+
+
 def _large_batch(runs):
     # Noise control: 4x the batch (noise sd halved), the ladder's steps and rates; one
     # seed each (a step costs 4x: ~10 min a run here). The ladder's seed sd (SGD 0.005,
@@ -312,6 +322,8 @@ STAGES = (
           sum((_sweep_outputs(f"lm_vocab_{n}") for n in ("word2048", "word32768",
                                                            "word2048_adam1e-3",
                                                            "word32768_adam1e-3")), ())),
+    Stage("lm_wordpiece", "vocabulary axis, the other tokenizer: WordPiece 8192, SGD vs Adam, "
+          "the ladder's rates, 1 seed", 8, _wordpiece, _sweep_outputs("lm_vocab_wordpiece8192")),
     Stage("lm_large_batch", "noise control: batch 128 instead of 32, SGD vs Adam, "
           "the ladder's rates, 1 seed", 20, _large_batch, _sweep_outputs("lm_large_batch")),
     Stage("bert_table2", "Table 2: BERT MLM (tiny), SGD/ACClip/ACClip-norm/Adam, tuned, "

@@ -48,7 +48,8 @@ def test_axes_take_the_ladders_choices_once_it_has_run(evidence, tmp_path):
                                        f"adam={evidence.QUICK_RATES['adam']:g}")
     write_ladder(runs, {"sgd": (0.1, None), "adam": (0.009, None), "acclip": (1.0, None),
                         "acclip_norm": (0.001, None)})
-    for argv in evidence._large_batch(runs) + evidence._vocabulary_axis(runs):
+    for argv in (evidence._large_batch(runs) + evidence._vocabulary_axis(runs)
+                 + evidence._wordpiece(runs)):
         if flag(argv, "optimizers") == "adam":  # the vocabulary's check of Adam's rate
             assert flag(argv, "lr_grid") == "adam=0.001"
         else:
@@ -72,6 +73,9 @@ def test_axes_change_only_their_own_axis(evidence, tmp_path):
     assert sizes == [2048, 2048, 32768, 32768]
     for v in vocab:
         assert set(ladder) - set(v) == {"--vocab_size=8192"}
+    pieces = shlex.split(flag(evidence._wordpiece(str(tmp_path))[0], "trainer_flags"))
+    assert set(ladder) - set(pieces) == {"--tokenizer=word"}
+    assert "--tokenizer=wordpiece" in pieces
 
 
 def test_stage_names_and_output_names_are_unique(evidence):
