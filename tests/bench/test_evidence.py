@@ -88,3 +88,23 @@ def test_stage_names_and_output_names_are_unique(evidence):
 def test_unknown_stage_is_one_error_line(evidence):
     with pytest.raises(SystemExit, match="^error: unknown stage"):
         evidence.main(["--only=lm_ladder,nope", "--list"])
+
+
+@pytest.mark.parametrize("results, task", [
+    ("lm_ladder", "trainers.lm.task:CausalLMTask"),
+    ("bert_table2", "trainers.bert.task:BertPretrainTask"),
+])
+def test_family_defaults_are_the_recorded_sweeps_choices(results, task):
+    """The trainers' per-family settings (which make demo and trainers.compare run) are
+    what the sweep behind docs/evidence.md chose: a new sweep must update both."""
+    import importlib
+
+    module, name = task.split(":")
+    settings = getattr(importlib.import_module(module), name).optimizer_settings
+    with open(os.path.join(ROOT, "docs", "figures", "evidence", f"{results}.json")) as f:
+        selections = json.load(f)["selections"]
+    for optimizer, selection in selections.items():
+        chosen = selection["chosen"]
+        assert settings[optimizer]["learning_rate"] == pytest.approx(chosen["learning_rate"])
+        if chosen.get("tau") is not None:
+            assert settings[optimizer]["tau"] == pytest.approx(chosen["tau"])
