@@ -190,6 +190,7 @@ def make_config(f, train_steps, fixed=None):
     the grids with one point each."""
     optimizers = optimizer_list(f)
     explicit = parse_grids(f.lr_grid, "lr_grid")
+    explicit.update((name, [lr]) for name, (lr, tau) in (fixed or {}).items())
     centres = {k: v[0] for k, v in parse_grids(f.lr_centres, "lr_centres").items()}
     if f.lr_points < 1 or not f.lr_factor > 1:
         raise cli.TrainerError("--lr_points must be >= 1 and --lr_factor > 1")
@@ -205,10 +206,8 @@ def make_config(f, train_steps, fixed=None):
         lr_grids[name] = sweep_lib.log_grid(centre, f.lr_factor, f.lr_points)
     tau_grids = dict(sweep_lib.TAU_GRIDS)
     tau_grids.update(parse_grids(f.tau_grid, "tau_grid"))
-    for name, (lr, tau) in (fixed or {}).items():
-        lr_grids[name] = [lr]
-        if tau is not None:
-            tau_grids[name] = [tau]
+    tau_grids.update((name, [tau]) for name, (lr, tau) in (fixed or {}).items()
+                     if tau is not None)
     if f.screen_steps < 0 or f.screen_steps > train_steps:
         raise cli.TrainerError(f"--screen_steps must be in [0, {train_steps}] (the "
                                f"--train_steps of --trainer_flags), got {f.screen_steps}")
