@@ -22,6 +22,7 @@ axes) read them from that sweep's results.json; they wait for it (run order).
 import argparse
 import dataclasses
 import datetime
+import glob
 import json
 import os
 import shlex
@@ -92,6 +93,7 @@ class Stage:
     outputs: tuple = ()  # (path under runs or repo, name under docs/figures/evidence)
     quick: bool = False
     full: bool = True
+    always: bool = False  # never marked done: rerun each time (a summary of other stages)
 
 
 def ladder_rates(runs, optimizers):
@@ -118,7 +120,7 @@ def _ladder(runs):
     # Sized for the 3-h budget on the 2-core CPU (~0.3 s/step): 200-step screens on
     # the validation split, 400-step seeded runs on the test split.
     return [sweep(os.path.join(runs, "lm_ladder"), "causal_lm", LADDER,
-                  LM_FLAGS + f" --train_steps={LADDER_STEPS}", "--screen_steps=200",
+                  LM_FLAGS + f" --train_steps={LADDER_STEPS}",
                   f"--lr_grid={LADDER_LR_GRID}", f"--tau_grid={LADDER_TAU_GRID}",
                   "--seeds=3")]
 
@@ -185,6 +187,122 @@ def _large_batch(runs):
                   flags + f" --train_steps={LADDER_STEPS}", "--seeds=1", *fixed_grids(rates))]
 
 
+# ---------------------------------------------------------------- issue 19: the regime
+# Every claim below is about optimisation speed, so its metric is the training loss on
+# fixed training windows (--fixed_train_examples: the same windows for every optimizer
+# and seed, dropout off), chosen on and ranked by it (--objective=fixed_train); the
+# held-out loss is reported beside it. Every screen runs the full budget's schedule.
+# Decision rule, written before the runs: "Adam is ahead at batch B" means its mean
+# fixed-train loss is lower than SGD's by >= 0.1 nats and by >= 3 seed sds (the larger of
+# the two sds); the reverse with the roles swapped; anything else is "no difference".
+CROSSOVER_STEPS = 200
+CROSSOVER_BATCHES = (16, 64, 256)  # x 64 tokens: 1k, 4k, 16k tokens per step (16x)
+CROSSOVER_FIXED = 256  # fixed training windows of the metric (16k tokens, the same for all)
+CROSSOVER_HELD_OUT = 128  # held-out windows per evaluation (beside it)
+
+
+def crossover_flags(batch, vocab_size=8192, steps=CROSSOVER_STEPS):
+    """The ladder's causal LM at `batch` windows of 64 tokens, `steps` steps, evaluated
+    every steps/20 steps (>= 20 points a curve) on the fixed training windows and a
+    held-out slice of the same size for every batch."""
+    flags = LM_FLAGS.replace("--global_batch_size=32", f"--global_batch_size={batch}")
+    flags = flags.replace("--vocab_size=8192", f"--vocab_size={vocab_size}")
+    flags = flags.replace("--eval_every=100", f"--eval_every={steps // 20}")
+    flags = flags.replace("--steps_per_loop=50", f"--steps_per_loop={steps // 20}")
+    flags = flags.replace("--checkpoint_every=500", "--checkpoint_every=50")
+    flags = flags.replace("--eval_batches=0",
+                          f"--eval_batches={max(1, CROSSOVER_HELD_OUT // batch)}")
+    flags = flags.replace("--warmup_steps=50", f"--warmup_steps={steps // 10}")
+    return flags + (f" --fixed_train_examples={CROSSOVER_FIXED} --frequency_buckets=10 "
+                    f"--train_steps={steps}")
+
+
+# The smallest batch searches the most: per optimizer 2 x 2 arms (Adam: beta_2 0.95 /
+# 0.999; SGD: momentum 0.9 / 0.95; both: warm-up 10 % / 25 % of the steps) x a
+# 3-point factor-2 rate grid, the same number of trials each. The larger batches keep
+# the smallest batch's arm and search the rate on a 3-point factor-2 grid centred on its
+# rate x sqrt(batch ratio) (edges extended): coarse to fine, most of the cost saved.
+CROSSOVER_SMALL_GRID = "sgd=0.05/0.1/0.2,adam=0.001/0.002/0.004"
+CROSSOVER_ARMS = ("sgd:momentum=0.9/0.95,adam:beta_2=0.95/0.999,"
+                  f"sgd:warmup_steps={CROSSOVER_STEPS // 10}/{CROSSOVER_STEPS // 4},"
+                  f"adam:warmup_steps={CROSSOVER_STEPS // 10}/{CROSSOVER_STEPS // 4}")
+
+
+def crossover_dir(runs, batch, vocab_size=8192):
+    suffix = "" if vocab_size == 8192 else f"_v{vocab_size}"
+    return os.path.join(runs, f"lm_crossover_b{batch}{suffix}")
+
+
+def chosen_settings(results_json, optimizers):
+    """{optimizer: chosen dict (learning_rate, tau, options)} of a finished sweep, or None."""
+    if not os.path.exists(results_json):
+        return None
+    with open(results_json) as f:
+        doc = json.load(f)
+    out = {name: ((doc.get("selections") or {}).get(name) or {}).get("chosen")
+           for name in optimizers}
+    return out if all(out.values()) else None
+
+
+def scaled_search(base, ratio):
+    """--lr_grid and --option_grid for the next batch: each optimizer's chosen arm fixed,
+    its rate on a 3-point factor-2 grid around the base rate x sqrt(ratio)."""
+    grids, options = [], []
+    for name, c in base.items():
+        centre = c["learning_rate"] * ratio ** 0.5
+        grids.append(f"{name}=" + "/".join(f"{centre * k:.3g}" for k in (0.5, 1, 2)))
+        options += [f"{name}:{k}={v:g}" for k, v in sorted((c.get("options") or {}).items())]
+    return [f"--lr_grid={','.join(grids)}"] + ([f"--option_grid={','.join(options)}"]
+                                               if options else [])
+
+
+def _crossover(batch, vocab_size=8192, base_batch=None):
+    def commands(runs):
+        common = ["--seeds=3", "--objective=fixed_train", "--lr_factor=2"]
+        if base_batch is None:
+            search = [f"--lr_grid={CROSSOVER_SMALL_GRID}", f"--option_grid={CROSSOVER_ARMS}"]
+        else:
+            base = chosen_settings(os.path.join(crossover_dir(runs, base_batch), "results.json"),
+                                   AXIS_OPTIMIZERS)
+            if base is None:
+                raise SystemExit(f"error: {crossover_dir(runs, base_batch)} has no finished "
+                                 "sweep: run its stage first")
+            search = scaled_search(base, batch / base_batch)
+        return [sweep(crossover_dir(runs, batch, vocab_size), "causal_lm",
+                      ",".join(AXIS_OPTIMIZERS), crossover_flags(batch, vocab_size),
+                      *common, *search)]
+    return commands
+
+
+def _crossover_summary(runs):
+    present = {os.path.basename(p).rpartition("_v")[2] if "_v" in os.path.basename(p) else "8192"
+               for p in glob.glob(os.path.join(runs, "lm_crossover_b*"))
+               if os.path.exists(os.path.join(p, "results.json"))}
+    return [python("bench/crossover.py", f"--runs={runs}", f"--vocab_size={v}")
+            for v in sorted(present, key=int)]
+
+
+def _full_batch(runs):
+    # Kunstner et al. (2024)'s noise-free cell: a fixed set of 128 training windows (8k
+    # tokens), each step the full, deterministic gradient of it (batch 128 = the set,
+    # dropout off), momentum GD vs Adam (Adam with beta_2 0.95 and 0.999), loss per
+    # frequency decile of the training targets every 15 steps; 300 steps, 2 seeds (init).
+    flags = (LM_FLAGS.replace("--global_batch_size=32", "--global_batch_size=128")
+             .replace("--dropout=0.1", "--dropout=0").replace("--eval_every=100",
+                                                              "--eval_every=15")
+             .replace("--steps_per_loop=50", "--steps_per_loop=15")
+             .replace("--checkpoint_every=500", "--checkpoint_every=60")
+             .replace("--eval_batches=0", "--eval_batches=2")
+             .replace("--warmup_steps=50", "--warmup_steps=30"))
+    flags += (" --train_windows=128 --fixed_train_examples=128 --frequency_buckets=10 "
+              "--train_steps=300")
+    out = os.path.join(runs, "lm_full_batch")
+    return [sweep(out, "causal_lm", "sgd,adam", flags, "--seeds=2", "--objective=fixed_train",
+                  "--lr_factor=2", "--lr_grid=sgd=0.1/0.2/0.4,adam=0.002/0.004/0.008",
+                  "--option_grid=sgd:momentum=0.9/0.95,adam:beta_2=0.95/0.999"),
+            python("bench/frequency_buckets.py", f"--sweep={out}")]
+
+
 # Figure 1a: a ResNet-20 on Fashion-MNIST (the digits when it is missing), SGD vs Adam
 # tuned like the ladder: 4-point grids screened for 150 steps on a validation fold of
 # the training set, 3 seeds of 400 steps (batch 64, half an epoch) on the test set.
@@ -200,7 +318,7 @@ def _resnet(runs):
              "--steps_per_loop=50 --eval_every=200 --checkpoint_every=1000 --eval_batches=0 "
              "--train_steps=400")
     return [sweep(os.path.join(runs, "resnet_sgd_adam"), "resnet_imagenet", "sgd,adam",
-                  flags, "--screen_steps=150", f"--lr_grid={RESNET_LR_GRID}", "--seeds=3",
+                  flags, f"--lr_grid={RESNET_LR_GRID}", "--seeds=3",
                   "--metric=cross_entropy")]
 
 
@@ -218,7 +336,7 @@ def _bert(runs):
              "--steps_per_loop=50 --eval_every=150 --checkpoint_every=1000 --eval_batches=0 "
              "--train_steps=600")
     return [sweep(os.path.join(runs, "bert_table2"), "bert_pretrain", "sgd,acclip,acclip_norm,adam",
-                  flags, "--screen_steps=300", f"--lr_grid={BERT_LR_GRID}", "--seeds=3")]
+                  flags, f"--lr_grid={BERT_LR_GRID}", "--seeds=3")]
 
 
 def _rates(runs):
@@ -309,6 +427,33 @@ def _sweep_outputs(name):
 
 
 STAGES = (
+    # Issue 19 (2026-12-02): the regime where the literature expects Adam's lead.
+    Stage("lm_crossover_b16", "batch-size crossover, 1k tokens/step: SGD vs Adam on the "
+          "fixed-train loss, 2x2 arms x 3 rates each, 3 seeds", 50, _crossover(16),
+          _sweep_outputs("lm_crossover_b16")),
+    Stage("lm_full_batch", "noise-free cell: full-batch momentum GD vs Adam on 128 fixed "
+          "windows, loss per frequency decile", 80, _full_batch,
+          _sweep_outputs("lm_full_batch") + (("lm_full_batch/frequency_buckets.png",
+                                              "lm_full_batch_buckets.png"),
+                                             ("lm_full_batch/frequency_buckets.md",
+                                              "lm_full_batch_buckets.md"))),
+    Stage("lm_crossover_b64", "batch-size crossover, 4k tokens/step (rates from b16, "
+          "sqrt-scaled grid)", 45, _crossover(64, base_batch=16),
+          _sweep_outputs("lm_crossover_b64")),
+    Stage("lm_crossover_b256", "batch-size crossover, 16k tokens/step (rates from b64)", 150,
+          _crossover(256, base_batch=64), _sweep_outputs("lm_crossover_b256")),
+    # The larger vocabulary (every training word, ~27k) at the cheap end and the middle,
+    # rates retuned around the 8k choice of the same batch.
+    Stage("lm_crossover_b16_v32768", "crossover, word vocabulary 32768, 1k tokens/step",
+          60, _crossover(16, 32768, base_batch=16),
+          _sweep_outputs("lm_crossover_b16_v32768")),
+    Stage("lm_crossover_b64_v32768", "crossover, word vocabulary 32768, 4k tokens/step",
+          90, _crossover(64, 32768, base_batch=64),
+          _sweep_outputs("lm_crossover_b64_v32768")),
+    Stage("lm_crossover_summary", "the crossover's table and gap-vs-batch plot from every "
+          "finished cell (rerun each time)", 1, _crossover_summary,
+          tuple((f"lm_crossover{s}.{e}", f"lm_crossover{s}.{e}") for s in ("", "_v32768")
+                for e in ("md", "png", "json")), always=True),
     Stage("lm_ladder_quick", "Figure 3a ladder on the causal LM, one seed, fixed rates",
           18, _ladder_quick, _sweep_outputs("lm_ladder_quick"), quick=True, full=False),
     Stage("lm_ladder", "Figure 3a ladder on the causal LM: tuned on validation, 3 seeds on test",
@@ -363,7 +508,22 @@ def done_path(runs, stage):
     return os.path.join(runs, f"{stage.name}.done.json")
 
 
+def seed_from_figures(stage, runs):
+    """A sweep's results.json committed under docs/figures/evidence (a stage interrupted on
+    another machine, or finished there) seeds the sweep's directory when it has none: the
+    sweep then reuses its trials instead of running them again."""
+    for src, dst in stage.outputs:
+        committed = os.path.join(FIGURES, dst)
+        target = os.path.join(runs, src)
+        if src.endswith("/results.json") and os.path.exists(committed) \
+                and not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(committed, target)
+            print(f"  (reusing the trials of {committed})", flush=True)
+
+
 def run_stage(stage, runs, log):
+    seed_from_figures(stage, runs)
     commands = stage.commands(runs)
     start = time.time()
     for argv in commands:
@@ -382,8 +542,9 @@ def run_stage(stage, runs, log):
     record = dict(stage=stage.name, what=stage.what, commands=[shlex.join(c) for c in commands],
                   started=datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
                   .strftime("%Y-%m-%d %H:%M UTC"), wall_minutes=round((time.time() - start) / 60, 1))
-    with open(done_path(runs, stage), "w") as f:
-        json.dump(record, f, indent=1)
+    if not stage.always:
+        with open(done_path(runs, stage), "w") as f:
+            json.dump(record, f, indent=1)
     return record
 
 

@@ -3,13 +3,18 @@ validation split, the chosen settings rerun with several seeds on the test split
 
     python -m trainers.sweep --program=causal_lm --model_dir=runs/sweep \\
         --optimizers=sgd,gclip,cclip,acclip,acclip_norm,adam \\
-        --trainer_flags="--model_size=tiny --train_steps=1000" --screen_steps=300 --seeds=3
+        --trainer_flags="--model_size=tiny --train_steps=1000 --fixed_train_examples=512" \\
+        --objective=fixed_train --lr_factor=2 --lr_points=4 --seeds=3
 
 Every trial is its own trainer process, ``python -m trainers.<program>
 --model_dir=MODEL_DIR/<optimizer>/<trial> --optimizer=... --learning_rate=...
-[--tau=...] --seed=... --eval_split=validation|test <trainer_flags>
---train_steps=<steps>``, its output in ``<trial>/trainer.log``; its held-out
-curve is read from the run's metrics.jsonl. The rules (grids, their extension,
+[--tau=...] --seed=... --eval_split=validation|test <trainer_flags> [<arm options>]
+--train_steps=<steps>``, its output in ``<trial>/trainer.log``; its curves (held-out
+``eval_<metric>`` and, when the trainer has --fixed_train_examples, the fixed training
+examples' ``fixed_train_<metric>``) are read from the run's metrics.jsonl. Every run,
+screen or seed, trains the full budget with the same schedule. ``--objective`` says
+which metric the claim is about and chooses: ``held_out`` (generalisation) or
+``fixed_train`` (optimisation speed); the report shows both side by side. The rules (grids, their extension,
 the tau search, selection, seeds, divergence) are in trainers/common/sweep.py.
 
 Outputs in model_dir: ``results.json`` (every trial, the selections, the seed
@@ -28,6 +33,7 @@ model family (the values an earlier sweep measured, e.g. ``CausalLMTask.optimize
 which ``make demo`` uses. Validation screens skip the model export (``--noexport``).
 """
 
+import itertools
 import json
 import os
 import re
@@ -86,9 +92,15 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_enum("tau_search", "stage", sweep_lib.TAU_SEARCHES,
                       "stage: rates at the tau grid's centre, then the tau grid at the chosen "
                       "rate; cross: the rate search once per tau; off: the trainer's tau.", **kw)
-    flags.DEFINE_integer("screen_steps", 0,
-                         "Steps of each grid run (0: the full --train_steps of --trainer_flags).",
-                         **kw)
+    flags.DEFINE_enum("objective", "held_out", sweep_lib.OBJECTIVES,
+                      "What chooses and ranks: held_out (the held-out --metric: a "
+                      "generalisation claim) or fixed_train (the --metric of the trainer's fixed "
+                      "training examples, --fixed_train_examples in --trainer_flags: an "
+                      "optimisation-speed claim). Both are reported.", **kw)
+    flags.DEFINE_list("option_grid", [],
+                      "Arms: other trainer settings searched per optimizer, e.g. "
+                      "adam:beta_2=0.95/0.999,adam:warmup_steps=25/50 (the cross product; "
+                      "each arm gets its own rate search and the best arm wins).", **kw)
     flags.DEFINE_integer("seeds", 3, "Seeds (0..N-1) of the chosen setting on the test split.",
                          **kw)
     flags.DEFINE_integer("max_extensions", 3,
@@ -185,6 +197,30 @@ def family_settings(command, trainer_args, optimizers):
     return out
 
 
+def parse_option_grids(items):
+    """``optimizer:flag=v1/v2`` items -> {optimizer: [{flag: value, ...}, ...]} (the cross
+    product of each optimizer's option grids)."""
+    per = {}
+    for item in items:
+        head, sep, values = item.partition("=")
+        name, colon, option = head.partition(":")
+        if not sep or not colon or not option.strip():
+            raise cli.TrainerError(f"--option_grid item {item!r} is not optimizer:flag=v1/v2/...")
+        option = option.strip()
+        if option in CONTROLLED or option in ("train_steps", "tau"):
+            raise cli.TrainerError(f"--option_grid may not set --{option}: the sweep sets it")
+        try:
+            grid = sorted(float(v) for v in values.split("/") if v.strip())
+        except ValueError:
+            raise cli.TrainerError(f"--option_grid: {values!r} is not a /-separated list of "
+                                   "numbers")
+        if not grid:
+            raise cli.TrainerError(f"--option_grid: no value for {item!r}")
+        per.setdefault(name.strip(), {})[option] = grid
+    return {name: [dict(zip(grids, combo)) for combo in itertools.product(*grids.values())]
+            for name, grids in per.items()}
+
+
 def make_config(f, train_steps, fixed=None):
     """The sweep's Config; `fixed` ({optimizer: (lr, tau)}, --family_settings) replaces
     the grids with one point each."""
@@ -208,26 +244,28 @@ def make_config(f, train_steps, fixed=None):
     tau_grids.update(parse_grids(f.tau_grid, "tau_grid"))
     tau_grids.update((name, [tau]) for name, (lr, tau) in (fixed or {}).items()
                      if tau is not None)
-    if f.screen_steps < 0 or f.screen_steps > train_steps:
-        raise cli.TrainerError(f"--screen_steps must be in [0, {train_steps}] (the "
-                               f"--train_steps of --trainer_flags), got {f.screen_steps}")
+    option_grids = parse_option_grids(f.option_grid)
+    unknown = sorted(set(option_grids) - set(optimizers))
+    if unknown:
+        raise cli.TrainerError(f"--option_grid names {', '.join(unknown)}, not in --optimizers")
     if f.seeds < 1 or f.max_extensions < 0:
         raise cli.TrainerError("--seeds must be >= 1 and --max_extensions >= 0")
     return sweep_lib.Config(
         optimizers=optimizers, lr_grids=lr_grids, train_steps=train_steps,
-        screen_steps=f.screen_steps, seeds=f.seeds, tau_grids=tau_grids,
-        tau_search=f.tau_search, max_extensions=f.max_extensions,
-        divergence_margin=f.divergence_margin)
+        seeds=f.seeds, tau_grids=tau_grids, tau_search=f.tau_search,
+        max_extensions=f.max_extensions, divergence_margin=f.divergence_margin,
+        option_grids=option_grids, objective=f.objective)
 
 
 class SubprocessRunner:
     """Runs a trial as ``command + trial flags`` in model_dir/<optimizer>/<trial name>."""
 
-    def __init__(self, command, model_dir, trainer_args, metric="loss"):
+    def __init__(self, command, model_dir, trainer_args, metric="loss", objective="held_out"):
         self.command = list(command)
         self.model_dir = model_dir
         self.trainer_args = list(trainer_args)
-        self.key = f"eval_{metric}"
+        self.keys = {"held_out": f"eval_{metric}", "fixed_train": f"fixed_train_{metric}"}
+        self.key = self.keys[objective]
         self.calls = 0
 
     def run_dir(self, trial):
@@ -241,7 +279,9 @@ class SubprocessRunner:
             args.append("--noexport")  # a screen's model is never loaded: skip its export
         if trial.tau is not None:
             args.append(f"--tau={trial.tau!r}")
-        return self.command + args + self.trainer_args + [f"--train_steps={trial.steps}"]
+        options = [f"--{k}={v:g}" for k, v in trial.options]  # an arm's settings win
+        return (self.command + args + self.trainer_args + options
+                + [f"--train_steps={trial.steps}"])
 
     def _summary(self, run_dir):
         path = os.path.join(run_dir, "summary.json")
@@ -254,12 +294,16 @@ class SubprocessRunner:
         """Curve, clip fraction and train loss of the run's files."""
         records = (read_metrics(run_dir)
                    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) else [])
-        evals = [r for r in records if self.key in r]
-        if records and not evals:
-            raise cli.TrainerError(f"no {self.key} in {run_dir}/metrics.jsonl (check --metric)")
+        if records and not any(self.key in r for r in records):
+            hint = ("set --fixed_train_examples in --trainer_flags"
+                    if self.key.startswith("fixed_train_") else "check --metric")
+            raise cli.TrainerError(f"no {self.key} in {run_dir}/metrics.jsonl ({hint})")
+        curves = {name: [[r["step"], r[key]] for r in records if key in r]
+                  for name, key in self.keys.items()}
         clips = [r["clip_fraction"] for r in records if "clip_fraction" in r]
         summary = self._summary(run_dir) or {}
-        return dict(curve=[[r["step"], r[self.key]] for r in evals],
+        return dict(curve=[[r["step"], r[self.key]] for r in records if self.key in r],
+                    held_out_curve=curves["held_out"], fixed_train_curve=curves["fixed_train"],
                     clip_fraction=clips[-1] if clips else None,
                     train_loss=(summary.get("train") or {}).get("loss"))
 
@@ -319,7 +363,8 @@ def progress_line(record, sweep, metric):
     done = len(sweep.records)
     total = done + sweep.pending_trials()
     tau = "" if record["tau"] is None else f" tau {record['tau']:g}"
-    result = f"{metric} {record['final_loss']:.4f}"
+    tau += "".join(f" {k} {v:g}" for k, v in sorted((record.get("options") or {}).items()))
+    result = f"{sweep.config.objective} {metric} {record['final_loss']:.4f}"
     if record["diverged"]:
         result = f"DIVERGED ({record['divergence_reason']})"
     when = ("done before" if record["reused"]
@@ -336,8 +381,8 @@ def previous_trials(path, meta):
     if not os.path.exists(path):
         return []
     doc = sweep_report.load_results(path)
-    old = doc.get("meta", {})
-    for key in ("program", "trainer_flags", "metric"):
+    old = dict({"objective": "held_out"}, **doc.get("meta", {}))  # older sweeps: held_out
+    for key in ("program", "trainer_flags", "metric", "objective"):
         if old.get(key) != meta[key]:
             raise cli.TrainerError(
                 f"{path} is a sweep with {key}={old.get(key)!r}, not {meta[key]!r}; "
@@ -369,11 +414,11 @@ def run_sweep(f, command=None):
     perplexity = (f.perplexity == "yes" or (
         f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
     meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
-                perplexity=perplexity, config=vars(cfg).copy())
+                objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy())
     os.makedirs(f.model_dir, exist_ok=True)
     results_path = os.path.join(f.model_dir, "results.json")
     previous = previous_trials(results_path, meta)
-    runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric)
+    runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric, cfg.objective)
 
     def on_record(record, sweep):
         print(progress_line(record, sweep, f.metric), flush=True)
@@ -385,14 +430,16 @@ def run_sweep(f, command=None):
         sweep.plan()
         print(f"dry run: {sweep.pending_trials()} trials, {sweep.pending_steps()} steps planned "
               f"before any grid extension ({len(previous)} trials already in results.json); "
-              f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps}")
+              f"every run {cfg.train_steps} steps, {cfg.seeds} seeds; objective {cfg.objective}")
         for name in cfg.optimizers:
             taus = cfg.taus(name)
             print(f"  {name}: lr " + "/".join(f"{v:g}" for v in cfg.lr_grids[name])
-                  + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else ""))
+                  + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else "")
+                  + "".join(f" | arm {dict(o)}" for o in cfg.arms(name) if o))
         return None
     print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; "
-          f"grid runs of {cfg.grid_steps} steps, {cfg.seeds} seeds of {cfg.train_steps} steps; "
+          f"every run {cfg.train_steps} steps (screens and seeds alike), {cfg.seeds} seeds; "
+          f"chosen and ranked on {cfg.objective} {f.metric}; "
           f"trials in {f.model_dir}/<optimizer>/", flush=True)
     state = sweep.run()
     doc = sweep_report.write_results(results_path, state, meta)

@@ -108,3 +108,107 @@ def test_family_defaults_are_the_recorded_sweeps_choices(results, task):
         assert settings[optimizer]["learning_rate"] == pytest.approx(chosen["learning_rate"])
         if chosen.get("tau") is not None:
             assert settings[optimizer]["tau"] == pytest.approx(chosen["tau"])
+
+
+# --- issue 19: the crossover, the noise-free cell and their summaries ------------------
+
+def load_bench(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("sgd, adam, expected", [
+    ((5.60, 0.01), (5.45, 0.02), "adam ahead"),       # 0.15 >= 0.1 and >= 3 x 0.02
+    ((5.60, 0.01), (5.45, 0.06), "no difference"),    # 0.15 < 3 x 0.06
+    ((5.60, 0.01), (5.55, 0.001), "no difference"),   # 0.05 < 0.1
+    ((5.40, 0.02), (5.60, 0.03), "sgd ahead"),
+])
+def test_the_crossover_rule(sgd, adam, expected):
+    crossover = load_bench("crossover")
+    agg = lambda m, sd: dict(mean=m, sd=sd, n=3)  # noqa: E731
+    assert crossover.verdict(agg(*sgd), agg(*adam)) == expected
+    assert crossover.verdict(None, agg(*adam)) == "no difference"
+
+
+def fake_crossover_results(path, batch, sgd, adam):
+    os.makedirs(path)
+    finals = {name: {"fixed_train": dict(mean=m, sd=sd, n=3), "held_out": dict(mean=m + 0.3,
+                                                                          sd=sd, n=3),
+                     "diverged": 0} for name, (m, sd) in (("sgd", sgd), ("adam", adam))}
+    doc = {"meta": {"trainer_flags": f"--global_batch_size={batch} --train_steps=200",
+                    "config": {"train_steps": 200}},
+           "finals": finals,
+           "selections": {n: {"chosen": {"learning_rate": 0.1, "options": {"beta_2": 0.95}}}
+                          for n in finals}}
+    with open(os.path.join(path, "results.json"), "w") as f:
+        json.dump(doc, f)
+
+
+def test_crossover_summary_tables_every_finished_cell(tmp_path):
+    crossover = load_bench("crossover")
+    fake_crossover_results(tmp_path / "lm_crossover_b16", 16, (5.6, 0.01), (5.65, 0.02))
+    fake_crossover_results(tmp_path / "lm_crossover_b256", 256, (5.6, 0.01), (5.4, 0.02))
+    fake_crossover_results(tmp_path / "lm_crossover_b16_v32768", 16, (6.0, 0.01), (5.0, 0.01))
+    crossover.main([f"--runs={tmp_path}"])
+    rows = json.load(open(tmp_path / "lm_crossover.json"))
+    assert [r["batch"] for r in rows] == [16, 256]  # the other vocabulary stays out
+    assert [r["verdict"] for r in rows] == ["no difference", "adam ahead"]
+    assert rows[1]["gap_fixed_train"]["gap"] == pytest.approx(0.2)
+    assert rows[1]["tokens_per_step"] == 256 * 64
+    assert "| 256 | 16384 | 200 |" in (tmp_path / "lm_crossover.md").read_text()
+    assert (tmp_path / "lm_crossover.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_larger_batches_keep_the_small_batchs_arm_and_scale_its_rate(evidence, tmp_path):
+    runs = str(tmp_path)
+    with pytest.raises(SystemExit, match="run its stage first"):
+        evidence._crossover(64, base_batch=16)(runs)
+    fake_crossover_results(tmp_path / "lm_crossover_b16", 16, (5.6, 0.01), (5.5, 0.01))
+    (argv,) = evidence._crossover(64, base_batch=16)(runs)
+    assert flag(argv, "lr_grid") == "sgd=0.1/0.2/0.4,adam=0.1/0.2/0.4"  # 0.1 x sqrt(4)
+    assert flag(argv, "option_grid") == "sgd:beta_2=0.95,adam:beta_2=0.95"
+    trainer = shlex.split(flag(argv, "trainer_flags"))
+    small = shlex.split(flag(evidence._crossover(16)(runs)[0], "trainer_flags"))
+    # Only the batch (and the held-out batches that keep its slice the same) differ.
+    assert set(trainer) ^ set(small) == {"--global_batch_size=64", "--global_batch_size=16",
+                                         "--eval_batches=2", "--eval_batches=8"}
+    assert flag(argv, "objective") == "fixed_train"
+    assert "--fixed_train_examples=256" in trainer and "--train_steps=200" in trainer
+
+
+def test_every_stage_of_issue_19_chooses_on_the_training_loss(evidence, tmp_path):
+    runs = str(tmp_path)
+    fake_crossover_results(tmp_path / "lm_crossover_b16", 16, (5.6, 0.01), (5.5, 0.01))
+    fake_crossover_results(tmp_path / "lm_crossover_b64", 64, (5.6, 0.01), (5.5, 0.01))
+    for stage in evidence.STAGES:
+        if stage.name.startswith(("lm_crossover_b", "lm_full_batch")):
+            argv = stage.commands(runs)[0]
+            assert flag(argv, "objective") == "fixed_train", stage.name
+            assert "--screen_steps" not in " ".join(argv)
+    full = shlex.split(flag(evidence._full_batch(runs)[0], "trainer_flags"))
+    # The noise-free cell: the batch is the whole (fixed) training set, no dropout.
+    assert {"--global_batch_size=128", "--train_windows=128", "--fixed_train_examples=128",
+            "--dropout=0"} <= set(full)
+
+
+def test_frequency_bucket_summary_reads_the_seeds_curves(tmp_path):
+    buckets = load_bench("frequency_buckets")
+    doc = {"meta": {"config": {"optimizers": ["sgd", "adam"]}},
+           "selections": {n: {"chosen": {"learning_rate": 0.1}} for n in ("sgd", "adam")},
+           "finals": {n: {"names": ["s0", "s1"]} for n in ("sgd", "adam")}}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    for name, rare in (("sgd", 9.0), ("adam", 7.0)):
+        for seed, run in enumerate(("s0", "s1")):
+            d = tmp_path / name / run
+            d.mkdir(parents=True)
+            lines = [json.dumps({"step": step, "fixed_train_loss_bucket0": rare - step + seed,
+                                 "fixed_train_loss_bucket1": 5.0 - step})
+                     for step in (0, 1)]
+            (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    buckets.main([f"--sweep={tmp_path}"])
+    table = (tmp_path / "frequency_buckets.md").read_text()
+    # bucket 0: sgd 9.5 -> 8.5, adam 7.5 -> 6.5 (mean over the two seeds), gap +2.
+    assert "| 0 | 9.500 | 8.500 | 7.500 | 6.500 | +2.000 |" in table
+    assert (tmp_path / "frequency_buckets.png").read_bytes()[:4] == b"\x89PNG"

@@ -39,7 +39,6 @@ def objective(trial, optima=OPTIMA, diverge_above=2.0, test_shift=0.0, test_opti
 def config(optimizers=("sgd", "adam"), **kw):
     kw.setdefault("lr_grids", {o: S.log_grid(S.LR_CENTRES[o]) for o in optimizers})
     kw.setdefault("train_steps", 100)
-    kw.setdefault("screen_steps", 20)
     kw.setdefault("tau_grids", dict(S.TAU_GRIDS, gclip=(0.1, 1.0, 10.0)))
     return S.Config(optimizers=list(optimizers), **kw)
 
@@ -98,7 +97,8 @@ def test_selection_uses_validation_not_test():
     assert state["selections"]["adam"]["chosen"]["learning_rate"] == 3.162e-3
     grid = [t for t in state["trials"] if t["stage"] == "lr"]
     finals = [t for t in state["trials"] if t["stage"] == "final"]
-    assert grid and all(t["split"] == "validation" and t["steps"] == 20 for t in grid)
+    # Screens run the full budget (the seeded runs' schedule), never a truncated one.
+    assert grid and all(t["split"] == "validation" and t["steps"] == 100 for t in grid)
     assert len(finals) == 2 * 3
     assert all(t["split"] == "test" and t["steps"] == 100 for t in finals)
     assert sorted(t["seed"] for t in finals if t["optimizer"] == "sgd") == [0, 1, 2]
@@ -223,15 +223,15 @@ def test_eta_counts_the_planned_steps():
     sweep = S.Sweep(S.FunctionRunner(fn), cfg,
                     on_record=lambda r, s: etas.append((s.pending_steps(), s.eta_seconds())))
     sweep.run()
-    # Before any trial: 5 grid points of 20 steps + 3 seeds of 100 steps planned.
-    assert etas[0][0] == 4 * 20 + 3 * 100
+    # After the first trial: 4 more grid points + 3 seeds, all of the full 100 steps.
+    assert etas[0][0] == 4 * 100 + 3 * 100
     assert etas[0][1] == pytest.approx(0.01 * etas[0][0])
     assert etas[-1] == (0, 0.0)
 
 
 def meta(cfg, perplexity=True):
     return dict(program="fake", trainer_flags="--train_steps=100", metric="loss",
-                perplexity=perplexity, config=vars(cfg).copy())
+                objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy())
 
 
 def test_outputs_json_table_and_plot(tmp_path):
@@ -256,8 +256,11 @@ def test_outputs_json_table_and_plot(tmp_path):
     assert "| 1/5 / 0/3 |" in sgd  # lr 1 diverged in the grid, no seed did
     means = sorted((state["finals"][o]["mean"], o) for o in ("sgd", "adam", "gclip"))
     (best, first), (second, runner_up) = means[0], means[1]
-    assert (f"Ranking by mean test loss (lower is better): {first} {best:.4f}, "
-            f"{runner_up} {second:.4f} (+{second - best:.4f})") in table
+    # The first two differ by less than their seed sd (0.02): a tie, said so.
+    assert second - best < max(state["finals"][first]["sd"], state["finals"][runner_up]["sd"])
+    assert (f"Ranking by mean test (held-out) loss over the seeds (lower is better): "
+            f"{first} {best:.4f}, {runner_up} {second:.4f} (+{second - best:.4f}, tie: "
+            "within 1 sd)") in table
     png = sweep_report.plot_bands(doc, str(tmp_path / "results.png"), "fake sweep")
     with open(png, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -288,8 +291,9 @@ FAKE_TRAINER = textwrap.dedent('''
     p = argparse.ArgumentParser()
     for name in ("model_dir", "optimizer", "eval_split", "corpus"):
         p.add_argument("--" + name)
-    for name in ("learning_rate", "tau"):
+    for name in ("learning_rate", "tau", "beta_2"):
         p.add_argument("--" + name, type=float)
+    p.add_argument("--fixed_train_examples", type=int, default=0)
     for name in ("seed", "train_steps"):
         p.add_argument("--" + name, type=int)
     p.add_argument("--noexport", dest="export", action="store_false")
@@ -310,11 +314,16 @@ FAKE_TRAINER = textwrap.dedent('''
         print("error: the loss became NaN at step 3", file=sys.stderr); sys.exit(1)
     best = {"sgd": 0.05, "gclip": 0.1}[a.optimizer]
     loss = (math.log10(a.learning_rate) - math.log10(best)) ** 2 + 1 + 0.01 * a.seed
+    # The training loss prefers a 10x larger rate than the held-out loss, and beta_2 0.95.
+    train = (math.log10(a.learning_rate) - math.log10(10 * best)) ** 2 + 0.5 + 0.01 * a.seed
+    train += 0.2 * (a.beta_2 or 0.999) - 0.19
     if a.eval_split == "test":
         loss += 0.1
     with open(os.path.join(a.model_dir, "metrics.jsonl"), "w") as f:
-        for step, value in ((0, 6.0), (a.train_steps, loss)):
+        for step, value, fixed in ((0, 6.0, 6.1), (a.train_steps, loss, train)):
             rec = {"step": step, "examples_seen": step * 8, "eval_loss": value}
+            if a.fixed_train_examples:
+                rec["fixed_train_loss"] = fixed
             if a.tau is not None and step:
                 rec["clip_fraction"] = 0.25
             f.write(json.dumps(rec) + "\\n")
@@ -336,7 +345,7 @@ def sweep_flags(model_dir, *extra):
     fv = flags.FlagValues()
     sweep_program.define_flags(fv)
     fv(["sweep", "--program=fake", f"--model_dir={model_dir}", "--optimizers=sgd,gclip",
-        "--trainer_flags=--train_steps=40", "--screen_steps=10", "--seeds=2",
+        "--trainer_flags=--train_steps=40", "--seeds=2",
         "--lr_grid=sgd=0.01/0.1/1,gclip=0.01/0.1/1", "--tau_grid=gclip=1/10",
         "--max_extensions=1", *extra])
     return fv
@@ -354,7 +363,7 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     final = [t for t in doc["trials"] if t["stage"] == "final" and t["optimizer"] == "gclip"]
     assert {t["seed"] for t in final} == {0, 1} and all(t["split"] == "test" for t in final)
     assert all(t["clip_fraction"] == 0.25 for t in final)
-    run_dir = model_dir / "sgd" / "lr0.1_seed0_validation_10steps"
+    run_dir = model_dir / "sgd" / "lr0.1_seed0_validation_40steps"
     assert (run_dir / "summary.json").exists() and (run_dir / "trainer.log").exists()
     assert "--eval_split=validation" in (run_dir / "trainer.log").read_text()
     # Screens skip the export (nobody loads their models); the seeded test runs keep it.
@@ -408,7 +417,7 @@ def test_program_dry_run_counts_the_plan(tmp_path, fake, capsys):
     assert sweep_program.run_sweep(sweep_flags(tmp_path, "--dry_run"), command=fake) is None
     out = capsys.readouterr().out
     # sgd: 3 grid runs; gclip: 3 at tau 1, then 1 more tau; 2 seeds each of 40 steps.
-    assert "dry run: 11 trials, 230 steps planned" in out
+    assert "dry run: 11 trials, 440 steps planned" in out
     assert "gclip: lr 0.01/0.1/1 tau 1/10" in out
     assert not list(tmp_path.rglob("summary.json"))
 
@@ -416,7 +425,7 @@ def test_program_dry_run_counts_the_plan(tmp_path, fake, capsys):
 def test_program_reports_a_failed_trial_and_bad_flags(tmp_path, fake):
     with pytest.raises(cli.TrainerError, match="failed \\(exit 1\\): error: no corpus"):
         sweep_program.run_sweep(sweep_flags(tmp_path / "a", "--trainer_flags=--train_steps=4 "
-                                            "--corpus=missing", "--screen_steps=2"),
+                                            "--corpus=missing"),
                                 command=fake)
     with pytest.raises(cli.TrainerError, match="must set --train_steps"):
         sweep_program.run_sweep(sweep_flags(tmp_path / "b", "--trainer_flags=--corpus=x"),
@@ -441,3 +450,99 @@ def test_seed_counts_are_per_optimizer_when_trial_names_coincide():
     doc = sweep_report.results_document(state, meta(cfg))
     rows = {r["optimizer"]: r for r in sweep_report.table_rows(doc)}
     assert rows["sgd"]["seed_runs"] == 2 and rows["adam"]["seed_runs"] == 2
+
+
+def test_full_budget_screens_choose_the_budgets_best_rate():
+    # The best rate depends on the budget (1 / steps): a 20-step screen would pick 0.05,
+    # the 100-step budget wants 0.01. Every screen runs the full budget, so 0.01 wins.
+    def fn(t):
+        loss = (math.log10(t.learning_rate) - math.log10(1.0 / t.steps)) ** 2 + 1.0
+        return [[0, 6.0], [t.steps, loss + 0.001 * t.seed]]
+
+    cfg = config(["sgd"], lr_grids={"sgd": [0.0025, 0.005, 0.01, 0.02, 0.04]}, train_steps=100)
+    _, state, _ = run(cfg, fn)
+    assert state["selections"]["sgd"]["chosen"]["learning_rate"] == 0.01
+    assert {t["steps"] for t in state["trials"]} == {100}
+
+
+def test_a_flat_grid_is_reported_as_a_tie_and_a_peaked_one_is_not():
+    # Seed noise 0.05 per seed: sd of seeds 0..2 = 0.05. Flat: the grid's scores differ
+    # by < 0.01; peaked: by >= 0.25.
+    def make(scale):
+        def fn(t):
+            loss = 1.0 + scale * (math.log10(t.learning_rate) - math.log10(0.03)) ** 2
+            return [[0, 6.0], [t.steps, loss + 0.05 * t.seed]]
+        return fn
+
+    cfg = config(["sgd"], lr_grids={"sgd": [0.01, 0.03, 0.1]})
+    _, flat, _ = run(cfg, make(0.02))
+    assert flat["finals"]["sgd"]["sd"] == pytest.approx(0.05)
+    assert flat["selections"]["sgd"]["tied_learning_rates"] == [0.01, 0.03, 0.1]
+    doc = sweep_report.results_document(flat, meta(cfg))
+    assert "**tie: 0.01 .. 0.1 within 1 seed sd**" in sweep_report.markdown_table(doc, "t")
+    _, peaked, _ = run(cfg, make(1.0))
+    assert peaked["selections"]["sgd"]["tied_learning_rates"] == [0.03]
+    doc = sweep_report.results_document(peaked, meta(cfg))
+    assert "tie:" not in sweep_report.markdown_table(doc, "t")
+
+
+def test_ranking_marks_optimizers_within_one_sd_as_tied():
+    rows = [dict(optimizer="sgd", final=dict(mean=5.50, sd=0.05, n=3)),
+            dict(optimizer="adam", final=dict(mean=5.53, sd=0.01, n=3)),
+            dict(optimizer="cclip", final=dict(mean=5.80, sd=0.02, n=3))]
+    line = sweep_report.ranking_line(rows)
+    assert "adam 5.5300 (+0.0300, tie: within 1 sd)" in line
+    assert "cclip 5.8000 (+0.3000)" in line
+
+
+def test_arms_each_get_a_rate_search_and_the_best_arm_wins():
+    def fn(t):
+        opts = dict(t.options)
+        out = objective(t)
+        out["curve"][-1][1] += 2.0 * (opts["beta_2"] - 0.95) + 0.001 * opts["warmup_steps"]
+        return out
+
+    arms = [dict(beta_2=b, warmup_steps=w) for b in (0.95, 0.999) for w in (0, 50)]
+    cfg = config(["adam"], option_grids={"adam": arms})
+    _, state, _ = run(cfg, fn)
+    sel = state["selections"]["adam"]
+    assert sel["chosen"]["options"] == {"beta_2": 0.95, "warmup_steps": 0}
+    assert sel["chosen"]["learning_rate"] == 3.162e-3
+    assert len(sel["arms"]) == 4 and len({a["trials"] for a in sel["arms"]}) == 1
+    assert sel["trials"] == sum(a["trials"] for a in sel["arms"])
+    finals = [t for t in state["trials"] if t["stage"] == "final"]
+    assert all(t["options"] == {"beta_2": 0.95, "warmup_steps": 0} for t in finals)
+    assert len({t["name"] for t in state["trials"]}) == len(state["trials"])
+
+
+def test_program_selects_on_the_fixed_training_examples(tmp_path, fake):
+    fv = sweep_flags(tmp_path / "s", "--optimizers=sgd", "--lr_grid=sgd=0.05/0.5/5",
+                     "--objective=fixed_train",
+                     "--trainer_flags=--train_steps=40 --fixed_train_examples=16",
+                     "--option_grid=sgd:beta_2=0.95/0.999")
+    doc = sweep_program.run_sweep(fv, command=fake)
+    # The held-out loss prefers 0.05, the training loss 0.5 (and beta_2 0.95).
+    chosen = doc["selections"]["sgd"]["chosen"]
+    assert chosen["learning_rate"] == 0.5 and chosen["options"] == {"beta_2": 0.95}
+    final = doc["finals"]["sgd"]
+    assert final["mean"] == pytest.approx(final["fixed_train"]["mean"])
+    assert final["held_out"]["mean"] > final["fixed_train"]["mean"]
+    log = (tmp_path / "s" / "sgd" / "lr0.5_beta_2-0.95_seed0_validation_40steps" /
+           "trainer.log").read_text()
+    assert "--beta_2=0.95" in log
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "Objective: **fixed_train**" in table and "| beta_2 0.95 |" in table
+    # Without --fixed_train_examples there is no such metric: one clear error.
+    fv = sweep_flags(tmp_path / "t", "--optimizers=sgd", "--objective=fixed_train")
+    with pytest.raises(cli.TrainerError, match="set --fixed_train_examples"):
+        sweep_program.run_sweep(fv, command=fake)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("adam=0.9", "is not optimizer:flag"), ("adam:seed=1/2", "may not set --seed"),
+    ("adam:beta_2=x", "is not a /-separated list"), ("lion:beta_2=0.9", "not in --optimizers")])
+def test_option_grid_errors(tmp_path, fake, item, message):
+    fv = sweep_flags(tmp_path, "--optimizers=sgd,adam", f"--option_grid={item}",
+                     "--lr_grid=sgd=0.1,adam=1e-3")
+    with pytest.raises(cli.TrainerError, match=message):
+        sweep_program.run_sweep(fv, command=fake)

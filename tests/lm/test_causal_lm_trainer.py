@@ -76,10 +76,11 @@ def runs(tmp_path_factory):
             "--optimizer=gclip", "--learning_rate=0.3", "--tau=0.5", "--dropout=0",
             "--lr_schedule=constant", "--deterministic"]
     dirs = {name: tmp / name for name in ("one", "two", "resumed")}
+    fixed = ["--fixed_train_examples=12", "--frequency_buckets=3"]
     finish({
-        "one": start(dirs["one"], corpus, *args, "--strategy=one_device"),
-        "two": start(dirs["two"], corpus, *args, "--strategy=mirrored", "--num_devices=2",
-                     "--noexport"),
+        "one": start(dirs["one"], corpus, *args, *fixed, "--strategy=one_device"),
+        "two": start(dirs["two"], corpus, *args, *fixed, "--strategy=mirrored",
+                     "--num_devices=2", "--noexport"),
         "resumed": start(dirs["resumed"], corpus, *args, f"--train_steps={STEPS // 2}"),
     })
     resumed = finish({"resumed": start(dirs["resumed"], corpus, *args)})["resumed"]
@@ -102,6 +103,23 @@ def test_held_out_loss_drops_and_reports_perplexity_and_accuracy(runs):
     assert task["eval_split"] == "validation" and task["tokenizer"] == "word"
     assert task["vocab_size"] <= 100 and task["train_sequences"] > 8
     assert (dirs["one"] / "vocab.txt").exists()
+
+
+def test_fixed_training_examples_and_frequency_buckets_are_reported(runs):
+    dirs, _ = runs
+    recs = records(dirs["one"])
+    assert all("fixed_train_loss" in r and "fixed_train_loss_bucket2" in r for r in recs)
+    assert recs[-1]["fixed_train_loss"] < recs[0]["fixed_train_loss"] - 0.3
+    for r in recs:  # the buckets' losses, weighted by their token counts, make up the loss
+        buckets = [r[f"eval_loss_bucket{k}"] for k in range(3)]
+        assert min(buckets) <= r["eval_loss"] <= max(buckets)
+    summary = json.load(open(dirs["one"] / "summary.json"))
+    assert summary["fixed_train"]["loss"] == pytest.approx(recs[-1]["fixed_train_loss"])
+    # Two replicas read the same fixed examples: the same losses up to summation order.
+    two = records(dirs["two"])
+    for a, b in zip(recs, two):
+        assert a["fixed_train_loss"] == pytest.approx(b["fixed_train_loss"], rel=1e-4)
+    assert not any("fixed_train_loss" in r for r in records(dirs["resumed"]))
 
 
 def test_noexport_skips_the_export(runs):

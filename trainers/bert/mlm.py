@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from trainers.common.errors import TrainerError
 from trainers.bert.masking import example_seed, mask_sequence
-from trainers.common.inputs import per_replica
+from trainers.common.inputs import fixed_indices, padded_rows, per_replica
 from trainers.common.text import shards as shards_lib
 from trainers.common.text.vocab import SPECIAL_TOKENS
 
@@ -122,6 +122,26 @@ class MaskedLMData:
 
     def eval_steps(self, global_batch_size):
         return -(-len(self.eval_segments) // global_batch_size)
+
+    # Masks of the fixed training examples: one seed for every run (not --seed), so every
+    # optimizer and seed is scored on the same positions.
+    FIXED_TRAIN_MASK_SEED = 2_000_003
+
+    def fixed_train_indices(self, count):
+        return fixed_indices(len(self.train_segments), count)
+
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        """`count` evenly spaced training segments, masked with one fixed seed, in order;
+        the last global batch filled with weight-0 copies; repeated."""
+        segments = tf.constant(self.train_segments[self.fixed_train_indices(count)])
+        ds = padded_rows(int(segments.shape[0]), global_batch_size).map(
+            lambda i, w: self.mask(tf.gather(segments, i), i, self.FIXED_TRAIN_MASK_SEED,
+                                   weight=w),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).repeat()
+        return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def fixed_train_steps(self, global_batch_size, count):
+        return -(-len(self.fixed_train_indices(count)) // global_batch_size)
 
 
 class ShardedMaskedLMData(MaskedLMData):

@@ -42,6 +42,9 @@ class BertPretrainTask(Task):
                 raise cli.TrainerError(
                     "--init_checkpoint with --data_dir is not supported: prepared data carries "
                     "its own vocabulary; continue pretraining from the corpus (--corpus)")
+            if getattr(f, "fixed_train_examples", 0):
+                raise cli.TrainerError("--fixed_train_examples needs the in-memory corpus "
+                                       "(--corpus), not prepared shards (--data_dir)")
             return self._prepared_input(f, model_dir, is_chief)
         documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
         train_docs, validation_docs, test_docs = corpus_lib.split_documents(
@@ -114,6 +117,12 @@ class BertPretrainTask(Task):
 
     def eval_steps(self, global_batch_size):
         return self.data.eval_steps(global_batch_size)
+
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        return self.data.fixed_train_dataset(input_context, global_batch_size, count)
+
+    def fixed_train_steps(self, global_batch_size, count):
+        return self.data.fixed_train_steps(global_batch_size, count)
 
     def forward(self, model, batch, training):
         import tensorflow as tf

@@ -51,6 +51,11 @@ def define_common_flags(**defaults):
                          "Evaluate every this many steps (rounded to whole loops); 0: only at the end.")
     flags.DEFINE_integer("eval_batches", d("eval_batches", 0),
                          "Global batches per evaluation (0: the held-out set once).")
+    flags.DEFINE_integer("fixed_train_examples", d("fixed_train_examples", 0),
+                         "Also evaluate, at every evaluation, this many fixed training examples "
+                         "(evenly spaced over the training set, the same for every optimizer "
+                         "and seed, dropout off), recorded as fixed_train_<metric>: the "
+                         "training loss of an optimisation-speed claim. 0: off.")
     flags.DEFINE_integer("checkpoint_every", d("checkpoint_every", 200),
                          "Save a checkpoint every this many steps (rounded to whole loops).")
     flags.DEFINE_integer("seed", d("seed", 0), "Seed of the model init, data order and masking.")

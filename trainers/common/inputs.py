@@ -1,6 +1,24 @@
 """Input helpers every task's tf.data pipelines share."""
 
+import numpy as np
 import tensorflow as tf
+
+
+def fixed_indices(num_rows, count):
+    """`count` row indices evenly spaced over `num_rows` (all of them when count >=
+    num_rows), sorted and distinct; a function of the two sizes only (no seed), so every
+    optimizer and seed gets the same rows."""
+    if count >= num_rows:
+        return np.arange(num_rows)
+    return np.unique(np.floor(np.arange(count) * (num_rows / count)).astype(np.int64))
+
+
+def padded_rows(num_rows, global_batch_size):
+    """Dataset of (row, weight): rows 0..num_rows-1 once with weight 1, then weight-0
+    copies up to whole global batches (a metric over them is over the rows exactly)."""
+    total = -(-num_rows // global_batch_size) * global_batch_size
+    return tf.data.Dataset.range(total).map(
+        lambda i: (i % num_rows, tf.cast(i < num_rows, tf.float32)))
 
 
 def per_replica(dataset, input_context, global_batch_size):

@@ -73,10 +73,13 @@ class Reporter:
 
     def evaluation(self, record):
         """Append `record` (a dict with "step") to metrics.jsonl and TensorBoard."""
-        evals = {k[len("eval_"):]: v for k, v in record.items() if k.startswith("eval_")}
-        print(f"eval at step {record['step']}: "
-              + " | ".join(f"{k} {v:.4f}" for k, v in evals.items()), flush=True)
-        self.scalars(record["step"], evals, "eval")
+        for prefix, what, tag in (("eval_", "eval", "eval"),
+                                  ("fixed_train_", "fixed training examples", "fixed_train")):
+            values = {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
+            if values:
+                print(f"{what} at step {record['step']}: "
+                      + " | ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+                self.scalars(record["step"], values, tag)
         if self.is_chief:
             files.append_text(files.join(self.model_dir, "metrics.jsonl"),
                               json.dumps(record) + "\n")

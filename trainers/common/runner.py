@@ -52,7 +52,8 @@ POSITIVE_FLAGS = ("seq_length", "max_seq_length", "doc_stride", "max_query_lengt
                   "max_predictions_per_seq", "vocab_size", "num_layers", "hidden_dim",
                   "num_heads", "intermediate_dim", "num_devices", "n_best_size",
                   "max_answer_length")
-NON_NEGATIVE_FLAGS = ("max_documents", "eval_batches", "warmup_steps",
+NON_NEGATIVE_FLAGS = ("max_documents", "eval_batches", "warmup_steps", "fixed_train_examples",
+                      "train_windows", "frequency_buckets",
                       "generated_train_max", "generated_dev_max")
 
 
@@ -237,9 +238,13 @@ def _clip_fraction(optimizer):
     return None if clip is None else float(clip.numpy())
 
 
-def evaluate(s, eval_data, eval_steps, step, train_metrics):
-    """One evaluation (plus the task's prediction pass, if it declares one) -> the
-    record written to metrics.jsonl."""
+FIXED_TRAIN = "fixed_train_"  # metrics.jsonl prefix of the fixed training examples' metrics
+
+
+def evaluate(s, eval_data, eval_steps, step, train_metrics, fixed_train=None):
+    """One evaluation (plus the task's prediction pass, if it declares one, and the fixed
+    training examples, `fixed_train` = (data, steps), if asked for) -> the record
+    written to metrics.jsonl."""
     results = s.loop.evaluate(iter(eval_data), eval_steps)
     if isinstance(s.task, PredictionEvaluation):
         outputs = s.loop.predict(iter(eval_data), eval_steps, s.task.predict)
@@ -248,6 +253,10 @@ def evaluate(s, eval_data, eval_steps, step, train_metrics):
     record = {"step": step, "examples_seen": step * s.global_batch_size}
     record.update({f"train_{k}": v for k, v in (train_metrics or {}).items()})
     record.update({f"eval_{k}": v for k, v in results.items()})
+    if fixed_train:
+        fixed = s.loop.evaluate(iter(fixed_train[0]), fixed_train[1])
+        fixed.update(s.task.derived_metrics(fixed))
+        record.update({f"{FIXED_TRAIN}{k}": v for k, v in fixed.items()})
     clip = _clip_fraction(s.optimizer)
     if clip is not None and step > 0:
         record["clip_fraction"] = clip
@@ -268,14 +277,20 @@ def train_and_evaluate(s):
     eval_steps = task.eval_steps(G)
     if f.eval_batches:
         eval_steps = min(eval_steps, f.eval_batches)
+    fixed = None
+    if f.fixed_train_examples:
+        count = f.fixed_train_examples
+        fixed = (s.strategy.distribute_datasets_from_function(
+            lambda ctx: task.fixed_train_dataset(ctx, G, count)),
+            task.fixed_train_steps(G, count))
 
     step = s.step
     throughput = Throughput()
     last_eval = None
     if s.mode == "eval":
-        last_eval = evaluate(s, eval_data, eval_steps, step, None)
+        last_eval = evaluate(s, eval_data, eval_steps, step, None, fixed)
     elif not s.restored and s.mode == "train_and_eval":
-        last_eval = evaluate(s, eval_data, eval_steps, 0, None)
+        last_eval = evaluate(s, eval_data, eval_steps, 0, None, fixed)
     wall_start = time.time()
     since_eval = {}
     last_train = {}
@@ -301,7 +316,7 @@ def train_and_evaluate(s):
         if s.mode == "train_and_eval" and (
                 (f.eval_every and step % f.eval_every == 0) or step == train_steps):
             last_eval = evaluate(s, eval_data, eval_steps, step,
-                                 {k: t / c for k, (t, c) in since_eval.items()})
+                                 {k: t / c for k, (t, c) in since_eval.items()}, fixed)
             since_eval = {}
         if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
             s.checkpoints.save(step)
@@ -310,6 +325,11 @@ def train_and_evaluate(s):
 
 
 # ---------------------------------------------------------------- 4. finish
+def _prefixed(record, prefix):
+    """{name: value} of `record`'s keys that start with `prefix` (prefix removed)."""
+    return {k[len(prefix):]: v for k, v in (record or {}).items() if k.startswith(prefix)}
+
+
 def finish(s, progress):
     """Export the model (chief, not in eval mode), write summary.json, close files."""
     f, task = s.f, s.task
@@ -334,8 +354,8 @@ def finish(s, progress):
         "jit_compile": s.jit,
         "mixed_precision": f.mixed_precision,
         "train": dict(progress.last_train),
-        "eval": ({k[len("eval_"):]: v for k, v in last_eval.items() if k.startswith("eval_")}
-                 if last_eval else {}),
+        "eval": _prefixed(last_eval, "eval_"),
+        "fixed_train": _prefixed(last_eval, FIXED_TRAIN),
         f"{task.example_name}_per_second": progress.throughput.per_second,
         "train_seconds_this_run": progress.seconds,
         "weights_sha256": digest,
@@ -347,7 +367,8 @@ def finish(s, progress):
         # Keep the training run's facts: in eval mode replace only the evaluation;
         # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
         kept = json.loads(files.read_text(previous))
-        summary = (dict(kept, eval=summary["eval"], task=summary["task"]) if s.mode == "eval"
+        summary = (dict(kept, eval=summary["eval"], fixed_train=summary["fixed_train"],
+                        task=summary["task"]) if s.mode == "eval"
                    else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
     if s.mode == "eval":
         summary["evaluated_checkpoint"] = s.restored

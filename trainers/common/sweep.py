@@ -3,14 +3,19 @@
 A sweep, per optimizer:
 
 1. **Learning rate.** A log-spaced grid (`lr_grid`) is screened: one run per
-   point, `screen_steps` long, seed 0, scored on the *validation* split by its
-   final held-out loss. While the best point is at an edge of the grid, the grid
+   point of the full budget (`train_steps`, the seeded runs' schedule: a screen
+   truncated at fewer steps would favour large rates), seed 0, on the *validation*
+   split, scored by the final value of the sweep's `objective`: ``held_out`` (the
+   validation loss: generalisation) or ``fixed_train`` (the loss on the trainer's
+   fixed training examples, dropout off: optimisation speed). While the best point is at an edge of the grid, the grid
    grows by one point on that side (the edge times the grid's own ratio there),
    at most `max_extensions` times; a search that stops with its best still at
    the edge records ``bound_hit``. If every point diverged, the grid grows
    downwards (a smaller rate is the one that can converge). A one-point grid
    is a fixed value (no search), e.g. to reuse a rate chosen by another sweep;
    with at most one tau as well, nothing is chosen and no validation run is made.
+   **Arms**: an optimizer may have several option sets (`option_grids`, e.g. Adam's
+   beta_2 and warm-up); each gets its own rate search and the best arm wins.
 2. **Clipping threshold** (gclip and cclip, when a `tau_grid` is given). Either
    ``stage`` (default): step 1 runs at the centre of the tau grid, then the tau
    grid is screened at the chosen rate, with the same edge extension; or
@@ -22,7 +27,11 @@ A sweep, per optimizer:
 3. **Seeds.** The chosen setting runs `seeds` times (seeds 0..seeds-1) for the
    full `train_steps` on the *test* split; the report gives the mean and the
    sample standard deviation (ddof=1) of the final test loss over the seeds
-   that did not diverge, and the number that did.
+   that did not diverge, and the number that did, for both metrics (held-out and
+   fixed training examples, when the trainer records them).
+4. **Ties.** Every grid value whose screen score lies within one seed sd (of the
+   chosen setting's seeds) of the best is *tied* with it: a grid flat within the
+   seed noise has no winner, and the report says so.
 
 A run has **diverged** when its final held-out loss is NaN/inf or exceeds its
 own initial (step-0) held-out loss by more than `divergence_margin`, or when the
@@ -44,6 +53,7 @@ import numpy as np
 
 SPLIT_SELECT = "validation"
 SPLIT_FINAL = "test"
+OBJECTIVES = ("held_out", "fixed_train")
 TAU_OPTIMIZERS = ("gclip", "cclip")
 TAU_SEARCHES = ("stage", "cross", "off")
 
@@ -96,27 +106,37 @@ class Trial:
     seed: int
     split: str
     steps: int
+    options: tuple = ()  # ((trainer flag, value), ...), sorted: the arm's fixed settings
 
     @property
     def name(self):
         """The run directory's name under model_dir/<optimizer>/."""
         tau = "" if self.tau is None else f"_tau{self.tau:g}"
-        return f"lr{self.learning_rate:g}{tau}_seed{self.seed}_{self.split}_{self.steps}steps"
+        opts = "".join(f"_{k}-{v:g}" for k, v in self.options)
+        return (f"lr{self.learning_rate:g}{tau}{opts}_seed{self.seed}_{self.split}_"
+                f"{self.steps}steps")
 
     @property
     def key(self):
         return (self.optimizer, float(self.learning_rate),
                 None if self.tau is None else float(self.tau), int(self.seed), self.split,
-                int(self.steps))
+                int(self.steps), tuple((k, float(v)) for k, v in self.options))
 
     def as_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+
+def as_options(mapping):
+    """{flag: value} -> the sorted tuple a Trial holds."""
+    return tuple(sorted((str(k), float(v)) for k, v in (mapping or {}).items()))
 
 
 def trial_from_dict(d):
     return Trial(d["optimizer"], float(d["learning_rate"]),
                  None if d.get("tau") is None else float(d["tau"]), int(d["seed"]),
-                 d["split"], int(d["steps"]))
+                 d["split"], int(d["steps"]), as_options(d.get("options")))
 
 
 def _finite(x):
@@ -139,24 +159,35 @@ def classify(curve, exit_code=0, message="", margin=1.0):
     return False, ""
 
 
-RAW_FIELDS = ("curve", "exit_code", "message", "wall_seconds", "steps_trained",
-              "clip_fraction", "train_loss")
+RAW_FIELDS = ("curve", "held_out_curve", "fixed_train_curve", "exit_code", "message",
+              "wall_seconds", "steps_trained", "clip_fraction", "train_loss")
+
+
+def _curve(points):
+    return [[int(s), (float(v) if v is not None else float("nan"))] for s, v in points or []]
 
 
 def make_record(trial, raw, margin, stage, reused):
-    """The trial's record (what results.json keeps) from a runner's raw result."""
-    curve = [[int(s), (float(v) if v is not None else float("nan"))]
-             for s, v in raw.get("curve") or []]
+    """The trial's record (what results.json keeps) from a runner's raw result.
+
+    `curve` is the objective's curve (scored, tested for divergence); `held_out_curve`
+    and `fixed_train_curve` (when the runner read them) give both metrics' finals."""
+    curve = _curve(raw.get("curve"))
     diverged, reason = classify(curve, raw.get("exit_code", 0), raw.get("message", ""),
                                 margin)
     final = curve[-1][1] if curve else float("nan")
     record = trial.as_dict()
     record.update({k: raw.get(k) for k in RAW_FIELDS})
+    finals = {}
+    for metric in OBJECTIVES:
+        points = _curve(raw.get(f"{metric}_curve"))
+        record[f"{metric}_curve"] = points or None
+        finals[f"{metric}_final"] = points[-1][1] if points else None
     record.update(
         name=trial.name, stage=stage, curve=curve, final_loss=final,
         initial_loss=curve[0][1] if curve and curve[0][0] == 0 else None,
         diverged=diverged, divergence_reason=reason,
-        score=math.inf if diverged else final, reused=reused)
+        score=math.inf if diverged else final, reused=reused, **finals)
     return record
 
 
@@ -246,45 +277,72 @@ def _clipping_active(side, record):
 _clipping_active.reason = "the largest tau clipped nothing (clip fraction 0)"
 
 
+def mean_sd(values):
+    """(mean, sample sd with ddof=1; 0 for one value, NaN for none)."""
+    n = len(values)
+    mean = float(np.mean(values)) if n else math.nan
+    sd = float(np.std(values, ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan)
+    return mean, sd
+
+
 def aggregate(records):
-    """Mean and sample sd (ddof=1) of the final loss over the runs that did not
-    diverge, their count, the diverged count, and the mean final clip fraction."""
+    """Mean and sample sd (ddof=1) of the final objective over the runs that did not
+    diverge, their count, the diverged count, the mean final clip fraction, and the
+    same mean and sd of each metric (`held_out`, `fixed_train`) the runs recorded."""
     ok = [r for r in records if not r["diverged"]]
     losses = [r["final_loss"] for r in ok]
-    n = len(losses)
-    mean = float(np.mean(losses)) if n else math.nan
-    sd = float(np.std(losses, ddof=1)) if n > 1 else (0.0 if n == 1 else math.nan)
+    mean, sd = mean_sd(losses)
     clips = [r["clip_fraction"] for r in ok if r.get("clip_fraction") is not None]
-    return dict(losses=[float(x) for x in losses], mean=mean, sd=sd, n=n,
-                diverged=len(records) - n, seeds=[r["seed"] for r in records],
-                names=[r["name"] for r in records],
-                clip_fraction=float(np.mean(clips)) if clips else None)
+    out = dict(losses=[float(x) for x in losses], mean=mean, sd=sd, n=len(losses),
+               diverged=len(records) - len(losses), seeds=[r["seed"] for r in records],
+               names=[r["name"] for r in records],
+               clip_fraction=float(np.mean(clips)) if clips else None)
+    for metric in OBJECTIVES:
+        values = [r[f"{metric}_final"] for r in ok if r.get(f"{metric}_final") is not None]
+        m, d = mean_sd(values)
+        out[metric] = dict(mean=m, sd=d, n=len(values)) if values else None
+    return out
+
+
+def tied_values(search, sd):
+    """The searched values whose score lies within `sd` (one seed sd of the chosen
+    setting) of the best score, the best included: more than one means the grid is
+    flat within the seed noise, a tie rather than a winner."""
+    if not search or search.get("best") is None or not sd == sd:
+        return []
+    best = search["best_score"]
+    return [v for v, score in zip(search["values"], search["scores"])
+            if math.isfinite(score) and score <= best + sd]
 
 
 @dataclasses.dataclass
 class Config:
     optimizers: list
     lr_grids: dict  # optimizer -> initial learning-rate grid
-    train_steps: int  # the full budget of the seeded runs
-    screen_steps: int = 0  # the grid runs' length; 0: train_steps
+    train_steps: int  # the full budget of every run, screens and seeds alike
     seeds: int = 3
     tau_grids: dict = dataclasses.field(default_factory=dict)  # gclip/cclip -> grid
     tau_search: str = "stage"
     max_extensions: int = 3
     divergence_margin: float = 1.0
+    # optimizer -> [{trainer flag: value}, ...]: its arms (default: one arm, no options)
+    option_grids: dict = dataclasses.field(default_factory=dict)
+    objective: str = "held_out"
 
     def __post_init__(self):
         if self.tau_search not in TAU_SEARCHES:
             raise ValueError(f"tau_search must be one of {TAU_SEARCHES}, got {self.tau_search!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.train_steps < 1 or self.seeds < 1 or self.max_extensions < 0:
             raise ValueError("need train_steps >= 1, seeds >= 1, max_extensions >= 0")
         for name in self.optimizers:
             if not self.lr_grids.get(name):
                 raise ValueError(f"no learning-rate grid for {name}")
 
-    @property
-    def grid_steps(self):
-        return self.screen_steps or self.train_steps
+    def arms(self, optimizer):
+        """The option sets of `optimizer` (as Trial.options tuples); one empty one by default."""
+        return [as_options(o) for o in self.option_grids.get(optimizer) or [{}]]
 
     def taus(self, optimizer):
         if self.tau_search == "off" or optimizer not in TAU_OPTIMIZERS:
@@ -292,9 +350,10 @@ class Config:
         return sorted(self.tau_grids.get(optimizer) or [])
 
     def is_fixed(self, optimizer):
-        """One learning rate and at most one tau: nothing to choose, so no
+        """One learning rate, at most one tau and one arm: nothing to choose, so no
         validation run (the setting goes straight to its seeds)."""
-        return len(self.lr_grids[optimizer]) == 1 and len(self.taus(optimizer)) <= 1
+        return (len(self.lr_grids[optimizer]) == 1 and len(self.taus(optimizer)) <= 1
+                and len(self.arms(optimizer)) == 1)
 
 
 class Sweep:
@@ -315,22 +374,26 @@ class Sweep:
         self._placeholders = {}  # (optimizer, stage) -> (count, steps)
 
     # -- planning (for the ETA) -------------------------------------------------
+    def screen(self, name, lr, tau, options):
+        """The validation run (seed 0, the full budget) of one grid point."""
+        return Trial(name, lr, tau, 0, SPLIT_SELECT, self.config.train_steps, options)
+
     def plan(self):
         """Register the trials known before any result (for the ETA; `run` calls it)."""
         c = self.config
         for name in c.optimizers:
             taus = c.taus(name)
             lr_grid = c.lr_grids[name]
-            if c.is_fixed(name):
-                keys = []
-            elif taus and c.tau_search == "cross":
-                keys = [Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps) for t in taus
-                        for lr in lr_grid]
-            else:
-                tau = geometric_centre(taus) if taus else None
-                keys = [Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps) for lr in lr_grid]
-                if taus:
-                    self._placeholders[(name, "tau")] = (len(taus) - 1, c.grid_steps)
+            keys = []
+            if not c.is_fixed(name):
+                for opts in c.arms(name):
+                    if taus and c.tau_search == "cross":
+                        keys += [self.screen(name, lr, t, opts) for t in taus for lr in lr_grid]
+                    else:
+                        tau = geometric_centre(taus) if taus else None
+                        keys += [self.screen(name, lr, tau, opts) for lr in lr_grid]
+                if taus and c.tau_search != "cross":
+                    self._placeholders[(name, "tau")] = (len(taus) - 1, c.train_steps)
             for t in keys:
                 self._expect(t)
             self._placeholders[(name, "final")] = (c.seeds, c.train_steps)
@@ -376,34 +439,27 @@ class Sweep:
             self.on_record(record, self)
         return record
 
-    def _lr_search(self, name, tau):
-        c = self.config
-
+    def _lr_search(self, name, tau, opts):
         def evaluate(lr):
-            r = self.trial(Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps), "lr")
+            r = self.trial(self.screen(name, lr, tau, opts), "lr")
             return r["score"], r
 
-        return search_grid(evaluate, c.lr_grids[name], c.max_extensions)
+        return search_grid(evaluate, self.config.lr_grids[name], self.config.max_extensions)
 
-    def select(self, name):
-        """The chosen (learning rate, tau) of `name` on the validation split."""
+    def _select_arm(self, name, opts):
+        """(lr, tau, lr_search, tau_search) of one arm of `name` on the validation split."""
         c = self.config
         taus = c.taus(name)
-        if c.is_fixed(name):
-            selection = dict(learning_rate=c.lr_grids[name][0], tau=taus[0] if taus else None,
-                             validation_loss=None, steps=0, split=None, fixed=True)
-            self.selections[name] = dict(chosen=selection, lr_search=None, tau_search=None)
-            return selection
         lr_search, tau_search = None, None
         if taus and c.tau_search == "cross":
             per_tau = {}
 
             def evaluate(tau):
                 for lr in c.lr_grids[name]:
-                    self._expect(Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps))
-                per_tau[tau] = self._lr_search(name, tau)
+                    self._expect(self.screen(name, lr, tau, opts))
+                per_tau[tau] = self._lr_search(name, tau, opts)
                 best = per_tau[tau]["best"]
-                rec = (self.records[Trial(name, best, tau, 0, SPLIT_SELECT, c.grid_steps).key]
+                rec = (self.records[self.screen(name, best, tau, opts).key]
                        if best is not None else None)
                 return per_tau[tau]["best_score"], rec
 
@@ -414,29 +470,56 @@ class Sweep:
             tau_search["lr_searches"] = {f"{t:g}": s for t, s in per_tau.items()}
         else:
             tau = geometric_centre(taus) if taus else None
-            lr_search = self._lr_search(name, tau)
+            lr_search = self._lr_search(name, tau, opts)
             lr = lr_search["best"]
             if taus and lr is not None:
-                self._placeholders.pop((name, "tau"), None)
                 for t in taus:
-                    self._expect(Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps))
+                    self._expect(self.screen(name, lr, t, opts))
 
                 def evaluate(t):
-                    r = self.trial(Trial(name, lr, t, 0, SPLIT_SELECT, c.grid_steps), "tau")
+                    r = self.trial(self.screen(name, lr, t, opts), "tau")
                     return r["score"], r
 
                 tau_search = search_grid(evaluate, taus, c.max_extensions, _clipping_active)
                 if tau_search["best"] is not None:
                     tau = tau_search["best"]
-            self._placeholders.pop((name, "tau"), None)
-        if lr is None:
-            selection = None
-        else:
-            chosen = self.records[Trial(name, lr, tau, 0, SPLIT_SELECT, c.grid_steps).key]
-            selection = dict(learning_rate=lr, tau=tau, validation_loss=chosen["final_loss"],
-                             steps=c.grid_steps, split=SPLIT_SELECT)
-        self.selections[name] = dict(chosen=selection, lr_search=lr_search,
-                                     tau_search=tau_search)
+        return lr, tau, lr_search, tau_search
+
+    def select(self, name):
+        """The chosen (learning rate, tau, options) of `name` on the validation split:
+        each arm's search, then the arm with the best score."""
+        c = self.config
+        taus = c.taus(name)
+        if c.is_fixed(name):
+            selection = dict(learning_rate=c.lr_grids[name][0], tau=taus[0] if taus else None,
+                             options=dict(c.arms(name)[0]), validation_loss=None, steps=0,
+                             split=None, fixed=True)
+            self.selections[name] = dict(chosen=selection, lr_search=None, tau_search=None)
+            return selection
+        arms = []
+        for opts in c.arms(name):
+            lr, tau, lr_search, tau_search = self._select_arm(name, opts)
+            score = (self.records[self.screen(name, lr, tau, opts).key]["score"]
+                     if lr is not None else math.inf)
+            arms.append(dict(options=opts, learning_rate=lr, tau=tau, score=score,
+                             lr_search=lr_search, tau_search=tau_search))
+        self._placeholders.pop((name, "tau"), None)
+        best = min(arms, key=lambda a: a["score"])
+        selection = None
+        if best["learning_rate"] is not None:
+            chosen = self.records[self.screen(name, best["learning_rate"], best["tau"],
+                                              best["options"]).key]
+            selection = dict(learning_rate=best["learning_rate"], tau=best["tau"],
+                             options=dict(best["options"]), validation_loss=chosen["final_loss"],
+                             steps=c.train_steps, split=SPLIT_SELECT)
+        self.selections[name] = dict(
+            chosen=selection, lr_search=best["lr_search"], tau_search=best["tau_search"],
+            arms=[dict(options=dict(a["options"]), learning_rate=a["learning_rate"], tau=a["tau"],
+                       score=a["score"], trials=len(a["lr_search"]["values"]) + (
+                           len(a["tau_search"]["values"]) if a["tau_search"] else 0))
+                  for a in arms] if len(arms) > 1 else None,
+            trials=sum(1 for r in self.records.values()
+                       if r["optimizer"] == name and r["split"] == SPLIT_SELECT))
         return selection
 
     def final(self, name, selection):
@@ -445,12 +528,16 @@ class Sweep:
         if selection is None:
             self.finals[name] = None
             return None
+        opts = as_options(selection.get("options"))
         trials = [Trial(name, selection["learning_rate"], selection["tau"], seed, SPLIT_FINAL,
-                        c.train_steps) for seed in range(c.seeds)]
+                        c.train_steps, opts) for seed in range(c.seeds)]
         for t in trials:
             self._expect(t)
         records = [self.trial(t, "final") for t in trials]
         self.finals[name] = aggregate(records)
+        # A grid flat within one seed sd of the chosen setting: a tie, not a winner.
+        sel = self.selections.get(name) or {}
+        sel["tied_learning_rates"] = tied_values(sel.get("lr_search"), self.finals[name]["sd"])
         return self.finals[name]
 
     def run(self):

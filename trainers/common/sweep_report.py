@@ -4,19 +4,25 @@ No TensorFlow here (matplotlib with the Agg backend for the plot).
 
 results.json::
 
-    {"meta": {"program", "trainer_flags", "config": {...}, "metric", "perplexity",
-              "updated"},
-     "trials": [{optimizer, learning_rate, tau, seed, split, steps, name, stage,
-                 final_loss, initial_loss, curve: [[step, held-out loss], ...],
+    {"meta": {"program", "trainer_flags", "config": {...}, "metric", "objective",
+              "perplexity", "updated"},
+     "trials": [{optimizer, learning_rate, tau, options, seed, split, steps, name, stage,
+                 final_loss, initial_loss, curve: [[step, objective], ...],
+                 held_out_curve, fixed_train_curve, held_out_final, fixed_train_final,
                  diverged, divergence_reason, score, wall_seconds, steps_trained,
                  clip_fraction, train_loss, exit_code, message, reused}, ...],
-     "selections": {optimizer: {"chosen": {learning_rate, tau, validation_loss,
+     "selections": {optimizer: {"chosen": {learning_rate, tau, options, validation_loss,
                                            steps, split} or null,
                                 "lr_search": {values, scores, best, best_score,
                                               extensions, at_edge, bound_hit, stopped},
-                                "tau_search": (the same, or null)}},
-     "finals": {optimizer: {losses, mean, sd, n, diverged, seeds, names,
-                            clip_fraction} or null}}
+                                "tau_search": (the same, or null),
+                                "arms": [{options, learning_rate, tau, score, trials}] or null,
+                                "trials": validation runs, "tied_learning_rates": [...]}},
+     "finals": {optimizer: {losses, mean, sd, n, diverged, seeds, names, clip_fraction,
+                            held_out: {mean, sd, n}, fixed_train: {mean, sd, n}} or null}}
+
+`final_loss`, `score` and the finals' `mean`/`sd` are of the sweep's objective
+(`held_out` or `fixed_train`); `held_out`/`fixed_train` give both metrics.
 
 Non-finite numbers (a diverged loss, a +inf score) are written as null, so the
 file is strict JSON.
@@ -99,73 +105,118 @@ def table_rows(doc):
     return rows
 
 
-def ranking_line(rows, metric="loss"):
-    """Who won and by how much: the optimizers by mean test metric (lower first), each
-    after the first with its gap to the best; '' when fewer than two have one."""
+def ranking_line(rows, metric="loss", objective="held_out"):
+    """Who won and by how much: the optimizers by mean final objective (lower first), each
+    after the first with its gap to the best, marked a tie when the gap is within the
+    larger of the two seed sds; '' when fewer than two have one."""
     ranked = sorted(((r["final"]["mean"], r["final"]["sd"], r["optimizer"]) for r in rows
                      if r["final"] and r["final"]["n"] and r["final"]["mean"] is not None))
     if len(ranked) < 2:
         return ""
-    best = ranked[0][0]
-    parts = [f"{name} {mean:.4f}" + ("" if i == 0 else f" (+{mean - best:.4f})")
-             for i, (mean, _, name) in enumerate(ranked)]
-    return f"Ranking by mean test {metric} (lower is better): " + ", ".join(parts) + "."
+    best, best_sd = ranked[0][0], ranked[0][1] or 0.0
+    parts = []
+    for i, (mean, sd, name) in enumerate(ranked):
+        text = f"{name} {mean:.4f}"
+        if i:
+            gap = mean - best
+            text += f" (+{gap:.4f}" + (", tie: within 1 sd" if gap <= max(best_sd, sd or 0.0)
+                                       else "") + ")"
+        parts.append(text)
+    return (f"Ranking by mean {OBJECTIVE_NAMES[objective]} {metric} over the seeds (lower is "
+            "better): " + ", ".join(parts) + ".")
+
+
+OBJECTIVE_NAMES = {"held_out": "test (held-out)", "fixed_train": "fixed-training-examples"}
+
+
+def _mean_sd(agg):
+    if not agg or not agg.get("n"):
+        return "n/a"
+    return f"{_num(agg['mean'])} ± {_num(agg['sd'])} (n={agg['n']})"
+
+
+def _options(options):
+    return ", ".join(f"{k} {v:g}" for k, v in sorted((options or {}).items()))
+
+
+def _tie(selection):
+    tied = (selection or {}).get("tied_learning_rates") or []
+    if len(tied) < 2:
+        return ""
+    return f" **tie: {min(tied):g} .. {max(tied):g} within 1 seed sd**"
 
 
 def markdown_table(doc, title):
-    """results.md: optimizer, chosen lr and tau, validation loss at the chosen point,
-    test loss mean +- sd over seeds, perplexity, clip fraction, diverged runs, grid."""
+    """results.md: optimizer, chosen lr, tau and options, validation runs, the objective at
+    the chosen point, both metrics (fixed training examples, held-out test) mean +- sd over
+    seeds, perplexity, clip fraction, diverged runs, grids (ties marked)."""
     meta = doc["meta"]
     cfg = meta["config"]
+    metric = meta.get("metric", "loss")
+    objective = meta.get("objective", "held_out")
     ppl = meta.get("perplexity", False)
-    screen = cfg.get("screen_steps") or cfg["train_steps"]
-    head = ["optimizer", "chosen lr", "tau",
-            f"validation {meta.get('metric', 'loss')} ({screen} steps)",
-            f"test {meta.get('metric', 'loss')} (mean ± sd, {cfg['train_steps']} steps)"]
+    steps = cfg["train_steps"]
+    head = ["optimizer", "chosen lr", "tau", "options", "validation runs",
+            f"{objective} {metric} at the choice (validation run)",
+            f"fixed-train {metric} (mean ± sd)", f"test {metric} (mean ± sd)"]
     if ppl:
         head.append("test perplexity")
     head += ["clip fraction", "diverged (grid / seeds)", "lr grid", "tau grid"]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
+    lines = [f"# {title}", "", f"Objective: **{objective}** ({OBJECTIVE_NAMES[objective]} "
+             f"{metric}); every run {steps} steps with the same schedule.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table_rows(doc):
         c, f = r["chosen"], r["final"]
+        sel = (doc["selections"] or {}).get(r["optimizer"]) or {}
         if c is None:
-            cells = [r["optimizer"], "all diverged", "", "n/a", "n/a"] + (["n/a"] if ppl else [])
+            cells = [r["optimizer"], "all diverged", "", "", str(sel.get("trials", "")),
+                     "n/a", "n/a", "n/a"] + (["n/a"] if ppl else [])
         else:
-            test = "n/a"
-            if f and f["n"]:
-                test = f"{_num(f['mean'])} ± {_num(f['sd'])} (n={f['n']})"
+            held = (f or {}).get("held_out")
+            if f and held is None and objective == "held_out":  # an older results.json
+                held = dict(mean=f["mean"], sd=f["sd"], n=f["n"])
             cells = [r["optimizer"], f"{c['learning_rate']:g}",
-                     "" if c["tau"] is None else f"{c['tau']:g}",
-                     _num(c["validation_loss"]), test]
+                     "" if c["tau"] is None else f"{c['tau']:g}", _options(c.get("options")),
+                     str(sel.get("trials", r["grid_runs"])), _num(c["validation_loss"]),
+                     _mean_sd((f or {}).get("fixed_train")), _mean_sd(held)]
             if ppl:
-                cells.append(_num(math.exp(f["mean"]), ".2f")
-                             if f and f["n"] and f["mean"] is not None else "n/a")
+                cells.append(_num(math.exp(held["mean"]), ".2f")
+                             if held and held.get("n") and held["mean"] is not None else "n/a")
         clip = f.get("clip_fraction") if f else None
         fixed = bool(c and c.get("fixed"))
         cells += [_num(clip, ".3g"),
                   f"{r['grid_diverged']}/{r['grid_runs']} / {r['seed_diverged']}/{r['seed_runs']}",
-                  f"{c['learning_rate']:g} (fixed)" if fixed else _grid_range(r["lr_search"]),
+                  f"{c['learning_rate']:g} (fixed)" if fixed
+                  else _grid_range(r["lr_search"]) + _tie(sel),
                   ("" if c["tau"] is None else f"{c['tau']:g} (fixed)") if fixed
                   else _grid_range(r["tau_search"])]
         lines.append("| " + " | ".join(cells) + " |")
-    ranking = ranking_line(table_rows(doc), meta.get("metric", "loss"))
+        for arm in sel.get("arms") or []:
+            lr = "all diverged" if arm["learning_rate"] is None else f"lr {arm['learning_rate']:g}"
+            lines.append(f"| ↳ arm | {lr} | | {_options(arm['options'])} | {arm['trials']} | "
+                         f"{_num(arm['score'])} |" + " |" * (len(head) - 6))
+    ranking = ranking_line(table_rows(doc), metric, objective)
     notes = [""] + ([ranking, ""] if ranking else []) + [
-        f"Chosen on the validation split by the final held-out {meta.get('metric', 'loss')} of "
-        f"one run (seed 0) of {screen} steps per grid point; the chosen setting then ran "
-        f"{cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) of {cfg['train_steps']} steps on the "
-        "test split: mean ± sample sd (ddof=1) over the seeds that did not diverge.",
+        f"Chosen on the validation split by the final {objective} {metric} of one run (seed "
+        f"0) per grid point, each of the full {steps} steps (the seeded runs' schedule); the "
+        f"chosen setting then ran {cfg['seeds']} seeds (0..{cfg['seeds'] - 1}) on the test "
+        "split: mean ± sample sd (ddof=1) over the seeds that did not diverge. Fixed-train: "
+        "the trainer's fixed training examples (the same for every optimizer and seed, "
+        "dropout off); test: the held-out test split.",
+        "Ties: grid values whose validation score lies within one seed sd of the chosen "
+        "one's are marked; such a grid has no winner.",
     ]
     if ppl:
         notes.append("Perplexity: exp(mean test loss).")
     notes += [
-        f"Diverged: final held-out loss NaN/inf or more than {cfg['divergence_margin']:g} above "
-        "the run's initial (step-0) held-out loss, or the trainer stopped on a non-finite "
-        "value; a diverged grid point is never chosen. Counts: diverged/runs of the grid, "
-        "then of the seeds.",
+        f"Diverged: final {objective} {metric} NaN/inf or more than "
+        f"{cfg['divergence_margin']:g} above the run's initial (step-0) value, or the trainer "
+        "stopped on a non-finite value; a diverged grid point is never chosen. Counts: "
+        "diverged/runs of the grid, then of the seeds.",
         f"Grids: log-spaced; while the best point is at an edge the grid grows on that side "
         f"(at most {cfg['max_extensions']} times per search; 'extension bound hit' marks a "
-        f"best still at the edge). Tau search: {cfg['tau_search']}.",
+        f"best still at the edge). Tau search: {cfg['tau_search']}. Arms (options): each "
+        "gets its own rate search; the best arm is chosen.",
         "Clip fraction: the final clip fraction of the chosen setting's seeds (mean), for the "
         "clipping optimizers.",
         "",
@@ -202,47 +253,67 @@ def focus_limits(bands, ratio=3.0, margin=0.05):
     return low - pad, high + pad, first
 
 
+def _metric_curve(trial, metric):
+    """The trial's curve of `metric` (held_out / fixed_train); older records hold only
+    the held-out one, as `curve`."""
+    points = trial.get(f"{metric}_curve")
+    if points is None and metric == "held_out" and "held_out_curve" not in trial:
+        points = trial.get("curve")
+    return points
+
+
 def plot_bands(doc, path, title):
-    """Held-out loss vs step of each optimizer's seeded runs: the mean over the seeds
-    that did not diverge, and a min-max band. Returns the path."""
+    """Each optimizer's seeded runs, one panel per recorded metric (fixed training
+    examples, held-out test): the mean over the seeds that did not diverge and a min-max
+    band, vs step. Returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     trials = {t["name"]: t for t in doc["trials"]}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    bands = []
-    for r in table_rows(doc):
-        f = r["final"]
-        if not f:
-            continue
-        runs = [trials[n] for n in f.get("names", []) if n in trials]
-        ok = [t for t in runs if not t["diverged"] and t["curve"]]
-        if not ok:
-            continue
-        steps, mean, lo, hi, _ = _band(ok)
-        c = r["chosen"]
-        label = f"{r['optimizer']} (lr {c['learning_rate']:g}"
-        label += f", tau {c['tau']:g})" if c["tau"] is not None else ")"
-        label += f": {_num(f['mean'], '.3f')} ± {_num(f['sd'], '.3f')}"
-        if len(runs) > len(ok):
-            label += f", {len(runs) - len(ok)} diverged"
-        (line,) = ax.plot(steps, mean, label=label)
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        bands.append((steps, lo, hi))
-    note = "line: mean over seeds; band: min-max"
-    limits = focus_limits(bands)
-    if limits:
-        ax.set_ylim(limits[0], limits[1])
-        note += f"; the first evaluation (up to {limits[2]:.3g}) lies above the axis"
+    rows = [r for r in table_rows(doc) if r["final"]]
+    panels = [m for m in ("fixed_train", "held_out")
+              if any(_metric_curve(trials[n], m) for r in rows
+                     for n in r["final"].get("names", []) if n in trials)]
+    panels = panels or ["held_out"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     metric = doc["meta"].get("metric", "loss")
-    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
-    ax.set(xlabel="step", ylabel=f"held-out (test) {metric}")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, note, fontsize=7)
+    notes = ["line: mean over seeds; band: min-max"]
+    for ax, panel in zip(axes[0], panels):
+        bands = []
+        for r in rows:
+            f = r["final"]
+            runs = [trials[n] for n in f.get("names", []) if n in trials]
+            ok = [dict(t, curve=_metric_curve(t, panel)) for t in runs
+                  if not t["diverged"] and _metric_curve(t, panel)]
+            if not ok:
+                continue
+            steps, mean, lo, hi, _ = _band(ok)
+            c = r["chosen"]
+            label = f"{r['optimizer']} (lr {c['learning_rate']:g}"
+            label += f", tau {c['tau']:g})" if c["tau"] is not None else ")"
+            agg = f.get(panel) or (f if panel == doc["meta"].get("objective", "held_out")
+                                   else None)
+            if agg and agg.get("n"):
+                label += f": {_num(agg['mean'], '.3f')} ± {_num(agg['sd'], '.3f')}"
+            if len(runs) > len(ok):
+                label += f", {len(runs) - len(ok)} diverged"
+            (line,) = ax.plot(steps, mean, label=label, marker="." if len(steps) < 30 else None)
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+            bands.append((steps, lo, hi))
+        limits = focus_limits(bands)
+        if limits:
+            ax.set_ylim(limits[0], limits[1])
+            notes.append(f"{panel}: the first evaluation (up to {limits[2]:.3g}) lies above "
+                         "the axis")
+        ax.set(xlabel="step", ylabel=("fixed training examples " if panel == "fixed_train"
+                                      else "held-out (test) ") + metric)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(title, 80 * len(panels))), fontsize=9)
+    fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

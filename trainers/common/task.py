@@ -14,6 +14,8 @@ metric as sum / weight over a loop or an evaluation.
 
 import abc
 
+from trainers.common.errors import TrainerError
+
 
 class Task(abc.ABC):
     #: Regexes searched in `variable.path`; matches get no weight decay.
@@ -51,6 +53,19 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def forward(self, model, batch, training):
         """``{"loss": (sum, weight), name: (sum, weight), ...}`` of this replica's batch."""
+
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        """Per-replica batches of `count` fixed *training* examples, in order, the last
+        global batch filled with weight-0 copies; repeated. The same examples for every
+        optimizer and seed (no augmentation, no seed-dependent choice), evaluated with
+        dropout off: the optimisation-speed metric (--fixed_train_examples)."""
+        raise TrainerError(f"--fixed_train_examples: {type(self).__name__} has no fixed "
+                           "training examples (causal_lm and bert_pretrain have)")
+
+    def fixed_train_steps(self, global_batch_size, count):
+        """Global batches that cover `fixed_train_dataset`'s examples once."""
+        raise TrainerError(f"--fixed_train_examples: {type(self).__name__} has no fixed "
+                           "training examples (causal_lm and bert_pretrain have)")
 
     def steps_per_epoch(self, global_batch_size):
         """Global batches per epoch of the training set, or None (no epoch flags then)."""

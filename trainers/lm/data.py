@@ -20,6 +20,16 @@
   same global batches (`trainers.common.inputs.per_replica`).
 * Evaluation: the held-out windows once, in order, the last global batch
   filled with weight-0 copies, so the reported loss is over the split exactly.
+* Fixed training windows (``--fixed_train_examples``, the optimisation-speed metric):
+  `inputs.fixed_indices` picks N windows evenly spaced over the training windows, the same
+  for every optimizer and seed, evaluated in order like the held-out split.
+* Training subset (``--train_windows=N``): training reads only those evenly spaced N
+  windows (with ``--global_batch_size=N`` every step is the full, deterministic
+  gradient of that set: the noise-free cell of docs/evidence.md).
+* Frequency buckets (``--frequency_buckets=K``): the vocabulary ranked by its count
+  among the training targets and cut into K buckets of about equal target mass
+  (`frequency_buckets`), bucket 0 the rarest; each evaluation reports the loss per
+  bucket (Kunstner et al. 2024's training loss per frequency group).
 * Prepared shards (``--data_dir``, `ShardedCausalLMData`): the windows
   `trainers.prepare_pretraining_data` cut with `token_stream` and `windows` from
   each shard's documents, streamed per input pipeline (see docs/data.md).
@@ -32,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainers.common.cli import TrainerError
-from trainers.common.inputs import per_replica
+from trainers.common.inputs import fixed_indices, padded_rows, per_replica
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text.vocab import SPECIAL_TOKENS, make_tokenizer
@@ -144,6 +154,23 @@ def windows(stream, seq_length):
     return stream[index].astype(np.int32)
 
 
+def frequency_buckets(targets, vocab_size, num_buckets):
+    """int32 [vocab_size]: each token's frequency bucket, 0 (rarest) .. num_buckets - 1.
+
+    Tokens are ranked by their count in `targets` (ties by id, never-seen tokens first)
+    and cut into `num_buckets` consecutive groups of about equal mass: token t goes to
+    ``floor(K * (tokens strictly rarer than t in that order, counted with their
+    occurrences) / total)``, so each bucket holds ~1/K of the target occurrences (one
+    very frequent token may fill a bucket alone and leave the next one empty)."""
+    counts = np.bincount(np.asarray(targets, np.int64).ravel(), minlength=vocab_size)
+    order = np.lexsort((np.arange(vocab_size), counts))  # rarest first
+    before = np.cumsum(counts[order]) - counts[order]
+    bucket = np.zeros(vocab_size, np.int32)
+    total = max(int(counts.sum()), 1)
+    bucket[order] = np.minimum(before * num_buckets // total, num_buckets - 1)
+    return bucket
+
+
 # ---------------------------------------------------------------- pipelines
 def train_position_index(position, num_windows, seed):
     """The window read at global example position `position` (int64 tensors)."""
@@ -153,13 +180,40 @@ def train_position_index(position, num_windows, seed):
         position % n, seed=tf.stack([tf.constant(seed, tf.int64), epoch]), max_index=n - 1)
 
 
-class CausalLMData:
-    """Next-token pipelines over fixed windows (train: shuffled per epoch, eval: in order)."""
+def ordered_dataset(table, input_context, global_batch_size):
+    """`table`'s rows once, in order, as per-replica batches; the last global batch is
+    filled with weight-0 copies (so a metric is over the rows exactly); repeated."""
+    rows = tf.constant(table)
+    ds = padded_rows(len(table), global_batch_size).map(
+        lambda i, w: {"tokens": tf.gather(rows, i), "weights": w}).repeat()
+    return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
 
-    def __init__(self, train_windows, eval_windows, seed):
+
+class CausalLMData:
+    """Next-token pipelines over fixed windows (train: shuffled per epoch, eval: in order).
+
+    `train_windows` > 0 keeps only that many evenly spaced training windows."""
+
+    def __init__(self, train_windows, eval_windows, seed, train_subset=0):
         self.train_windows = np.asarray(train_windows, np.int32)
+        if train_subset:
+            self.train_windows = self.train_windows[
+                fixed_indices(len(self.train_windows), train_subset)]
         self.eval_windows = np.asarray(eval_windows, np.int32)
         self.seed = int(seed)
+
+    def fixed_train_windows(self, count):
+        return self.train_windows[fixed_indices(len(self.train_windows), count)]
+
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        return ordered_dataset(self.fixed_train_windows(count), input_context,
+                               global_batch_size)
+
+    def fixed_train_steps(self, global_batch_size, count):
+        return -(-len(self.fixed_train_windows(count)) // global_batch_size)
+
+    def target_buckets(self, vocab_size, num_buckets):
+        return frequency_buckets(self.train_windows[:, 1:], vocab_size, num_buckets)
 
     def check_sizes(self, eval_split):
         for name, w in (("training", self.train_windows), (eval_split, self.eval_windows)):
@@ -178,13 +232,7 @@ class CausalLMData:
         return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
 
     def eval_dataset(self, input_context, global_batch_size):
-        table = tf.constant(self.eval_windows)
-        n = len(self.eval_windows)
-        total = self.eval_steps(global_batch_size) * global_batch_size
-        ds = tf.data.Dataset.range(total).map(
-            lambda i: {"tokens": tf.gather(table, i % n),
-                       "weights": tf.cast(i < n, tf.float32)}).repeat()
-        return per_replica(ds, input_context, global_batch_size).prefetch(tf.data.AUTOTUNE)
+        return ordered_dataset(self.eval_windows, input_context, global_batch_size)
 
     def eval_steps(self, global_batch_size):
         return -(-len(self.eval_windows) // global_batch_size)

@@ -39,4 +39,13 @@ def define_lm_flags():
                 "Use this vocabulary instead of learning one (it must fit --tokenizer).")
     define_once(flags.DEFINE_integer, "seq_length", 128,
                 "Tokens per training sequence (the paper's target length is 128).")
+    define_once(flags.DEFINE_integer, "train_windows", 0,
+                "Train on only this many training windows, evenly spaced over the training "
+                "split (0: all); with --global_batch_size equal to it every step is the full "
+                "gradient of that set (deterministic gradient descent).")
+    define_once(flags.DEFINE_integer, "frequency_buckets", 0,
+                "Also report each evaluation's loss per token-frequency bucket "
+                "(loss_bucket0 = the rarest .. loss_bucket<K-1>): the vocabulary ranked by its "
+                "count among the training targets, cut into K buckets of equal target mass. "
+                "0: off.")
     shards_lib.define_flags()

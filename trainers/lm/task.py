@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import acclip_tf
 from trainers.common import flags as common_flags
+from trainers.common.errors import TrainerError
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
@@ -25,6 +26,16 @@ def learn_vocabulary(train_documents, tokenizer, vocab_size):
         print(f"word vocabulary of {vocab_size} tokens from the training split ...", flush=True)
         return lm_data.word_vocabulary(train_documents, vocab_size)
     return vocab_lib.corpus_vocabulary(train_documents, vocab_size)
+
+
+def bucket_losses(ce, weights, targets, buckets, k):
+    """{"loss_bucket<i>": (sum of ce over the targets in bucket i, their weight)} for
+    i < k (`buckets`: int [vocab] -> 0..k-1, `lm_data.frequency_buckets`)."""
+    of_target = tf.gather(tf.constant(buckets, tf.int32), targets)
+    flat = tf.reshape(of_target, [-1])
+    sums = tf.math.unsorted_segment_sum(tf.reshape(ce * weights, [-1]), flat, k)
+    counts = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), flat, k)
+    return {f"loss_bucket{i}": (sums[i], counts[i]) for i in range(k)}
 
 
 class CausalLMTask(Task):
@@ -61,8 +72,13 @@ class CausalLMTask(Task):
         train_stream = lm_data.token_stream(lm_data.encode(train_docs, self.vocab, f.tokenizer), sep)
         eval_stream = lm_data.token_stream(lm_data.encode(eval_docs, self.vocab, f.tokenizer), sep)
         self.data = lm_data.CausalLMData(lm_data.windows(train_stream, f.seq_length),
-                                         lm_data.windows(eval_stream, f.seq_length), f.seed)
+                                         lm_data.windows(eval_stream, f.seq_length), f.seed,
+                                         train_subset=getattr(f, "train_windows", 0))
         self.data.check_sizes(f.eval_split)
+        # Runs recorded before these flags existed have neither (getattr's default).
+        self.num_buckets = getattr(f, "frequency_buckets", 0)
+        self.buckets = (self.data.target_buckets(len(self.vocab), self.num_buckets)
+                        if self.num_buckets else None)
         unk = self.vocab.index(lm_data.UNKNOWN)
         self.facts = dict(
             corpus=f.corpus, documents=len(documents), train_documents=len(train_docs),
@@ -72,12 +88,18 @@ class CausalLMTask(Task):
             train_unk_rate=round(float(np.mean(train_stream == unk)), 5),
             eval_unk_rate=round(float(np.mean(eval_stream == unk)), 5),
             train_sequences=len(self.data.train_windows),
+            frequency_buckets=self.num_buckets,
             eval_sequences=len(self.data.eval_windows), seq_length=f.seq_length,
             model_size=f.model_size, dropout=f.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def _prepared_input(self, f, model_dir, is_chief):
         """Stream the windows of `f.data_dir` (trainers.prepare_pretraining_data)."""
+        for name in ("train_windows", "frequency_buckets", "fixed_train_examples"):
+            if getattr(f, name, 0):
+                raise TrainerError(f"--{name} needs the in-memory corpus (--corpus), not "
+                                   "prepared shards (--data_dir)")
+        self.buckets, self.num_buckets = None, 0
         manifest, self.vocab = shards_lib.open_prepared(
             f.data_dir, layout="causal_lm", seq_length=f.seq_length, program="causal_lm",
             vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief,
@@ -103,6 +125,12 @@ class CausalLMTask(Task):
     def eval_steps(self, global_batch_size):
         return self.data.eval_steps(global_batch_size)
 
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        return self.data.fixed_train_dataset(input_context, global_batch_size, count)
+
+    def fixed_train_steps(self, global_batch_size, count):
+        return self.data.fixed_train_steps(global_batch_size, count)
+
     def steps_per_epoch(self, global_batch_size):
         if isinstance(self.data, lm_data.ShardedCausalLMData):
             return self.data.steps_per_epoch(global_batch_size)
@@ -124,8 +152,12 @@ class CausalLMTask(Task):
     def forward(self, model, batch, training):
         ce, correct, weights = self._token_losses(model, batch, training)
         total = tf.reduce_sum(weights)
-        return {"loss": (tf.reduce_sum(ce * weights), total),
-                "accuracy": (tf.reduce_sum(correct * weights), total)}
+        out = {"loss": (tf.reduce_sum(ce * weights), total),
+               "accuracy": (tf.reduce_sum(correct * weights), total)}
+        if self.buckets is not None and not training:
+            out.update(bucket_losses(ce, weights, batch["tokens"][:, 1:], self.buckets,
+                                     self.num_buckets))
+        return out
 
     def derived_metrics(self, results):
         loss = results.get("loss", float("nan"))
