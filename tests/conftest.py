@@ -26,13 +26,14 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
+_LOGICAL_DEVICES_ERROR = None
 try:
     tf.config.set_logical_device_configuration(
         _cpus[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
     )
-except RuntimeError:  # already initialised by an earlier import: keep going
-    pass
+except RuntimeError as e:  # TF initialised its devices before this module: the
+    _LOGICAL_DEVICES_ERROR = e  # two-replica tests fail (below), they are not skipped
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,8 @@ def two_replicas():
     """
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     if len(devices) < 2:
-        pytest.skip("two logical CPU devices are not configured")
+        pytest.fail(f"two logical CPU devices could not be made ({_LOGICAL_DEVICES_ERROR}): "
+                    "TensorFlow initialised its devices before tests/conftest.py ran")
     return tf.distribute.MirroredStrategy(devices)
 
 

@@ -122,3 +122,29 @@ def test_tokenizer_normalises_like_the_learned_vocabulary():
     ids = np.asarray(tokenizer("Café résumé naïf")).tolist()
     assert vocab.index("[UNK]") not in ids
     assert ids == np.asarray(tokenizer("cafe resume naif")).tolist()
+
+
+def test_fixed_training_examples_are_the_same_for_every_seed_and_padded_with_weight_0(data):
+    other = mlm.MaskedLMData(data.train_segments, data.eval_segments, VOCAB, seed=99,
+                             max_predictions=3)
+    count, batch = 11, 4
+    assert data.fixed_train_steps(batch, count) == 3
+    ours = batches(data.fixed_train_dataset(None, batch, count), 3)
+    theirs = batches(other.fixed_train_dataset(None, batch, count), 3)
+    for a, b in zip(ours, theirs):  # --seed changes neither the segments nor the masks
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    rows = np.concatenate([b["token_ids"] for b in ours])
+    masked = np.concatenate([b["mask_weights"] for b in ours]).sum(axis=1)
+    # 11 evenly spaced training segments, then a weight-0 copy fills the last batch.
+    index = np.floor(np.arange(count) * (50 / count)).astype(int)
+    originals = data.train_segments[index]
+    for row, orig, b in zip(rows[:count], originals, [x for b in ours for x in b["mask_positions"]]):
+        keep = np.ones(len(orig), bool)
+        keep[b] = False
+        np.testing.assert_array_equal(row[keep], orig[keep])
+    assert (masked[:count] > 0).all() and masked[count:].sum() == 0
+    # The same fixed examples on every evaluation (repeated, not reshuffled).
+    again = batches(data.fixed_train_dataset(None, batch, count), 6)[3:]
+    for a, b in zip(ours, again):
+        np.testing.assert_array_equal(a["token_ids"], b["token_ids"])

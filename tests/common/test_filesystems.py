@@ -37,7 +37,9 @@ def read_json(path):
     return json.loads(files.read_text(path))
 
 
-def test_a_run_on_ram_trains_resumes_evaluates_exports_and_finetunes(small_corpus, small_vocab):
+def test_a_run_on_ram_trains_resumes_evaluates_exports_and_finetunes(small_corpus, small_vocab,
+                                                                     tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the working directory must stay empty
     model_dir = "ram://runs/bert"
     pretrain = ["bert_pretrain", f"--model_dir={model_dir}", f"--corpus={small_corpus}",
                 f"--vocab_file={small_vocab}", *SHARED, *BERT]
@@ -73,9 +75,7 @@ def test_a_run_on_ram_trains_resumes_evaluates_exports_and_finetunes(small_corpu
     assert files.exists(f"{squad_dir}/predictions.json")
     assert read_json(f"{squad_dir}/summary.json")["task"]["vocab_size"] == len(
         tokenizer.get_vocabulary())
-    import os
-
-    assert not os.path.exists("ram:") and not os.path.exists("runs")  # nothing local
+    assert not list(tmp_path.iterdir())  # nothing local: no "ram:" folder, no "runs"
 
 
 def test_save_keras_model_to_ram():

@@ -26,10 +26,13 @@ def imports(path):
 
 
 def sources(folder):
-    for root, _, files in os.walk(os.path.join(TRAINERS, folder)):
-        for name in files:
-            if name.endswith(".py"):
-                yield os.path.join(root, name)
+    """The .py files under trainers/<folder>; a folder with none fails the test (a check
+    that scans nothing cannot fail)."""
+    found = [os.path.join(root, name)
+             for root, _, files in os.walk(os.path.join(TRAINERS, folder))
+             for name in files if name.endswith(".py")]
+    assert found, f"no Python file under trainers/{folder}: the layout check scanned nothing"
+    return found
 
 
 def test_common_imports_no_task_and_no_program():

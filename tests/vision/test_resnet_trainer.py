@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import REPO
 from resnet_support import eagerly, parse_flags, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
+from trainers.common.errors import TrainerError
 from trainers.vision import task as vision_task
 from trainers.vision import models as resnet_models
 from trainers.common import runner
@@ -139,9 +140,9 @@ def test_l2_penalty_skips_batch_norm_and_biases(tmp_path):
 
 def test_cifar_resnet_depths():
     assert resnet_models.cifar_resnet(20, (32, 32, 3), 10).count_params() == 274042
-    with pytest.raises(Exception, match="6n\\+2"):
+    with pytest.raises(TrainerError, match="6n\\+2"):
         resnet_models.build("resnet21", 32, 3, 10)
-    with pytest.raises(Exception, match="image_size >= 32"):
+    with pytest.raises(TrainerError, match="image_size >= 32"):
         resnet_models.build("resnet50", 8, 1, 10)
 
 

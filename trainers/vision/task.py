@@ -1,8 +1,7 @@
 """Image classification (ResNet) as a `trainers.common.task.Task`."""
 
-import os
-
 from trainers.common import cli
+from trainers.common import files
 from trainers.common import optimizers as common_optimizers
 from trainers.common.task import Task
 from trainers.vision import models as resnet_models
@@ -97,10 +96,10 @@ class ImageClassificationTask(Task):
         }
 
     def export(self, model, export_dir):
-        os.makedirs(export_dir, exist_ok=True)
-        model.save(os.path.join(export_dir, "model.keras"))
-        with open(os.path.join(export_dir, "classes.txt"), "w") as out:
-            out.write("\n".join(self.data.class_names) + "\n")
+        files.makedirs(export_dir, what="the export directory")
+        files.save_keras_model(model, files.join(export_dir, "model.keras"))
+        files.write_text(files.join(export_dir, "classes.txt"),
+                         "\n".join(self.data.class_names) + "\n")
 
     def summary(self):
         return self.facts

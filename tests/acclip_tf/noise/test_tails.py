@@ -272,7 +272,15 @@ def test_sum_of_squared_stable():
 def test_classify_tail_output_and_parameters():
     x = 100.0 + 1.0 + np.random.default_rng(15).pareto(1.5, size=500)
     v = ts.classify_tail(x, seed=1)
-    assert v.verdict in ("heavy", "light", "cannot tell")
+    # 50 excesses of a Pareto(1.5) (xi = 0.67): this seed's interval [-0.06, 0.84] reaches
+    # below the heavy margin, so the rule declines; with 5,000 draws (500 excesses) it
+    # says heavy, and a Gaussian vector norm's tail (xi = 0) is light.
+    assert v.verdict == "cannot tell" and v.ci[0] < 0.1 < v.ci[1]
+    big = 100.0 + 1.0 + np.random.default_rng(15).pareto(1.5, size=5000)
+    heavy = ts.classify_tail(big, seed=1)
+    assert heavy.verdict == "heavy" and heavy.ci[0] < 1 / 1.5 < heavy.ci[1]
+    norms = np.linalg.norm(np.random.default_rng(15).normal(size=(5000, 10)), axis=1)
+    assert ts.classify_tail(norms, seed=1).verdict == "light"
     assert v.n == 500 and v.k == ts.num_excesses(500) == 50
     assert v.ci[0] <= v.ci[1]
     assert v.params["heavy_margin"] == ts.DEFAULT_HEAVY_MARGIN
