@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -61,6 +62,11 @@ def finish(procs, check=True):
     return results
 
 
+RUN_ARGS = [f"--train_steps={STEPS}", "--eval_every=8", "--checkpoint_every=8",
+            "--optimizer=gclip", "--learning_rate=0.3", "--tau=0.5", "--dropout=0",
+            "--lr_schedule=constant", "--deterministic"]
+
+
 def records(model_dir):
     return [json.loads(line) for line in open(os.path.join(model_dir, "metrics.jsonl"))]
 
@@ -72,9 +78,7 @@ def runs(tmp_path_factory):
     # One configuration for all runs: a clipped optimizer (its state must resume
     # too) and a constant learning rate (the schedule must not depend on
     # --train_steps, which the interrupted run sets to half).
-    args = [f"--train_steps={STEPS}", "--eval_every=8", "--checkpoint_every=8",
-            "--optimizer=gclip", "--learning_rate=0.3", "--tau=0.5", "--dropout=0",
-            "--lr_schedule=constant", "--deterministic"]
+    args = RUN_ARGS
     dirs = {name: tmp / name for name in ("one", "two", "resumed")}
     fixed = ["--fixed_train_examples=12", "--frequency_buckets=3"]
     finish({
@@ -84,11 +88,11 @@ def runs(tmp_path_factory):
         "resumed": start(dirs["resumed"], corpus, *args, f"--train_steps={STEPS // 2}"),
     })
     resumed = finish({"resumed": start(dirs["resumed"], corpus, *args)})["resumed"]
-    return dirs, resumed
+    return dirs, resumed, corpus
 
 
 def test_held_out_loss_drops_and_reports_perplexity_and_accuracy(runs):
-    dirs, _ = runs
+    dirs, _, _ = runs
     recs = records(dirs["one"])
     assert [r["step"] for r in recs] == [0, 8, 16]
     first, last = recs[0], recs[-1]
@@ -106,7 +110,7 @@ def test_held_out_loss_drops_and_reports_perplexity_and_accuracy(runs):
 
 
 def test_fixed_training_examples_and_frequency_buckets_are_reported(runs):
-    dirs, _ = runs
+    dirs, _, _ = runs
     recs = records(dirs["one"])
     assert all("fixed_train_loss" in r and "fixed_train_loss_bucket2" in r for r in recs)
     assert recs[-1]["fixed_train_loss"] < recs[0]["fixed_train_loss"] - 0.3
@@ -123,7 +127,7 @@ def test_fixed_training_examples_and_frequency_buckets_are_reported(runs):
 
 
 def test_noexport_skips_the_export(runs):
-    dirs, _ = runs
+    dirs, _, _ = runs
     assert (dirs["one"] / "export").is_dir()
     assert not (dirs["two"] / "export").exists()
     assert json.load(open(dirs["two"] / "summary.json"))["export_dir"] is None
@@ -132,7 +136,7 @@ def test_noexport_skips_the_export(runs):
 def test_export_loads_back_with_the_trained_weights(runs):
     from trainers.lm.model import load_exported
 
-    dirs, _ = runs
+    dirs, _, _ = runs
     model, vocab, config = load_exported(str(dirs["one"]))
     assert vocab == (dirs["one"] / "vocab.txt").read_text().split()
     assert config["task"] == "causal_lm" and config["num_layers"] == 1
@@ -146,14 +150,14 @@ def test_export_loads_back_with_the_trained_weights(runs):
 
 
 def test_two_replicas_equal_one_device(runs):
-    dirs, _ = runs
+    dirs, _, _ = runs
     summary = json.load(open(dirs["two"] / "summary.json"))
     assert summary["num_replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
     assert_same_weights(dirs["one"], dirs["two"], exact=False)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(runs):
-    dirs, resumed = runs
+    dirs, resumed, _ = runs
     assert "resumed from" in resumed[1]
     assert [r["step"] for r in records(dirs["resumed"])] == [0, STEPS // 2, STEPS]
     assert_same_weights(dirs["one"], dirs["resumed"], exact=True)
@@ -195,3 +199,36 @@ def test_show_optimizer_settings_prints_the_family_values_and_trains_nothing(tmp
     assert code == 0 and json.loads(out[-1])["learning_rate"] == 0.5
     code, _, err = show("--optimizer=sgd", "--epsilon=1e-3")
     assert code != 0 and err.strip().splitlines()[-1].startswith("error: --epsilon")
+
+
+def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(runs, tmp_path):
+    """SIGTERM after a random loop: a checkpoint at the step where it stopped (a loop
+    boundary, not a checkpoint_every one), exit 42, no export; the same command resumes
+    and ends with the uninterrupted run's weights (sha256)."""
+    from trainers.common.preemption import EXIT_CODE
+
+    dirs, _, corpus = runs
+    model_dir = tmp_path / "preempted"
+    after = random.choice([4, 8])  # the signal comes once this step's line is printed
+    p = start(model_dir, corpus, *RUN_ARGS)
+    for line in p.stdout:
+        if line.startswith(f"step {after}/{STEPS} "):
+            p.send_signal(signal.SIGTERM)
+            break
+    out, err = p.communicate(timeout=400)
+    assert p.returncode == EXIT_CODE, err[-3000:]
+    summary = json.load(open(model_dir / "summary.json"))
+    stopped = summary["preempted"]["step"]
+    assert after <= stopped < STEPS and summary["final_step"] == stopped
+    assert summary["preempted"]["signal"] == "SIGTERM"
+    assert summary["preempted"]["checkpoint"].endswith(f"ckpt-{stopped}")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: stopped by SIGTERM at step {stopped} of {STEPS}")
+    assert "rerun the same command" in last
+    assert not (model_dir / "export").exists()
+    resumed = finish({"again": start(model_dir, corpus, *RUN_ARGS)})["again"]
+    assert f"resumed from" in resumed[1] and f"at step {stopped}" in resumed[1]
+    final = json.load(open(model_dir / "summary.json"))
+    assert final["final_step"] == STEPS and "preempted" not in final
+    one = json.load(open(dirs["one"] / "summary.json"))
+    assert final["weights_sha256"] == one["weights_sha256"]

@@ -15,11 +15,11 @@ from absl import flags
 from trainers.common.errors import TrainerError, first_line  # noqa: F401 - re-exported
 
 
-def fail(message):
-    """Print the one-line error and exit 1."""
+def fail(message, code=1):
+    """Print the one-line error and exit `code` (1; a preempted run: its restart code)."""
     message = " ".join(str(message).split())
     print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def _parse_flags(argv):
@@ -55,7 +55,7 @@ def run(main, argv=None):
         try:
             return main(argv)
         except TrainerError as e:
-            fail(e)
+            fail(e, getattr(e, "exit_code", 1))
 
     adopt_trainer_flags()
     app.run(guarded, argv=argv, flags_parser=_parse_flags)

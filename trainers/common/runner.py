@@ -28,6 +28,7 @@ from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
 from trainers.common.errors import TrainerError
 from trainers.common.loop import StepLoop
+from trainers.common.preemption import Preempted, PreemptionWatch
 from trainers.common.reporting import Reporter, Throughput, read_metrics
 from trainers.common.task import PredictionEvaluation
 
@@ -175,6 +176,7 @@ class Progress:
     last_eval: dict
     throughput: Throughput
     seconds: float
+    preempted: str = None  # the signal that stopped the run early (after a checkpoint)
 
 
 # ---------------------------------------------------------------- 1. build
@@ -264,9 +266,10 @@ def evaluate(s, eval_data, eval_steps, step, train_metrics, fixed_train=None):
     return record
 
 
-def train_and_evaluate(s):
+def train_and_evaluate(s, watch=None):
     """Loops of --steps_per_loop up to train_steps, evaluating (train_and_eval) and
-    checkpointing on their schedules; in eval mode only the one evaluation."""
+    checkpointing on their schedules; in eval mode only the one evaluation. With a
+    `PreemptionWatch`, a signal stops the loop at the next boundary after a checkpoint."""
     f, G, task = s.f, s.global_batch_size, s.task
     train_steps = s.plan.train_steps
     start_batch = int(s.checkpoints.data_position.numpy())
@@ -318,8 +321,15 @@ def train_and_evaluate(s):
             last_eval = evaluate(s, eval_data, eval_steps, step,
                                  {k: t / c for k, (t, c) in since_eval.items()}, fixed)
             since_eval = {}
-        if (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps:
+        saved = (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps
+        if saved:
             s.checkpoints.save(step)
+        if watch is not None and step < train_steps and watch.requested():
+            if not saved:
+                s.checkpoints.save(step)
+            return Progress(step=step, last_train=last_train, last_eval=last_eval,
+                            throughput=throughput, seconds=time.time() - wall_start,
+                            preempted=watch.signal)
     return Progress(step=step, last_train=last_train, last_eval=last_eval,
                     throughput=throughput, seconds=time.time() - wall_start)
 
@@ -335,8 +345,9 @@ def finish(s, progress):
     f, task = s.f, s.task
     digest = weights_digest(s.model)
     print(f"final weights sha256 {digest}", flush=True)
-    export_dir = files.join(f.model_dir, "export") if f.export else None
-    if s.chief and s.mode != "eval" and f.export:
+    export_dir = (files.join(f.model_dir, "export")
+                  if f.export and not progress.preempted else None)
+    if s.chief and s.mode != "eval" and export_dir:
         task.export(s.model, export_dir)
     last_eval = progress.last_eval
     summary = {
@@ -372,11 +383,19 @@ def finish(s, progress):
                    else dict(kept, train_seconds_this_run=summary["train_seconds_this_run"]))
     if s.mode == "eval":
         summary["evaluated_checkpoint"] = s.restored
+    if progress.preempted:
+        summary["preempted"] = dict(signal=progress.preempted, step=progress.step,
+                                    checkpoint=s.checkpoints.latest())
     path = s.reporter.summary(summary)
     if path:
         print(f"summary: {path}", flush=True)
     s.reporter.close()
     s.checkpoints.close()
+    if progress.preempted:
+        raise Preempted(
+            f"stopped by {progress.preempted} at step {progress.step} of "
+            f"{s.plan.train_steps}: checkpoint {summary['preempted']['checkpoint']} saved; "
+            "rerun the same command to resume")
     return summary
 
 
@@ -407,4 +426,6 @@ def run(task_factory, f=None, mode="train_and_eval"):
         return show_optimizer_settings(task_factory, f)
     validate_common(f)
     session = restore(build(task_factory, f, mode))
-    return finish(session, train_and_evaluate(session))
+    with PreemptionWatch(session.strategy) as watch:
+        progress = train_and_evaluate(session, watch)
+    return finish(session, progress)
