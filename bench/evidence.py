@@ -63,18 +63,22 @@ def sweep(model_dir, program, optimizers, trainer_flags, *extra):
                   f"--optimizers={optimizers}", f"--trainer_flags={trainer_flags}", *extra)
 
 
-def chosen(results_json, optimizers):
-    """{optimizer: (lr, tau)} chosen by a finished sweep (None when it has none)."""
+def chosen_dicts(results_json, optimizers):
+    """{optimizer: the sweep's chosen dict or None} (None when there is no results.json)."""
     if not os.path.exists(results_json):
         return None
     with open(results_json) as f:
         doc = json.load(f)
-    out = {}
-    for name in optimizers:
-        c = ((doc.get("selections") or {}).get(name) or {}).get("chosen")
-        if c:
-            out[name] = (c["learning_rate"], c.get("tau"))
-    return out
+    return {name: ((doc.get("selections") or {}).get(name) or {}).get("chosen")
+            for name in optimizers}
+
+
+def chosen(results_json, optimizers):
+    """{optimizer: (lr, tau)} chosen by a finished sweep (None when it has none)."""
+    found = chosen_dicts(results_json, optimizers)
+    if found is None:
+        return None
+    return {n: (c["learning_rate"], c.get("tau")) for n, c in found.items() if c}
 
 
 def fixed_grids(rates):
@@ -235,13 +239,8 @@ def crossover_dir(runs, batch, vocab_size=8192):
 
 def chosen_settings(results_json, optimizers):
     """{optimizer: chosen dict (learning_rate, tau, options)} of a finished sweep, or None."""
-    if not os.path.exists(results_json):
-        return None
-    with open(results_json) as f:
-        doc = json.load(f)
-    out = {name: ((doc.get("selections") or {}).get(name) or {}).get("chosen")
-           for name in optimizers}
-    return out if all(out.values()) else None
+    out = chosen_dicts(results_json, optimizers)
+    return out if out and all(out.values()) else None
 
 
 def scaled_search(base, ratio):
