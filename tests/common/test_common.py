@@ -247,3 +247,21 @@ def test_config_json_records_the_program_and_its_flags(tmp_path):
     assert config["flags"]["optimizer"] == "gclip" and config["flags"]["tau"] == 0.5
     assert config["flags"]["train_steps"] == 7 and config["flags"]["learning_rate"] is None
     assert not [k for k in config["flags"] if k in ("logtostderr", "flagfile", "help")]
+
+
+def test_reporter_records_a_diverging_runs_huge_finite_values(tmp_path):
+    """A diverging run's perplexity (exp(710) ~ 2e308 > float32's range, still a finite
+    Python float) goes to TensorBoard and metrics.jsonl instead of stopping the run
+    (it did: "value out of range" from the float32 conversion, a raw traceback)."""
+    import json
+
+    from trainers.common.reporting import Reporter
+
+    huge = math.exp(700.0)
+    reporter = Reporter(str(tmp_path), is_chief=True)
+    reporter.evaluation({"step": 10, "eval_loss": 700.0, "eval_perplexity": huge,
+                         "eval_nan": float("nan")})
+    reporter.close()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record["eval_perplexity"] == huge
+    assert list((tmp_path / "tensorboard").iterdir())

@@ -59,7 +59,9 @@ class Reporter:
         with self._writer.as_default(step=step):
             for k, v in values.items():
                 if v is not None and math.isfinite(v):
-                    tf.summary.scalar(f"{prefix}/{k}", v)
+                    # float64: a diverging run's perplexity (exp of a large loss) is finite
+                    # in Python but out of float32's range, where the default conversion fails.
+                    tf.summary.scalar(f"{prefix}/{k}", tf.constant(v, tf.float64))
         self._writer.flush()
 
     def loop(self, step, total_steps, metrics, learning_rate, rate, eta, extra=None):
