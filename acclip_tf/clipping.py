@@ -11,9 +11,8 @@ each equation of "Why are Adaptive Methods Good for Attention Models?"
   ``min(tau / (||d|| + eps), 1)`` shared by all coordinates of all tensors.
 * ``ema``, ``abs_pow`` and ``alpha_root``: the online moment estimate of
   Algorithm 1 (lines 3-4), ``tau**alpha <- beta_2 tau**alpha + (1-beta_2)|g|**alpha``.
-* ``acclip_direction``: Algorithm 1, line 5; ``acclip_step`` the same with
-  the count of clipped coordinates from the same pass and, optionally, the
-  Adam-style normaliser ``sqrt(beta_2 * v) + eps`` of the ICLR-2020 reference
+* ``acclip_step``: Algorithm 1, line 5, with the count of clipped coordinates
+  from the same pass and, optionally, the Adam-style normaliser ``sqrt(beta_2 * v) + eps`` of the ICLR-2020 reference
   code (``adam_normalizer``).
 
 All functions are XLA-friendly (no data-dependent shapes, no Python branching
@@ -122,20 +121,6 @@ def global_clip_scale(norm, tau, epsilon=0.0):
     return ops.where(ops.equal(denominator, 0.0), ops.ones_like(factor), factor)
 
 
-def acclip_direction(momentum, tau_alpha, alpha, epsilon):
-    """Algorithm 1, line 5: ``min(tau / (|m| + eps), 1) * m``.
-
-    Args:
-        momentum: ``m_k`` (the EMA of the gradients).
-        tau_alpha: ``tau_k ** alpha`` (the EMA of ``|g| ** alpha``), >= 0.
-        alpha: the moment order in [1, 2].
-        epsilon: the paper's epsilon (1e-5 in its BERT runs), >= 0.
-    """
-    tau = alpha_root(tau_alpha, alpha)
-    factor = _safe_ratio_factor(tau, ops.add(ops.abs(momentum), epsilon))
-    return ops.multiply(factor, momentum)
-
-
 def adam_normalizer(second_moment, beta_2, epsilon):
     """``sqrt(beta_2 * v) + eps``: the divisor of the reference code's ``mod=1``.
 
@@ -151,7 +136,7 @@ def acclip_step(momentum, tau_alpha, alpha, epsilon, normalizer=None, count_clip
     """Algorithm 1 line 5 (optionally normalised) and its clip count, in one pass.
 
     Returns ``(direction, clipped)``: ``direction`` is
-    ``min(tau / (|m| + eps), 1) * m`` (``acclip_direction``) or, with a
+    ``min(tau / (|m| + eps), 1) * m`` (Algorithm 1 line 5) or, with a
     ``normalizer`` ``n``, ``(min(tau / (|m| + eps), 1) / n) * m``; ``clipped``
     is the number of coordinates whose factor is below 1 (float32 scalar) when
     ``count_clipped``, else None. ``tau = tau_alpha ** (1 / alpha)`` is
@@ -167,13 +152,6 @@ def acclip_step(momentum, tau_alpha, alpha, epsilon, normalizer=None, count_clip
     if count_clipped:
         clipped = ops.sum(ops.cast(ops.greater(denominator, tau), "float32"))
     return ops.multiply(factor, momentum), clipped
-
-
-def acclip_clip_mask(momentum, tau_alpha, alpha, epsilon):
-    """Boolean mask of the coordinates that Algorithm 1 line 5 shrinks."""
-    return ops.greater(
-        ops.add(ops.abs(momentum), epsilon), alpha_root(tau_alpha, alpha)
-    )
 
 
 def all_finite(tensors):

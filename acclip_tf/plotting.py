@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from acclip_tf.noise import stats as noise  # noqa: E402  (numpy only)
 from acclip_tf.noise import tails  # noqa: E402  (numpy/scipy only)
+from acclip_tf.noise._checks import as_sample  # noqa: E402  (numpy only)
 
 __all__ = [
     "plot_error_curves",
@@ -65,7 +66,7 @@ def _check_path(path):
 def _check_samples(samples, name):
     if not hasattr(samples, "items") or len(samples) == 0:
         raise ValueError(f"`{name}` must be a non-empty mapping label -> 1-D array.")
-    return {str(k): noise._as_sample(v, name=f"{name}[{k!r}]", positive=True) for k, v in samples.items()}
+    return {str(k): as_sample(v, name=f"{name}[{k!r}]", positive=True) for k, v in samples.items()}
 
 
 def _save(fig, path):

@@ -24,6 +24,9 @@ work on norms from any source (a TensorBoard export, another framework).
 import numpy as np
 from scipy import stats
 
+from acclip_tf.noise import tails
+from acclip_tf.noise._checks import as_sample, check_counts, check_k, generator
+
 __all__ = [
     "gaussian_reference_norms",
     "hill_tail_index",
@@ -35,31 +38,6 @@ __all__ = [
     "tail_statistics",
     "variance_vs_sample_size",
 ]
-
-
-# --------------------------------------------------------------------------
-# Input validation
-# --------------------------------------------------------------------------
-
-
-def _as_sample(samples, name="samples", min_size=2, positive=False):
-    """A finite 1-D float64 array with at least ``min_size`` entries."""
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D; received shape {x.shape}.")
-    if x.size < min_size:
-        raise ValueError(
-            f"`{name}` needs at least {min_size} values; received {x.size}."
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    if positive and np.any(x < 0):
-        raise ValueError(f"`{name}` must be >= 0 (norms); found negative values.")
-    return x
-
-
-def _rng(seed):
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 # --------------------------------------------------------------------------
@@ -93,7 +71,7 @@ def stable_tail_index(samples, block_size=None, center=True):
     Returns:
         The estimated tail index (a float).
     """
-    x = _as_sample(samples, min_size=16)
+    x = as_sample(samples, min_size=16)
     if center:
         x = x - x.mean()
     k = x.size
@@ -132,20 +110,16 @@ def hill_tail_index(samples, num_tail=None):
         num_tail: ``k``, the number of top order statistics, in
             ``[2, n - 1]``; defaults to ``floor(sqrt(n))``.
     """
-    x = np.abs(_as_sample(samples, min_size=8))
+    x = np.abs(as_sample(samples, name="samples", min_size=8))
     n = x.size
     k = int(np.floor(np.sqrt(n))) if num_tail is None else num_tail
-    if not (isinstance(k, (int, np.integer)) and 2 <= k <= n - 1):
-        raise ValueError(f"`num_tail` must be an integer in [2, {n - 1}]; received {num_tail!r}.")
-    top = np.sort(x)[::-1][: k + 1]
-    if top[k] <= 0:
-        raise ValueError("The (k+1)-th largest |sample| is 0; Hill's estimator is undefined.")
-    return float(k / np.sum(np.log(top[:k]) - np.log(top[k])))
+    check_k(k, n, name="num_tail", low=2)
+    return float(tails.hill_estimates(x, [k])[0])
 
 
 def max_median_ratio(samples):
     """``max(x) / median(x)`` of a non-negative sample (large for heavy tails)."""
-    x = _as_sample(samples, positive=True)
+    x = as_sample(samples, positive=True)
     median = np.median(x)
     if median == 0:
         raise ValueError("The median of `samples` is 0; the ratio is undefined.")
@@ -154,7 +128,7 @@ def max_median_ratio(samples):
 
 def kurtosis(samples):
     """Excess kurtosis ``E[(x - m)^4] / Var(x)^2 - 3`` (0 for a Gaussian)."""
-    x = _as_sample(samples, min_size=4)
+    x = as_sample(samples, min_size=4)
     if np.all(x == x[0]):
         raise ValueError("`samples` is constant; kurtosis is undefined.")
     return float(stats.kurtosis(x, fisher=True, bias=True))
@@ -168,7 +142,7 @@ def tail_statistics(samples):
     ``stable_tail_index``) and ``hill_alpha`` (``hill_tail_index``). The two
     estimators need at least 16 values; with fewer they are ``None``.
     """
-    x = _as_sample(samples, min_size=4, positive=True)
+    x = as_sample(samples, min_size=4, positive=True)
     out = {
         "num_samples": int(x.size),
         "mean": float(x.mean()),
@@ -225,7 +199,7 @@ def variance_vs_sample_size(samples, sample_sizes=None, num_points=50, shuffle_s
         raise ValueError("`samples` contains NaN or infinite values.")
     n = x.shape[0]
     if shuffle_seed is not None:
-        x = x[_rng(shuffle_seed).permutation(n)]
+        x = x[generator(shuffle_seed).permutation(n)]
     if sample_sizes is None:
         sizes = np.unique(np.round(np.logspace(np.log10(2), np.log10(n), num_points)).astype(int))
     else:
@@ -255,8 +229,8 @@ def gaussian_reference_norms(num_samples, dim, seed=None, scale=1.0):
     The well-concentrated reference of Figure 1 (c): relative spread
     ``std/mean -> 1/sqrt(2 dim)``.
     """
-    num_samples, dim = _check_counts(num_samples, dim)
-    z = _rng(seed).standard_normal((num_samples, dim)) * float(scale)
+    num_samples, dim = check_counts(num_samples=num_samples, dim=dim)
+    z = generator(seed).standard_normal((num_samples, dim)) * float(scale)
     return np.linalg.norm(z, axis=1)
 
 
@@ -269,22 +243,15 @@ def stable_reference_norms(num_samples, dim, alpha, seed=None, beta=0.0, scale=1
     ``alpha`` whatever ``dim``. ``alpha == 2`` is the Gaussian
     ``N(0, 2 scale^2)``.
     """
-    num_samples, dim = _check_counts(num_samples, dim)
+    num_samples, dim = check_counts(num_samples=num_samples, dim=dim)
     if not 0.0 < alpha <= 2.0:
         raise ValueError(f"`alpha` must be in (0, 2]; received {alpha!r}.")
     if not -1.0 <= beta <= 1.0:
         raise ValueError(f"`beta` must be in [-1, 1]; received {beta!r}.")
     xi = stats.levy_stable.rvs(
-        alpha, beta, scale=scale, size=(num_samples, dim), random_state=_rng(seed)
+        alpha, beta, scale=scale, size=(num_samples, dim), random_state=generator(seed)
     )
     return np.linalg.norm(xi, axis=1)
-
-
-def _check_counts(num_samples, dim):
-    for name, v in (("num_samples", num_samples), ("dim", dim)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {v!r}.")
-    return int(num_samples), int(dim)
 
 
 # --------------------------------------------------------------------------

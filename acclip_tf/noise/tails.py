@@ -83,6 +83,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from acclip_tf.noise._checks import as_sample, check_counts, check_k, generator
+
 __all__ = [
     "GPDFit",
     "TailVerdict",
@@ -118,28 +120,6 @@ DEFAULT_NUM_BOOTSTRAP = 200
 # --------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------
-
-
-def _as_sample(x, name="x", min_size=2):
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D; received shape {x.shape}.")
-    if x.size < min_size:
-        raise ValueError(f"`{name}` needs at least {min_size} values; received {x.size}.")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    return x
-
-
-def _check_k(k, n, name="k", low=1, high=None):
-    high = n - 1 if high is None else high
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not low <= k <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}]; received {k!r}.")
-    return int(k)
-
-
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def _descending(x):
@@ -260,9 +240,9 @@ def gpd_fit(x, k=None, tail_fraction=DEFAULT_TAIL_FRACTION, min_excesses=DEFAULT
         A ``GPDFit``. Invariant to ``x -> a x + b`` (``a > 0``): ``xi`` and
         ``k`` unchanged, ``sigma`` times ``a``, ``threshold`` mapped.
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
-    k = num_excesses(n, tail_fraction, min_excesses) if k is None else _check_k(k, n, low=2)
+    k = num_excesses(n, tail_fraction, min_excesses) if k is None else check_k(k, n, low=2)
     xd = _descending(x)
     y = _top_excesses(xd, k)
     if y[0] <= 0:
@@ -277,9 +257,9 @@ def gpd_fit_mle(x, k=None, tail_fraction=DEFAULT_TAIL_FRACTION, min_excesses=DEF
     An independent reference for ``gpd_fit`` (slow; the MLE is erratic for
     small ``k`` and does not exist for ``xi < -1``).
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
-    k = num_excesses(n, tail_fraction, min_excesses) if k is None else _check_k(k, n, low=2)
+    k = num_excesses(n, tail_fraction, min_excesses) if k is None else check_k(k, n, low=2)
     xd = _descending(x)
     y = _top_excesses(xd, k)
     xi, _, sigma = stats.genpareto.fit(y, floc=0.0)
@@ -298,9 +278,9 @@ def pickands_estimator(x, k):
     variance. Requires ``1 <= k`` and ``4k <= n``. Returns ``nan`` when a
     spacing is 0 (ties).
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
-    k = _check_k(k, n, low=1, high=n // 4)
+    k = check_k(k, n, low=1, high=n // 4)
     xd = _descending(x)
     a, b, c = xd[k - 1], xd[2 * k - 1], xd[4 * k - 1]
     if a - b <= 0 or b - c <= 0:
@@ -321,12 +301,12 @@ def moment_estimator(x, k, reference=None):
             applied to ``X - X_(m)`` (Ling, Peng & Hu 2007), which makes it
             location invariant. ``k`` should be small relative to ``m``.
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
-    k = _check_k(k, n, low=2)
+    k = check_k(k, n, low=2)
     xd = _descending(x)
     if reference is not None:
-        m = _check_k(reference, n, name="reference", low=k + 2, high=n)
+        m = check_k(reference, n, name="reference", low=k + 2, high=n)
         xd = xd - xd[m - 1]
     if xd[k] <= 0:
         raise ValueError("X_(k+1) (after the reference shift) must be > 0.")
@@ -345,10 +325,10 @@ def excess_hill_estimator(x, k0, k):
     Location and scale invariant; estimates ``xi`` only when ``xi > 0`` (it is
     positive for every sample, so it cannot show a light tail).
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
-    k = _check_k(k, n, low=2)
-    k0 = _check_k(k0, n, name="k0", low=1, high=k - 1)
+    k = check_k(k, n, low=2)
+    k0 = check_k(k0, n, name="k0", low=1, high=k - 1)
     xd = _descending(x)
     y = xd[: k0 + 1] - xd[k]
     if y[k0] <= 0:
@@ -364,13 +344,13 @@ def hill_estimator(x, k):
     power-law tails of data whose location is negligible. Returns ``alpha``
     (``1/xi``), not ``xi``.
     """
-    x = _as_sample(x, min_size=3)
-    return float(hill_estimates(x, np.array([_check_k(k, x.size)]))[0])
+    x = as_sample(x, min_size=3)
+    return float(hill_estimates(x, np.array([check_k(k, x.size)]))[0])
 
 
 def hill_estimates(x, ks=None):
     """Hill's ``alpha`` for every ``k`` in ``ks`` (default ``2..n-1``), vectorised."""
-    x = _as_sample(x, min_size=3)
+    x = as_sample(x, min_size=3)
     n = x.size
     ks = np.arange(2, n) if ks is None else np.asarray(ks, dtype=np.int64)
     if ks.ndim != 1 or np.any(ks < 1) or np.any(ks > n - 1):
@@ -407,7 +387,7 @@ def shape_vs_k(x, ks=None, estimator="gpd"):
     Returns:
         ``(ks, xi)``: int array and float array of the same length.
     """
-    x = _as_sample(x, min_size=8)
+    x = as_sample(x, min_size=8)
     n = x.size
     if estimator not in _SHAPE_ESTIMATORS:
         raise ValueError(f"`estimator` must be one of {_SHAPE_ESTIMATORS}; received {estimator!r}.")
@@ -425,7 +405,7 @@ def shape_vs_k(x, ks=None, estimator="gpd"):
     xd = _descending(x)
     out = np.empty(ks.size)
     for i, k in enumerate(ks):
-        _check_k(int(k), n, low=2)
+        check_k(int(k), n, low=2)
         out[i] = gpd_shape_zhang_stephens(_top_excesses(xd, int(k)))[0]
     return ks, out
 
@@ -463,7 +443,7 @@ def empirical_survival(x):
     every point can be drawn on log axes). For a location-free picture plot
     the excesses ``x - threshold`` of the points above a threshold.
     """
-    x = np.sort(_as_sample(x, min_size=1))
+    x = np.sort(as_sample(x, min_size=1))
     n = x.size
     return x, (n - np.arange(n)) / n
 
@@ -492,14 +472,14 @@ def bootstrap_shape_ci(
         ``(low, high, replicates)``; replicates whose top ``k+1`` values are
         all tied (no excess) are dropped.
     """
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     if not 0.0 < level < 1.0:
         raise ValueError(f"`level` must be in (0, 1); received {level!r}.")
     if int(num_bootstrap) < 10:
         raise ValueError("`num_bootstrap` must be >= 10.")
     n = x.size
-    k = num_excesses(n, tail_fraction, min_excesses) if k is None else _check_k(k, n, low=2)
-    rng = _rng(seed)
+    k = num_excesses(n, tail_fraction, min_excesses) if k is None else check_k(k, n, low=2)
+    rng = generator(seed)
     num_bootstrap = int(num_bootstrap)
     # Resample in chunks of at most ~4M values (one chunk whenever
     # num_bootstrap * n <= 4M, e.g. 200 x 20000).
@@ -569,7 +549,7 @@ def classify_tail(
     """
     if light_margin > heavy_margin:
         raise ValueError("`light_margin` must be <= `heavy_margin`.")
-    x = _as_sample(x, min_size=4)
+    x = as_sample(x, min_size=4)
     n = x.size
     fit = gpd_fit(x, tail_fraction=tail_fraction, min_excesses=min_excesses)
     lo, hi, _ = bootstrap_shape_ci(
@@ -607,7 +587,7 @@ def tail_report(x, seed=0, **rule_kwargs):
     location-invariant moment estimator at ``k`` with reference order
     ``min(n, 4k)``; either is ``None`` when undefined for this sample.
     """
-    x = _as_sample(x, min_size=16)
+    x = as_sample(x, min_size=16)
     n = x.size
     v = classify_tail(x, seed=seed, **rule_kwargs)
     k = v.k
@@ -646,13 +626,6 @@ def tail_report(x, seed=0, **rule_kwargs):
 # --------------------------------------------------------------------------
 
 
-def _check_counts(n, dim):
-    for name, v in (("n", n), ("dim", dim)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer; received {v!r}.")
-    return int(n), int(dim)
-
-
 def sum_of_squared_gaussians(n, dim, rng=None):
     """Figure 1 (c): ``n`` draws of ``(1/dim) sum_{j<=dim} Z_j^2``, ``Z_j ~ N(0, 1)``.
 
@@ -661,8 +634,8 @@ def sum_of_squared_gaussians(n, dim, rng=None):
     ``chi^2_dim / dim`` law, i.e. Gamma(dim/2, scale 2/dim)). Exponential-type
     tail: ``xi = 0``. Note that it is the *squared* norm, not the norm.
     """
-    n, dim = _check_counts(n, dim)
-    return stats.chi2.rvs(dim, size=n, random_state=_rng(rng)) / dim
+    n, dim = check_counts(n=n, dim=dim)
+    return stats.chi2.rvs(dim, size=n, random_state=generator(rng)) / dim
 
 
 def sum_of_squared_stable(n, dim, alpha, rng=None, beta=0.0):
@@ -675,8 +648,8 @@ def sum_of_squared_stable(n, dim, alpha, rng=None, beta=0.0):
     tail index ``alpha/2``, so the sum has ``xi = 2/alpha`` (> 1: infinite
     mean) for ``alpha < 2``.
     """
-    n, dim = _check_counts(n, dim)
+    n, dim = check_counts(n=n, dim=dim)
     if not 0.0 < alpha <= 2.0:
         raise ValueError(f"`alpha` must be in (0, 2]; received {alpha!r}.")
-    s = stats.levy_stable.rvs(alpha, beta, size=(n, dim), random_state=_rng(rng))
+    s = stats.levy_stable.rvs(alpha, beta, size=(n, dim), random_state=generator(rng))
     return np.mean(s * s, axis=1)
