@@ -25,7 +25,6 @@ TRAINER_LIBRARIES = {
 PROGRAMS = (
     "bert_pretrain",
     "causal_lm",
-    "compare",
     "squad_finetune",
     "resnet_imagenet",
     "gradient_noise",
@@ -64,7 +63,6 @@ def _script(program):
 
 bert_pretrain = _script("bert_pretrain")
 causal_lm = _script("causal_lm")
-compare = _script("compare")
 squad_finetune = _script("squad_finetune")
 resnet_imagenet = _script("resnet_imagenet")
 gradient_noise = _script("gradient_noise")

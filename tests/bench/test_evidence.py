@@ -95,7 +95,7 @@ def test_unknown_stage_is_one_error_line(evidence):
     ("bert_table2", "trainers.bert.task:BertPretrainTask"),
 ])
 def test_family_defaults_are_the_recorded_sweeps_choices(results, task):
-    """The trainers' per-family settings (which make demo and trainers.compare run) are
+    """The trainers' per-family settings (which make demo and trainers.sweep --family_settings run) are
     what the sweep behind docs/evidence.md chose: a new sweep must update both."""
     import importlib
 

@@ -8,7 +8,6 @@ weights of an uninterrupted one, bit for bit, under --deterministic.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -194,22 +193,27 @@ def test_bad_flag_values_fail_in_one_line_in_process(capsys):
     flags.FLAGS.unparse_flags()
 
 
-def test_compare_writes_table_and_plot(one_device, tmp_path, small_corpus, small_vocab):
-    # The adam run is the one-device run above (compare skips a finished run);
-    # acclip runs here, with an overridden learning rate.
-    model_dir, _ = one_device
-    shutil.copytree(model_dir, tmp_path / "adam")
-    args = [f"--model_dir={tmp_path}", f"--corpus={small_corpus}", f"--vocab_file={small_vocab}",
-            *TINY, f"--train_steps={STEPS}", "--eval_every=10", "--optimizers=adam,acclip",
-            "--learning_rates=acclip=0.5"]
-    proc = run_trainer(args, module="trainers.compare")
-    assert "adam: already finished" in proc.stdout
-    table = open(tmp_path / "comparison.md").read()
-    rows = [l for l in table.splitlines() if l.startswith("| adam") or l.startswith("| acclip")]
-    assert len(rows) == 2 and "| acclip | 0.5 |" in table
-    adam = json.load(open(model_dir / "summary.json"))
-    assert f"| {adam['eval']['loss']:.4f} |" in rows[0]
-    assert rows[0].startswith(f"| adam | {adam['optimizer_settings']['learning_rate']:g} |")
-    assert (tmp_path / "comparison.png").stat().st_size > 10_000
-    assert json.load(open(tmp_path / "acclip" / "summary.json"))["optimizer"] == "acclip"
-    assert "comparison table:" in proc.stdout
+def test_sweep_runs_the_real_trainer_at_its_family_setting(tmp_path, small_corpus, small_vocab):
+    """`trainers.sweep --family_settings` (what replaced trainers.compare) on the real BERT
+    trainer: it asks the trainer for its BERT-family rate, runs it on the test split and
+    writes the table and the plot from the run's own metrics."""
+    from trainers.bert.task import BertPretrainTask
+
+    trainer_flags = " ".join([f"--corpus={small_corpus}", f"--vocab_file={small_vocab}", *TINY,
+                              f"--train_steps={STEPS}", "--eval_every=10", "--eval_fraction=0.4"])
+    args = [f"--model_dir={tmp_path}", "--program=bert_pretrain", "--optimizers=acclip",
+            "--family_settings", "--seeds=1", f"--trainer_flags={trainer_flags}"]
+    run_trainer(args, module="trainers.sweep", timeout=600)
+    lr = BertPretrainTask.optimizer_settings["acclip"]["learning_rate"]
+    [trial] = [d for d in (tmp_path / "acclip").iterdir() if (d / "summary.json").exists()]
+    summary = json.load(open(trial / "summary.json"))
+    assert summary["optimizer"] == "acclip"
+    assert summary["optimizer_settings"]["learning_rate"] == lr
+    records = [json.loads(l) for l in open(trial / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [0, 10, 20]
+    results = json.load(open(tmp_path / "results.json"))
+    assert results["finals"]["acclip"]["held_out"]["mean"] == pytest.approx(
+        records[-1]["eval_loss"])
+    table = open(tmp_path / "results.md").read()
+    assert "acclip" in table and f"{records[-1]['eval_loss']:.4f}" in table
+    assert (tmp_path / "results.png").stat().st_size > 10_000

@@ -14,8 +14,8 @@ from trainers.common.text import vocab as vocab_lib
 class BertPretrainTask(Task):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "sequences"
-    # The BERT family's settings without --learning_rate/--tau (trainers.compare runs them
-    # too): the Table 2 sweep's choices for the tiny model at batch 32 (docs/evidence.md,
+    # The BERT family's settings without --learning_rate/--tau (trainers.sweep
+    # --family_settings runs them): the Table 2 sweep's choices for the tiny model at batch 32 (docs/evidence.md,
     # "Table 2 on BERT"). GClip and CClip were not swept on BERT: the EMA-momentum
     # equivalent of SGD's 0.3 (steps of lr, not lr / (1 - 0.9)), the rate Algorithm 1
     # chose too, with the optimizers' default tau.

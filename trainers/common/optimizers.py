@@ -17,7 +17,7 @@ Every optimizer reads the flags the same way:
 * ``--tau``: the GClip/CClip threshold; ACClip's initial threshold is
   ``--acclip_initial_tau``.
 * A flag the optimizer does not read (e.g. ``--momentum`` for adam) is ignored,
-  as ``trainers.compare`` passes the same flags to every optimizer.
+  as a sweep passes the same flags to every optimizer.
 """
 
 import dataclasses
