@@ -110,13 +110,13 @@ samples of different scale share one axis (converging curves flatten out at
         --num_batches=300 --batch_sizes=1,4,16,64 --output_dir=runs/m2_bert
 """
 
-import os
 
 import keras
 from absl import flags
 
 from trainers.bert import flags as bert_flags
 from trainers.common import cli
+from trainers.common import files
 from trainers.common import strategy as common_strategy
 from trainers.common.errors import TrainerError
 from trainers.noise.ablation import GAUSSIAN_TARGETS
@@ -191,7 +191,7 @@ def validate(f):
     if f.checkpoints and not f.pretrain_dir:
         raise TrainerError("--checkpoints needs --pretrain_dir (a bert_pretrain, causal_lm or "
                            "resnet_imagenet model_dir)")
-    if f.pretrain_dir and not os.path.isdir(f.pretrain_dir):
+    if f.pretrain_dir and not files.isdir(f.pretrain_dir):
         raise TrainerError(f"--pretrain_dir={f.pretrain_dir} does not exist")
 
 

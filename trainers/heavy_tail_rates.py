@@ -13,8 +13,6 @@ alpha + 0.1, G from the moment bound; formula in
 ``trainers.synthetic.heavy_tail.gradient_moment_bound``).
 """
 
-import os
-
 from trainers.synthetic.heavy_tail import METHODS, run_experiment
 
 
@@ -42,7 +40,7 @@ def main(argv):
                 f"{name}: slope {s['slope_of_mean']:+.3f} (repeats {s['repeat_slope_mean']:+.3f} +- {s['repeat_slope_sd']:.3f}) "
                 f"final mean {s['final_mean_error']:.3g} median {s['final_median_error']:.3g}")
         print(" | ".join(line), flush=True)
-    print(f"wrote {os.path.join(f.output_dir, 'rates.json')} and rates.png")
+    print(f"wrote {files.join(f.output_dir, 'rates.json')} and rates.png")
 
 
 def _run(f, alphas):

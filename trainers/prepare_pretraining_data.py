@@ -31,6 +31,7 @@ import time
 
 from absl import flags
 
+from trainers.common import files
 from trainers.common import cli
 from trainers.common.errors import TrainerError
 from trainers.common.flags import define_once
@@ -122,8 +123,8 @@ def validate(s):
 def check_settings(output_dir, settings):
     """preparation.json: written by the first run; a later run (a resume, another
     machine) must use the same settings."""
-    path = os.path.join(output_dir, shards_lib.SETTINGS)
-    if os.path.exists(path):
+    path = files.join(output_dir, shards_lib.SETTINGS)
+    if files.exists(path):
         saved = shards_lib.read_json(path, "the preparation settings")
         diff = [k for k in SETTING_NAMES if saved.get(k) != settings[k]]
         if diff:
@@ -147,16 +148,16 @@ def vocabulary(output_dir, settings, train_docs, vocab_file):
     from trainers.lm import data as lm_data
     from trainers.lm.task import learn_vocabulary
 
-    path = os.path.join(output_dir, shards_lib.VOCAB)
+    path = files.join(output_dir, shards_lib.VOCAB)
     given = vocab_lib.load_vocabulary(vocab_file) if vocab_file else None
-    if os.path.exists(path):
+    if files.exists(path):
         vocab = vocab_lib.load_vocabulary(path)
         if given is not None and given != vocab:
             raise TrainerError(f"--vocab_file={vocab_file} differs from {path} "
                                "(use another --output_dir)")
         info = path + ".json"
         source = (shards_lib.read_json(info, "the vocabulary record")["source"]
-                  if os.path.exists(info) else "kept from an earlier run")
+                  if files.exists(info) else "kept from an earlier run")
     elif given is not None:
         vocab, source = given, f"--vocab_file={vocab_file}"
     else:
@@ -164,7 +165,7 @@ def vocabulary(output_dir, settings, train_docs, vocab_file):
         vocab = learn_vocabulary(sample, settings["tokenizer"], settings["vocab_size"])
         source = f"learned from {len(sample)} training documents"
     lm_data.check_vocabulary(vocab, settings["tokenizer"])
-    if not os.path.exists(path):
+    if not files.exists(path):
         vocab_lib.save_vocabulary(vocab, path)
         shards_lib.write_json(path + ".json", {"source": source})
     return vocab, source
@@ -219,7 +220,7 @@ def shard_jobs(output_dir, splits, num_shards, indices):
         docs = splits[split]
         n = len(docs)
         for i in indices:
-            path = os.path.join(output_dir, shards_lib.shard_name(split, i, num_shards))
+            path = files.join(output_dir, shards_lib.shard_name(split, i, num_shards))
             record = shards_lib.shard_done(path)
             if record:
                 done.append(record)
@@ -246,7 +247,7 @@ def write_manifest(output_dir, settings, vocab, vocab_source, splits):
     for split in shards_lib.SPLITS:
         shard_records = []
         for i in range(settings["num_shards"]):
-            path = os.path.join(output_dir, shards_lib.shard_name(split, i, settings["num_shards"]))
+            path = files.join(output_dir, shards_lib.shard_name(split, i, settings["num_shards"]))
             record = shards_lib.shard_done(path)
             if not record:
                 return None
@@ -268,7 +269,7 @@ def write_manifest(output_dir, settings, vocab, vocab_source, splits):
         "eval_fraction": settings["eval_fraction"], "split_seed": 0,
         "num_shards": settings["num_shards"], "splits": records,
     }
-    path = os.path.join(output_dir, shards_lib.MANIFEST)
+    path = files.join(output_dir, shards_lib.MANIFEST)
     shards_lib.write_json(path, manifest)
     return path
 
@@ -278,12 +279,12 @@ def verify(output_dir):
     bad = []
     for split in shards_lib.SPLITS:
         for s in manifest["splits"][split]["shards"]:
-            path = os.path.join(output_dir, s["file"])
-            ok = os.path.exists(path) and shards_lib.file_sha256(path) == s["sha256"]
+            path = files.join(output_dir, s["file"])
+            ok = files.exists(path) and shards_lib.file_sha256(path) == s["sha256"]
             if not ok:
                 bad.append(path)
-                if os.path.exists(path + ".json"):
-                    os.remove(path + ".json")
+                if files.exists(path + ".json"):
+                    files.remove(path + ".json")
     n = sum(len(manifest["splits"][s]["shards"]) for s in shards_lib.SPLITS)
     if bad:
         raise TrainerError(f"{len(bad)} of {n} shards are corrupt or missing (first: {bad[0]}); "
@@ -296,7 +297,7 @@ def prepare(output_dir, settings, vocab_file=None, num_workers=1, shard_index=""
     {"manifest": path or None, "shards": written, "tokens", "seconds", "skipped"}."""
     validate(settings)
     indices = parse_shard_index(shard_index, settings["num_shards"])
-    os.makedirs(output_dir, exist_ok=True)
+    files.makedirs(output_dir, "--output_dir")
     check_settings(output_dir, settings)
     t0 = time.time()
     documents = corpus_lib.load_corpus(settings["corpus"], settings["max_documents"] or None)

@@ -35,7 +35,6 @@ which ``make demo`` uses. Validation screens skip the model export (``--noexport
 
 import itertools
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -45,9 +44,9 @@ import time
 from absl import flags
 
 from trainers.common import cli
+from trainers.common import files
 from trainers.common import sweep as sweep_lib
 from trainers.common import sweep_report
-from trainers.common.files import write_text_atomically
 from trainers.common.reporting import format_duration, read_metrics
 
 # Flags the sweep sets for each trial; --trainer_flags may not set them.
@@ -269,7 +268,7 @@ class SubprocessRunner:
         self.calls = 0
 
     def run_dir(self, trial):
-        return os.path.join(self.model_dir, trial.optimizer, trial.name)
+        return files.join(self.model_dir, trial.optimizer, trial.name)
 
     def argv(self, trial):
         args = [f"--model_dir={self.run_dir(trial)}", f"--optimizer={trial.optimizer}",
@@ -284,16 +283,13 @@ class SubprocessRunner:
                 + [f"--train_steps={trial.steps}"])
 
     def _summary(self, run_dir):
-        path = os.path.join(run_dir, "summary.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        path = files.join(run_dir, "summary.json")
+        return json.loads(files.read_text(path)) if files.exists(path) else None
 
     def _read(self, trial, run_dir):
         """Curve, clip fraction and train loss of the run's files."""
         records = (read_metrics(run_dir)
-                   if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) else [])
+                   if files.exists(files.join(run_dir, "metrics.jsonl")) else [])
         if records and not any(self.key in r for r in records):
             hint = ("set --fixed_train_examples in --trainer_flags"
                     if self.key.startswith("fixed_train_") else "check --metric")
@@ -311,10 +307,9 @@ class SubprocessRunner:
         """The raw result of a finished run (summary.json at the trial's step, or the
         diverged.json of a run the trainer stopped), else None."""
         run_dir = self.run_dir(trial)
-        stopped = os.path.join(run_dir, DIVERGED_FILE)
-        if os.path.exists(stopped):
-            with open(stopped) as fh:
-                return dict(json.load(fh), steps_trained=0)
+        stopped = files.join(run_dir, DIVERGED_FILE)
+        if files.exists(stopped):
+            return dict(json.loads(files.read_text(stopped)), steps_trained=0)
         summary = self._summary(run_dir)
         if not summary or summary.get("final_step", 0) < trial.steps:
             return None
@@ -326,21 +321,17 @@ class SubprocessRunner:
     def run(self, trial):
         self.calls += 1
         run_dir = self.run_dir(trial)
-        os.makedirs(run_dir, exist_ok=True)
+        files.makedirs(run_dir, "a trial's directory")
         before = self._read(trial, run_dir)["curve"]
         start_step = before[-1][0] if before else 0
-        log_path = os.path.join(run_dir, "trainer.log")
+        log_path = files.join(run_dir, "trainer.log")
         cmd = self.argv(trial)
         start = time.time()
-        with open(log_path, "a") as log:
-            log.write(f"$ {shlex.join(cmd)}\n")
-            log.flush()
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = run_logged(cmd, log_path)
         wall = time.time() - start
         message = ""
         if code:
-            with open(log_path, errors="replace") as fh:
-                tail = fh.read()[-4000:]
+            tail = files.read_text(log_path, errors="replace")[-4000:]
             lines = [line for line in tail.splitlines() if line.strip()]
             if not NON_FINITE.search(tail):
                 raise cli.TrainerError(
@@ -354,7 +345,7 @@ class SubprocessRunner:
         raw.update(exit_code=code, message=message.strip()[:300], wall_seconds=wall,
                    steps_trained=max(trial.steps - start_step, 0))
         if code:  # the trainer stopped on a non-finite value: a rerun does not repeat it
-            write_text_atomically(os.path.join(run_dir, DIVERGED_FILE),
+            files.write_text_atomically(files.join(run_dir, DIVERGED_FILE),
                                   json.dumps(sweep_report.jsonable(raw)))
         return raw
 
@@ -376,9 +367,22 @@ def progress_line(record, sweep, metric):
             f"sweep ETA {format_duration(sweep.eta_seconds())}")
 
 
+def run_logged(cmd, log_path):
+    """Run `cmd`, its output (stdout and stderr, line by line) appended to `log_path`
+    after the command line; returns the exit code."""
+    with files.open_file(log_path, "a") as log:
+        log.write(f"$ {shlex.join(cmd)}\n")
+        log.flush()
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+            for line in proc.stdout:
+                log.write(line.decode("utf-8", "replace"))
+                log.flush()
+        return proc.returncode
+
+
 def previous_trials(path, meta):
     """The trials of an earlier results.json of the same program and trainer flags."""
-    if not os.path.exists(path):
+    if not files.exists(path):
         return []
     doc = sweep_report.load_results(path)
     old = dict({"objective": "held_out"}, **doc.get("meta", {}))  # older sweeps: held_out
@@ -415,8 +419,8 @@ def run_sweep(f, command=None):
         f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
     meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
                 objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy())
-    os.makedirs(f.model_dir, exist_ok=True)
-    results_path = os.path.join(f.model_dir, "results.json")
+    files.makedirs(f.model_dir)
+    results_path = files.join(f.model_dir, "results.json")
     previous = previous_trials(results_path, meta)
     runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric, cfg.objective)
 
@@ -445,13 +449,13 @@ def run_sweep(f, command=None):
     doc = sweep_report.write_results(results_path, state, meta)
     head = title(meta, cfg)
     table = sweep_report.markdown_table(doc, head)
-    table_path = os.path.join(f.model_dir, "results.md")
-    write_text_atomically(table_path, table)
-    plot_path = sweep_report.plot_bands(doc, os.path.join(f.model_dir, "results.png"), head)
+    table_path = files.join(f.model_dir, "results.md")
+    files.write_text_atomically(table_path, table)
+    plot_path = sweep_report.plot_bands(doc, files.join(f.model_dir, "results.png"), head)
     print("\n" + table)
-    print(f"results:  {os.path.abspath(results_path)}")
-    print(f"table:    {os.path.abspath(table_path)}")
-    print(f"plot:     {os.path.abspath(plot_path)}")
+    print(f"results:  {files.display(results_path)}")
+    print(f"table:    {files.display(table_path)}")
+    print(f"plot:     {files.display(plot_path)}")
     print(f"sweep time: {format_duration(time.time() - start)} ({runner.calls} runs made, "
           f"{len(state['trials']) - runner.calls} reused)")
     return doc

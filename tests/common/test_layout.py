@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 
 from conftest import REPO
 
@@ -62,3 +63,39 @@ def test_a_task_imports_no_other_tasks_internals():
                       and not name.startswith(CONTRACTS)):
                     bad.append((os.path.relpath(path, REPO), name))
     assert not bad
+
+
+# Direct filesystem calls: a trainer reads and writes through trainers/common/files.py
+# (tf.io.gfile), so gs://, ram://, ... work like a local path.
+DIRECT_FILE_CALLS = re.compile(
+    r"(?<![\w.])open\(|\bos\.path\.|\bos\.(makedirs|listdir|remove|rename|replace|unlink|walk|"
+    r"stat|mkdir|rmdir)\(|\bshutil\.|\bglob\.glob\(|\bgzip\.open\(")
+# (file, what): the places that must touch the local disk as such.
+LOCAL_ON_PURPOSE = {
+    # files:GLOB with ** (recursive): gfile's glob has no **; a remote pattern uses gfile.
+    ("trainers/common/text/corpus.py", "glob.glob("),
+}
+
+
+def test_trainers_touch_files_only_through_common_files():
+    scanned, bad = 0, []
+    for path in sources(""):
+        rel = os.path.relpath(path, REPO)
+        if rel == os.path.join("trainers", "common", "files.py"):
+            continue
+        scanned += 1
+        for number, line in enumerate(open(path, encoding="utf-8"), 1):
+            code = line.split("#", 1)[0]
+            for m in DIRECT_FILE_CALLS.finditer(code):
+                if not any(rel == f and what in code for f, what in LOCAL_ON_PURPOSE):
+                    bad.append(f"{rel}:{number}: {line.strip()}")
+    assert scanned > 50, scanned
+    assert not bad, "\n".join(bad)
+
+
+def test_the_file_scan_catches_each_kind_of_call():
+    for line in ("with open(p) as f:", "os.path.exists(p)", "os.makedirs(d)", "shutil.rmtree(d)",
+                 "os.remove(p)", "glob.glob(p)", "gzip.open(p)"):
+        assert DIRECT_FILE_CALLS.search(line), line
+    for line in ("files.open_file(p)", "tf.io.gfile.GFile(p)", "files.join(a, b)"):
+        assert not DIRECT_FILE_CALLS.search(line), line

@@ -11,7 +11,6 @@ directory (the save is collective, so all must call it) that is removed at
 the end, and every worker restores from the chief's `model_dir`.
 """
 
-import shutil
 import tempfile
 
 import tensorflow as tf
@@ -101,4 +100,4 @@ class Checkpoints:
 
     def close(self):
         if not self.is_chief:
-            shutil.rmtree(self._write_dir, ignore_errors=True)
+            files.remove_tree(self._write_dir)

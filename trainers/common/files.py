@@ -36,6 +36,16 @@ def dirname(path):
     return posixpath.dirname(path) if is_remote(path) else os.path.dirname(path)
 
 
+def basename(path):
+    return posixpath.basename(path) if is_remote(path) else os.path.basename(path)
+
+
+def absolute(path):
+    """`path` with the local user's home expanded and made absolute (a remote one as
+    given): for local places the user names, e.g. a cache under ``~``."""
+    return path if is_remote(path) else os.path.abspath(os.path.expanduser(path))
+
+
 def exists(path):
     return _gfile().exists(path)
 
@@ -44,8 +54,50 @@ def isdir(path):
     return _gfile().isdir(path)
 
 
+def isfile(path):
+    gfile = _gfile()
+    return gfile.exists(path) and not gfile.isdir(path)
+
+
 def glob(pattern):
     return _gfile().glob(pattern)
+
+
+def listdir(path):
+    return _gfile().listdir(path)
+
+
+def size(path):
+    """The file's length in bytes."""
+    return _gfile().stat(path).length
+
+
+def remove(path):
+    """Remove the file `path` if it exists."""
+    _clear(path)
+
+
+def remove_tree(path):
+    """Remove the directory `path` and everything in it, if it exists."""
+    gfile = _gfile()
+    if not gfile.exists(path):
+        return
+    try:
+        gfile.rmtree(path)
+    except Exception:  # noqa: BLE001 - ram:// has no directories to delete: its files go
+        for directory, _, names in gfile.walk(path):
+            for name in names:
+                _clear(join(directory, name))
+
+
+def rename(source, target):
+    """Move `source` to `target`, replacing it (one atomic step on a local disk)."""
+    _gfile().rename(source, target, overwrite=True)
+
+
+def open_file(path, mode="r"):
+    """A file object (`tf.io.gfile.GFile`): ``with files.open_file(p, "rb") as f``."""
+    return _gfile().GFile(path, mode)
 
 
 def makedirs(path, what="--model_dir"):
@@ -60,9 +112,10 @@ def makedirs(path, what="--model_dir"):
         raise TrainerError(f"cannot create {what}={path}: {first_line(e)}") from e
 
 
-def read_text(path):
-    with _gfile().GFile(path, "r") as f:
-        return f.read()
+def read_text(path, errors=None):
+    """The file's text (UTF-8; ``errors="replace"`` for a log that may hold bad bytes)."""
+    with _gfile().GFile(path, "rb") as f:
+        return f.read().decode("utf-8", errors or "strict")
 
 
 def _clear(path):

@@ -5,7 +5,6 @@ A trainer defines its own task flags next to these, then runs
 """
 
 import json
-import os
 import sys
 
 from absl import flags
@@ -188,7 +187,7 @@ def _program_module(module):
     if module.startswith("trainers."):
         return True
     main = sys.argv[0] if sys.argv else ""
-    return bool(main) and os.path.abspath(module) == os.path.abspath(main)
+    return bool(main) and files.absolute(module) == files.absolute(main)
 
 
 def program_flags(flag_values=None):

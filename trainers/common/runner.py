@@ -12,7 +12,6 @@ first one builds, so a new program can reuse them in another order.
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import time
 
@@ -125,7 +124,7 @@ def program_name():
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         return spec.name
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "unknown"
+    return files.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "unknown"
 
 
 def _truncate_metrics(model_dir, step):

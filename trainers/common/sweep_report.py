@@ -33,6 +33,7 @@ import json
 import math
 import textwrap
 
+from trainers.common import files
 from trainers.common.files import write_text_atomically
 
 
@@ -61,8 +62,7 @@ def write_results(path, state, meta):
 
 
 def load_results(path):
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(files.read_text(path))
 
 
 def _num(value, spec=".4f"):
@@ -315,6 +315,7 @@ def plot_bands(doc, path, title):
     fig.suptitle("\n".join(textwrap.wrap(title, 80 * len(panels))), fontsize=9)
     fig.text(0.01, 0.01, "; ".join(notes), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with files.open_file(path, "wb") as fh:
+        fig.savefig(fh, dpi=120, format="png")
     plt.close(fig)
     return path

@@ -19,7 +19,6 @@ scalar heavy-tailed sample without a bulk, not for norms that sit on one.
 
 import json
 import math
-import os
 
 import keras
 import numpy as np
@@ -28,6 +27,7 @@ import tensorflow as tf
 from acclip_tf import noise
 from acclip_tf import plotting
 from acclip_tf.noise import tails
+from trainers.common import files
 from trainers.common import checkpoints as checkpoints_lib
 from trainers.common.errors import TrainerError
 from trainers.noise import ablation
@@ -41,7 +41,7 @@ MODELS = ("bert", "attention_ablation", "resnet", "causal_lm")
 # ---------------------------------------------------------------- checkpoints
 def checkpoint_paths(pretrain_dir):
     """{step: path} of the checkpoints a trainer run kept (``ckpt-<step>``)."""
-    state = tf.train.get_checkpoint_state(os.path.join(pretrain_dir, "checkpoints"))
+    state = tf.train.get_checkpoint_state(files.join(pretrain_dir, "checkpoints"))
     paths = list(state.all_model_checkpoint_paths) if state else []
     out = {}
     for path in paths:
@@ -272,16 +272,15 @@ def references(num_samples, dim, alpha, seed):
 
 # ---------------------------------------------------------------- tail verdicts
 #: The calibration of `tails.classify_tail` (bench/calibrate_tail_rule.py).
-CALIBRATION_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "docs", "figures", "tail_rule_calibration.json")
+CALIBRATION_PATH = files.join(files.dirname(files.dirname(files.dirname(
+    files.absolute(__file__)))), "docs", "figures", "tail_rule_calibration.json")
 
 
 def load_calibration(path=CALIBRATION_PATH):
     """The calibration JSON's dict, or None when the file is absent or unreadable."""
     try:
-        with open(path) as fh:
-            calibration = json.load(fh)
-    except (OSError, ValueError):
+        calibration = json.loads(files.read_text(path))
+    except Exception:  # noqa: BLE001 - absent or unreadable: no calibration
         return None
     return calibration if calibration.get("rows") and calibration.get("sizes") else None
 
@@ -346,30 +345,30 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
     measurement's ``groups`` entry and ``<name>_groups_<i>.png`` (survival curves of
     the groups' noise norms, measurement ``i``).
     """
-    os.makedirs(output_dir, exist_ok=True)
+    files.makedirs(output_dir, "--output_dir")
     norms = {label: s.noise_norms for label, s in samples.items()}
     reports = tail_reports(norms)
     ref_reports = tail_reports(refs)
     rates = {label: calibrated_error_rates(s.num_batches) for label, s in samples.items()}
     figures = [plotting.plot_noise_histograms(
-        {**norms, **refs}, os.path.join(output_dir, f"{name}_histograms.png"),
+        {**norms, **refs}, files.join(output_dir, f"{name}_histograms.png"),
         title=f"{name}: gradient-noise norm ||g_i - grad f|| (right: synthetic references)")]
     curves = {label: relative_variance_curve(x) for label, x in {**norms, **refs}.items()}
     figures.append(plotting.plot_variance_curves(
-        curves, os.path.join(output_dir, f"{name}_variance.png"),
+        curves, files.join(output_dir, f"{name}_variance.png"),
         title="running variance / final value"))
     if development and len(samples) > 1:
         figures.append(plotting.plot_noise_development(
-            norms, os.path.join(output_dir, f"{name}_development.png")))
+            norms, files.join(output_dir, f"{name}_development.png")))
     figures.append(plotting.plot_tail_histograms(
-        norms, refs, os.path.join(output_dir, f"{name}_tail_histograms.png"),
+        norms, refs, files.join(output_dir, f"{name}_tail_histograms.png"),
         reports={**reports, **ref_reports},
         title=f"{name}: noise norm with the references of Figure 1 c/g"))
     figures.append(plotting.plot_survival_curves(
-        norms, os.path.join(output_dir, f"{name}_survival.png"), references=refs,
+        norms, files.join(output_dir, f"{name}_survival.png"), references=refs,
         title=f"{name}: empirical survival (log-log)"))
     figures.append(plotting.plot_shape_vs_k(
-        norms, os.path.join(output_dir, f"{name}_shape_vs_k.png"),
+        norms, files.join(output_dir, f"{name}_shape_vs_k.png"),
         title=f"{name}: GPD shape xi over the number of excesses k"))
     group_results = {}
     for i, (label, entry) in enumerate((groups or {}).items()):
@@ -385,7 +384,7 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
             "variables": [list(row) for row in entry["variables"]]}
         if shown:
             figures.append(plotting.plot_survival_curves(
-                shown, os.path.join(output_dir, f"{name}_groups_{i}.png"),
+                shown, files.join(output_dir, f"{name}_groups_{i}.png"),
                 title=f"{name}, {label}: noise norm per parameter group"))
     sweep_result = None
     if sweep:
@@ -398,7 +397,7 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
             for cell, by_size in sweep.items()}
         figures.append(plotting.plot_xi_vs_batch_size(
             {cell: (r["batch_sizes"], r["xi"], r["ci"]) for cell, r in sweep_result.items()},
-            os.path.join(output_dir, f"{name}_xi_vs_batch_size.png"),
+            files.join(output_dir, f"{name}_xi_vs_batch_size.png"),
             title=f"{name}: tail shape of the noise norm vs minibatch size"))
     result = {
         "model": name,
@@ -413,17 +412,16 @@ def write_outputs(output_dir, name, samples, refs, settings, facts, development,
         "references": {label: {"tail": ref_reports[label],
                                "statistics": noise.tail_statistics(x)}
                        for label, x in refs.items()},
-        "figures": [os.path.basename(p) for p in figures],
+        "figures": [files.basename(p) for p in figures],
     }
     for label, entry in group_results.items():
         result["measurements"][label]["groups"] = entry["groups"]
         result["measurements"][label]["group_variables"] = entry["variables"]
     if sweep_result is not None:
         result["batch_size_sweep"] = sweep_result
-    path = os.path.join(output_dir, f"{name}_noise.json")
-    with open(path, "w") as fh:
-        json.dump(result, fh, indent=1)
-    print(f"wrote {', '.join(result['figures'])} and {os.path.basename(path)} to {output_dir}",
+    path = files.join(output_dir, f"{name}_noise.json")
+    files.write_text_atomically(path, json.dumps(result, indent=1))
+    print(f"wrote {', '.join(result['figures'])} and {files.basename(path)} to {output_dir}",
           flush=True)
     return result
 

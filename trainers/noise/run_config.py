@@ -11,8 +11,8 @@ cannot make the measurement disagree with the run.
 """
 
 import json
-import os
 
+from trainers.common import files
 from trainers.common.errors import TrainerError
 
 CONFIG_FILE = "config.json"
@@ -53,13 +53,12 @@ class RunFlags:
 
 def read_run_config(model_dir):
     """``(program, {flag: value})`` of the run in `model_dir`, from its config.json."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    path = files.join(model_dir, CONFIG_FILE)
+    if not files.exists(path):
         raise TrainerError(f"run {model_dir} has no {CONFIG_FILE}; rerun its trainer with "
                            "this version")
     try:
-        with open(path) as fh:
-            record = json.load(fh)
+        record = json.loads(files.read_text(path))
         program, values = record["program"], record["flags"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TrainerError(f"{path} is not a run record ({{\"program\", \"flags\"}}): "

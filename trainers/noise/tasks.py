@@ -10,9 +10,9 @@ task code, never from a second copy of it. Only the measurement's own choices
 are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
 """
 
-import os
 
 from trainers.bert.task import BertPretrainTask
+from trainers.common import files
 from trainers.common.errors import TrainerError
 from trainers.lm.task import CausalLMTask
 from trainers.noise.run_config import RunFlags, run_flags
@@ -50,10 +50,10 @@ def bert_flags(f):
     flags, --seed).
     """
     if f.pretrain_dir:
-        vocab = os.path.join(f.pretrain_dir, "vocab.txt")
+        vocab = files.join(f.pretrain_dir, "vocab.txt")
         flags = run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
                           **MEASUREMENT_OVERRIDES)
-        if not os.path.exists(vocab):
+        if not files.exists(vocab):
             raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
         return flags
     # global_batch_size only sizes the task's check that each split holds a batch: the
@@ -71,10 +71,9 @@ def bert_task(f, flags):
     if f.pretrain_dir:
         task = BertPretrainTask(flags, f.pretrain_dir, is_chief=False)
     else:
-        os.makedirs(f.output_dir, exist_ok=True)
-        stale = os.path.join(f.output_dir, "vocab.txt")
-        if os.path.exists(stale):  # an earlier measurement's: not this one's settings
-            os.remove(stale)
+        files.makedirs(f.output_dir, "--output_dir")
+        # An earlier measurement's vocabulary: not this one's settings.
+        files.remove(files.join(f.output_dir, "vocab.txt"))
         task = BertPretrainTask(flags, f.output_dir, is_chief=True)
     if len(task.data.train_segments) < f.batch_size:
         raise TrainerError(f"the training split has {len(task.data.train_segments)} sequences, "
@@ -85,9 +84,9 @@ def bert_task(f, flags):
 def lm_task(f):
     """(flags, `CausalLMTask`) of the trainers.causal_lm run in ``--pretrain_dir``: its
     config.json and its ``vocab.txt`` (the run's directory is only read)."""
-    vocab = os.path.join(f.pretrain_dir, "vocab.txt")
+    vocab = files.join(f.pretrain_dir, "vocab.txt")
     flags = run_flags(f.pretrain_dir, LM_PROGRAMS, vocab_file=vocab, **MEASUREMENT_OVERRIDES)
-    if not os.path.exists(vocab):
+    if not files.exists(vocab):
         raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
     return flags, CausalLMTask(flags, f.pretrain_dir, is_chief=False)
 

@@ -72,11 +72,12 @@ into that many equal groups and reports the slope of each group's mean error
 
 import inspect
 import json
-import os
 import time
 
 import numpy as np
 from scipy import stats
+
+from trainers.common import files
 
 METHODS = ("sgd", "gclip_theorem4", "gclip_balanced")
 NOISES = ("stable", "pareto")
@@ -365,7 +366,7 @@ def run_experiment(alphas, output_dir, fit_from=0.01, num_repeats=1, **simulate_
     """
     from acclip_tf import plotting
 
-    os.makedirs(output_dir, exist_ok=True)
+    files.makedirs(output_dir, "--output_dir")
     results, panels = {}, {}
     # simulate's defaults, overridden by the caller's: what each run used.
     settings = {name: p.default for name, p in inspect.signature(simulate).parameters.items()
@@ -395,8 +396,8 @@ def run_experiment(alphas, output_dir, fit_from=0.01, num_repeats=1, **simulate_
         }
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in simulate_kwargs.items()}
     payload = {"config": dict(config, alphas=list(alphas), fit_from=fit_from, num_repeats=num_repeats), "results": results}
-    with open(os.path.join(output_dir, "rates.json"), "w") as f:
-        json.dump(payload, f, indent=1)
-    plotting.plot_error_curves(panels, os.path.join(output_dir, "rates.png"),
+    files.write_text_atomically(files.join(output_dir, "rates.json"),
+                                json.dumps(payload, indent=1))
+    plotting.plot_error_curves(panels, files.join(output_dir, "rates.png"),
                                title=f"{noise} noise: mean over seeds of f(x_bar_k) - f*")
     return payload

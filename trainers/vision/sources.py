@@ -39,13 +39,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_DIRS = (
-    os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "datasets",
-                 "fashion-mnist"),
+    files.join(files.absolute(os.environ.get("KERAS_HOME", "~/.keras")), "datasets",
+               "fashion-mnist"),
     "/usr/share/datasets/fashion-mnist",
 )
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -194,8 +195,8 @@ def load_digits():
 # ---------------------------------------------------------------- fashion_mnist
 def read_idx(path, magic):
     """A gzipped IDX file (the MNIST format) -> uint8 array; checks its header."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    with files.open_file(path, "rb") as raw:
+        data = gzip.decompress(raw.read())
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(data) < header or struct.unpack(">I", data[:4])[0] != magic:
@@ -208,7 +209,7 @@ def read_idx(path, magic):
 
 def fashion_mnist_dir(candidates=FASHION_MNIST_DIRS):
     for d in candidates:
-        if all(os.path.exists(os.path.join(d, name)) for name in FASHION_MNIST_FILES):
+        if all(files.exists(files.join(d, name)) for name in FASHION_MNIST_FILES):
             return d
     raise TrainerError(
         "--dataset=fashion_mnist: its files (" + ", ".join(FASHION_MNIST_FILES) + ") are in "
@@ -224,7 +225,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 def load_fashion_mnist(candidates=FASHION_MNIST_DIRS):
     d = fashion_mnist_dir(candidates)
     x_train, y_train, x_eval, y_eval = (
-        read_idx(os.path.join(d, name), 2051 if "images" in name else 2049)
+        read_idx(files.join(d, name), 2051 if "images" in name else 2049)
         for name in FASHION_MNIST_FILES)
     return _array_data("fashion_mnist", (x_train[..., None], y_train),
                        (x_eval[..., None], y_eval), FASHION_MNIST_CLASSES)
@@ -262,13 +263,13 @@ def _class_dirs(directory):
     import tensorflow as tf
 
     return sorted(d.rstrip("/") for d in tf.io.gfile.listdir(directory)
-                  if tf.io.gfile.isdir(os.path.join(directory, d)))
+                  if tf.io.gfile.isdir(files.join(directory, d)))
 
 
 def load_folder(root):
     import tensorflow as tf
 
-    dirs = {s: os.path.join(root, s) for s in ("train", "val")}
+    dirs = {s: files.join(root, s) for s in ("train", "val")}
     for split, d in dirs.items():
         if not tf.io.gfile.isdir(d):
             raise TrainerError(f"--dataset=folder:{root}: no {split}/ directory ({d}); "
@@ -285,8 +286,8 @@ def load_folder(root):
             f"--dataset=folder:{root}: train/ and val/ have different classes "
             f"(only in train: {', '.join(only_train) or '-'}; "
             f"only in val: {', '.join(only_val) or '-'})")
-    if tf.io.gfile.isdir(os.path.join(root, "test")):
-        dirs["test"] = os.path.join(root, "test")
+    if tf.io.gfile.isdir(files.join(root, "test")):
+        dirs["test"] = files.join(root, "test")
         if _class_dirs(dirs["test"]) != train_classes:
             raise TrainerError(f"--dataset=folder:{root}: train/ and test/ have different "
                                f"classes")
@@ -297,7 +298,7 @@ def load_folder(root):
         except ValueError as e:
             raise TrainerError(f"--dataset=folder:{root}: {split}/: {e}")
         index = {name: i for i, name in enumerate(train_classes)}
-        labels = np.array([index[os.path.basename(os.path.dirname(p))] for p in paths],
+        labels = np.array([index[files.basename(files.dirname(p))] for p in paths],
                           np.int32)
         empty = [c for i, c in enumerate(train_classes) if not np.any(labels == i)]
         if empty:
@@ -315,9 +316,9 @@ def load_folder(root):
 # ---------------------------------------------------------------- tfds:NAME
 def tfds_dirs(data_dir=None, manual_dir=None):
     """(data_dir, manual_dir) as TFDS resolves them by default."""
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
-        "~/tensorflow_datasets")
-    return data_dir, manual_dir or os.path.join(data_dir, "downloads", "manual")
+    data_dir = data_dir or files.absolute(os.environ.get("TFDS_DATA_DIR")
+                                          or "~/tensorflow_datasets")
+    return data_dir, manual_dir or files.join(data_dir, "downloads", "manual")
 
 
 def _prepare(builder, name, data_dir, manual_dir):
@@ -327,7 +328,7 @@ def _prepare(builder, name, data_dir, manual_dir):
         return
     needed = TFDS_MANUAL_FILES.get(name.split("/")[0].split(":")[0])
     if needed:
-        missing = [f for f in needed if not os.path.exists(os.path.join(manual_dir, f))]
+        missing = [f for f in needed if not files.exists(files.join(manual_dir, f))]
         if missing:
             raise TrainerError(
                 f"--dataset=tfds:{name} is not prepared in {builder.data_dir} and "
@@ -336,7 +337,7 @@ def _prepare(builder, name, data_dir, manual_dir):
                 f"{manual_dir} (or pass --tfds_manual_dir=DIR holding them, "
                 f"--tfds_data_dir=DIR for where the prepared data goes)")
     elif getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not (
-            os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+            files.isdir(manual_dir) and files.listdir(manual_dir)):
         raise TrainerError(
             f"--dataset=tfds:{name} needs files placed in {manual_dir}: "
             f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")

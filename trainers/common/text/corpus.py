@@ -52,7 +52,7 @@ derivative work under the same licence.
 
 
 def cache_dir():
-    return os.path.expanduser(os.environ.get(CACHE_ENV) or "~/.cache/acclip_tf")
+    return files.absolute(os.environ.get(CACHE_ENV) or "~/.cache/acclip_tf")
 
 
 # ---------------------------------------------------------------- wiki
@@ -73,7 +73,7 @@ def _download_wheel(directory):
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
            "--dest", directory, GENSIM_REQUIREMENT]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = glob.glob(os.path.join(directory, "gensim-*.whl"))
+    wheels = files.glob(files.join(directory, "gensim-*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
         raise TrainerError(f"cannot fetch the Wikipedia excerpt ({GENSIM_REQUIREMENT} via pip "
@@ -94,10 +94,10 @@ def read_documents(path):
 
 def wiki_excerpt(directory=None):
     """The converted excerpt's documents; fetched and cached on first use."""
-    directory = directory or os.path.join(cache_dir(), "wiki")
-    text_path = os.path.join(directory, WIKI_TEXT)
-    if not os.path.exists(text_path):
-        os.makedirs(directory, exist_ok=True)
+    directory = directory or files.join(cache_dir(), "wiki")
+    text_path = files.join(directory, WIKI_TEXT)
+    if not files.exists(text_path):
+        files.makedirs(directory, "the Wikipedia cache")
         progress = Progress("Wikipedia excerpt", unit="articles converted", every=0)
         progress.note(f"fetching {GENSIM_REQUIREMENT} with pip download (once per machine, "
                       f"cached in {directory}) ...")
@@ -115,8 +115,8 @@ def wiki_excerpt(directory=None):
             if paragraphs:
                 documents.append(paragraphs)
         progress.done(f"{len(documents)} documents")
-        with open(os.path.join(directory, "ATTRIBUTION.txt"), "w") as f:
-            f.write(ATTRIBUTION.format(member=WIKI_MEMBER, requirement=GENSIM_REQUIREMENT))
+        files.write_text(files.join(directory, "ATTRIBUTION.txt"),
+                         ATTRIBUTION.format(member=WIKI_MEMBER, requirement=GENSIM_REQUIREMENT))
         write_documents(text_path, documents)
     return read_documents(text_path)
 
@@ -126,8 +126,9 @@ def files_corpus(pattern):
     if files.is_remote(pattern):  # gs://bucket/*.txt and the like
         paths = sorted(p for p in files.glob(pattern) if not files.isdir(p))
     else:
-        paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        paths = [p for p in paths if os.path.isfile(p)]
+        # Local: Python's glob, for ** (recursive) patterns gfile does not expand.
+        paths = sorted(glob.glob(files.absolute(pattern), recursive=True))
+        paths = [p for p in paths if files.isfile(p)]
     if not paths:
         raise TrainerError(f"--corpus=files:{pattern} matches no files")
     documents = []

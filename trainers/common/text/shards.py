@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 
+from trainers.common import files
 from trainers.common.errors import TrainerError, first_line
 from trainers.common.files import write_text_atomically
 
@@ -65,7 +66,7 @@ def vocab_hash(vocab):
 
 def file_sha256(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -123,23 +124,22 @@ def write_shard(path, rows):
                 FEATURE: tf.train.Feature(int64_list=tf.train.Int64List(value=row))}))
             writer.write(example.SerializeToString())
             count += 1
-    record = {"file": os.path.basename(path), "examples": count,
-              "bytes": os.path.getsize(tmp), "sha256": file_sha256(tmp)}
-    os.replace(tmp, path)
+    record = {"file": files.basename(path), "examples": count,
+              "bytes": files.size(tmp), "sha256": file_sha256(tmp)}
+    files.rename(tmp, path)
     return record
 
 
 def shard_done(path):
     """The record of a finished shard (its .json and a file of the recorded size), or None."""
     info = path + ".json"
-    if not (os.path.exists(info) and os.path.exists(path)):
+    if not (files.exists(info) and files.exists(path)):
         return None
     try:
-        with open(info, encoding="utf-8") as f:
-            record = json.load(f)
+        record = json.loads(files.read_text(info))
     except (OSError, ValueError):
         return None
-    return record if os.path.getsize(path) == record.get("bytes") else None
+    return record if files.size(path) == record.get("bytes") else None
 
 
 def read_records(path, width):
@@ -160,7 +160,7 @@ def load_manifest(data_dir):
 
     if not data_dir or not tf.io.gfile.isdir(data_dir):
         raise TrainerError(f"--data_dir={data_dir} is not a directory")
-    path = os.path.join(data_dir, MANIFEST)
+    path = files.join(data_dir, MANIFEST)
     if not tf.io.gfile.exists(path):
         raise TrainerError(f"--data_dir={data_dir} has no {MANIFEST}: prepare it with "
                            "python -m trainers.prepare_pretraining_data (all shards)")
@@ -190,7 +190,7 @@ def check_vocabulary(manifest, data_dir, vocab, source):
         raise TrainerError(
             f"the vocabulary {source} (sha256 {vocab_hash(vocab)[:12]}) is not the one "
             f"--data_dir={data_dir} was tokenized with (sha256 "
-            f"{manifest['vocab']['sha256'][:12]}); use {os.path.join(data_dir, VOCAB)} "
+            f"{manifest['vocab']['sha256'][:12]}); use {files.join(data_dir, VOCAB)} "
             "or a fresh --model_dir")
 
 
@@ -218,8 +218,8 @@ def open_prepared(data_dir, *, layout, seq_length, program, vocab_file, model_di
     manifest = load_manifest(data_dir)
     check_manifest(manifest, data_dir, layout=layout, seq_length=seq_length,
                    tokenizer=tokenizer, program=program)
-    data_vocab = os.path.join(data_dir, manifest["vocab"]["file"])
-    saved = os.path.join(model_dir, VOCAB)
+    data_vocab = files.join(data_dir, manifest["vocab"]["file"])
+    saved = files.join(model_dir, VOCAB)
     for path, source in ((data_vocab, data_vocab), (vocab_file, f"--vocab_file={vocab_file}"),
                          (saved if file_size(saved) is not None else None,
                           f"of the run ({saved})")):
@@ -291,7 +291,7 @@ class ShardedExamples:
         self.split = split
         self.width = manifest["width"]
         shards = manifest["splits"][split]["shards"]
-        self.files = [os.path.join(data_dir, s["file"]) for s in shards]
+        self.files = [files.join(data_dir, s["file"]) for s in shards]
         self.counts = [int(s["examples"]) for s in shards]
         self.bytes = [int(s["bytes"]) for s in shards]
         self.offsets = [sum(self.counts[:i]) for i in range(len(self.counts))]

@@ -1,7 +1,6 @@
 """The WordPiece vocabulary: built from the training split, or read from a file."""
 
 import hashlib
-import os
 
 import tensorflow as tf
 
@@ -104,7 +103,7 @@ def corpus_vocabulary(train_documents, vocab_size):
     print(f"WordPiece vocabulary of {vocab_size} tokens from the training split ...",
           flush=True)
     return cached_vocabulary([p for d in train_documents for p in d], vocab_size,
-                             os.path.join(corpus_lib.cache_dir(), "vocab"))
+                             files.join(corpus_lib.cache_dir(), "vocab"))
 
 
 def cached_vocabulary(paragraphs, vocab_size, cache_dir):
@@ -116,7 +115,7 @@ def cached_vocabulary(paragraphs, vocab_size, cache_dir):
     digest = hashlib.sha256()
     for p in paragraphs:
         digest.update(p.encode("utf-8") + b"\n")
-    path = os.path.join(cache_dir, f"wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.txt")
+    path = files.join(cache_dir, f"wordpiece-{vocab_size}-{digest.hexdigest()[:16]}.txt")
     if files.exists(path):
         return load_vocabulary(path)
     vocab = build_vocabulary(paragraphs, vocab_size)
