@@ -45,6 +45,7 @@ from absl import flags
 
 from trainers.common import cli
 from trainers.common import files
+from trainers.common import optimizer_registry as registry
 from trainers.common import sweep as sweep_lib
 from trainers.common import sweep_report
 from trainers.common.reporting import format_duration, read_metrics
@@ -66,7 +67,7 @@ def define_flags(fv=flags.FLAGS):
                         "resnet_imagenet, ...) or a dotted module path.", **kw)
     flags.DEFINE_string("model_dir", None, "The sweep's directory (one subdirectory per trial).",
                         **kw)
-    flags.DEFINE_list("optimizers", ["sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam"],
+    flags.DEFINE_list("optimizers", list(registry.COMPARED),
                       "Optimizers, in this order.", **kw)
     flags.DEFINE_string("trainer_flags", "",
                         "Flags for every trial (one string); must set --train_steps, the full "

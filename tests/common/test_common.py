@@ -144,12 +144,43 @@ def test_flags_txt_is_a_valid_flagfile(tmp_path):
         values.unparse_flags()
 
 
-def test_optimizer_flag_choices_are_the_table():
-    from trainers.common import flags as common_flags
+def test_optimizer_flag_choices_and_sweep_grids_come_from_the_registry():
+    from absl import flags as absl_flags
 
-    assert common_flags.OPTIMIZERS == opt_lib.NAMES
-    for name in ("sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam", "adamw"):
-        assert name in opt_lib.OPTIMIZERS
+    from trainers.common import flags as common_flags
+    from trainers.common import optimizer_registry as registry
+    from trainers.common import sweep as sweep_lib
+
+    fv = absl_flags.FlagValues()
+    # The --optimizer enum as a trainer defines it: the registry's names, in its order.
+    absl_flags.DEFINE_enum("optimizer", registry.DEFAULT, common_flags.OPTIMIZERS, "",
+                           flag_values=fv)
+    assert fv["optimizer"].parser.enum_values == list(registry.OPTIMIZERS)
+    assert set(sweep_lib.TAU_GRIDS) == {n for n, s in registry.OPTIMIZERS.items() if s.tau_grid}
+    assert sweep_lib.LR_CENTRES == {n: s.lr_centre for n, s in registry.OPTIMIZERS.items()}
+    assert set(registry.COMPARED) < set(registry.NAMES)
+
+
+@pytest.mark.parametrize("name", list(opt_lib.DEFAULTS))
+def test_registry_learning_rate_scale_is_the_first_steps_scale(name):
+    """An optimizer filed as GRADIENT_SCALE moves a weight by ~lr x gradient on its first
+    step, a NORMALISED one by ~lr whatever the gradient: with gradients of 1e-3 the two
+    differ by 1000x, so each entry's lr_scale (which sizes its sweep grid) is measured."""
+    from trainers.common import optimizer_registry as registry
+
+    if name == "acclip_norm" and "normalize" not in inspect.signature(acclip_tf.ACClip).parameters:
+        pytest.skip("this acclip_tf has no ACClip(normalize=...) yet")
+    spec = registry.OPTIMIZERS[name]
+    var = keras.Variable(np.zeros(64, "float32"))
+    settings = opt_lib.resolve_settings(name, weight_decay=0.0)
+    opt = opt_lib.make_optimizer(name, 0.01, settings)
+    opt.apply_gradients([(keras.ops.full((64,), 1e-3), var)])
+    step = float(np.abs(var.numpy()).mean()) / 0.01  # |update| / lr
+    if spec.lr_scale == registry.GRADIENT_SCALE:
+        assert 1e-5 <= step <= 1e-2, step  # ~ the gradient (1e-3) times O(0.1 .. 10)
+    else:
+        assert spec.lr_scale == registry.NORMALISED
+        assert 0.1 <= step <= 10, step  # ~ 1 whatever the gradient
 
 
 @pytest.mark.parametrize("name", ["gclip", "cclip"])

@@ -99,3 +99,45 @@ def test_the_file_scan_catches_each_kind_of_call():
         assert DIRECT_FILE_CALLS.search(line), line
     for line in ("files.open_file(p)", "tf.io.gfile.GFile(p)", "files.join(a, b)"):
         assert not DIRECT_FILE_CALLS.search(line), line
+
+
+def optimizer_name_literals(path, names):
+    """(line, name) of every string constant in `path` that is an optimizer's name, left
+    out: docstrings and the values assigned to `optimizer_settings` (a task's measured
+    settings) or `RECIPE` (a program's published recipe)."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body and \
+                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            skip.add(id(node.body[0].value))
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id in ("optimizer_settings", "RECIPE")
+                for t in node.targets):
+            skip.update(id(n) for n in ast.walk(node.value))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in skip]
+
+
+def test_optimizer_names_live_in_the_registry():
+    from trainers.common import optimizer_registry as registry
+
+    names = set(registry.NAMES)
+    scanned, bad = 0, []
+    for path in sources(""):
+        rel = os.path.relpath(path, REPO)
+        # The registry itself; the synthetic simulation's own methods ("sgd", "gclip_...")
+        # are not the trainers' optimizers.
+        if rel.endswith("optimizer_registry.py") or "synthetic" in rel:
+            continue
+        scanned += 1
+        bad += [f"{rel}:{line}: {name!r}" for line, name in optimizer_name_literals(path, names)]
+    assert scanned > 50
+    assert not bad, "\n".join(bad)
+
+
+def test_the_name_scan_finds_a_literal_outside_the_measured_settings(tmp_path):
+    path = tmp_path / "x.py"
+    path.write_text('"""adam in a docstring."""\nDEFAULT = "adam"\n'
+                    'class T:\n    optimizer_settings = {"sgd": {"learning_rate": 0.1}}\n')
+    assert optimizer_name_literals(str(path), {"adam", "sgd"}) == [(2, "adam")]

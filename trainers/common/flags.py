@@ -12,10 +12,10 @@ from absl import flags
 from trainers.common.errors import TrainerError
 
 from trainers.common import files
+from trainers.common import optimizer_registry as registry
+from trainers.common.optimizer_registry import readers
 
-# The names of trainers.common.optimizers.OPTIMIZERS (kept here so defining the flags
-# imports no TensorFlow; a test checks they agree).
-OPTIMIZERS = ("sgd", "gclip", "cclip", "acclip", "acclip_norm", "adam", "adamw", "lamb")
+OPTIMIZERS = registry.NAMES
 EVAL_SPLITS = ("validation", "test")
 LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -68,7 +68,8 @@ def define_common_flags(**defaults):
     flags.DEFINE_bool("deterministic", d("deterministic", False),
                       "Enable TF op determinism (bit-identical reruns and resumes; slower).")
     # The optimizer.
-    flags.DEFINE_enum("optimizer", d("optimizer", "acclip"), OPTIMIZERS, "The optimizer.")
+    flags.DEFINE_enum("optimizer", d("optimizer", registry.DEFAULT), OPTIMIZERS,
+                      "The optimizer (trainers/common/optimizer_registry.py).")
     flags.DEFINE_float("learning_rate", d("learning_rate", None),
                        "Peak learning rate; default: the optimizer's (see trainers.common.optimizers).")
     flags.DEFINE_integer("warmup_steps", d("warmup_steps", 0), "Linear warm-up steps.")
@@ -77,20 +78,22 @@ def define_common_flags(**defaults):
                       "step (x --lr_decay_rate at each --lr_decay_steps/--lr_decay_epochs).")
     flags.DEFINE_float("weight_decay", d("weight_decay", None),
                        "Decoupled weight decay as Keras applies it (w -= lr * weight_decay * w), "
-                       "the same for every optimizer; default: the optimizer's (0 for sgd, "
-                       "gclip, cclip and adam).")
+                       "the same for every optimizer; default: the optimizer's (0 for "
+                       + ", ".join(n for n, spec in registry.OPTIMIZERS.items()
+                                   if spec.defaults.get("weight_decay") == 0) + ").")
     flags.DEFINE_float("beta_1", d("beta_1", None),
-                       "First-moment decay (adam, adamw, lamb, acclip, acclip_norm).")
+                       f"First-moment decay ({readers('beta_1')}).")
     flags.DEFINE_float("beta_2", d("beta_2", None),
-                       "Second-moment decay (adam, adamw, lamb) or the threshold EMA (acclip, "
-                       "acclip_norm).")
+                       "Second-moment decay (Adam's family) or the threshold EMA (ACClip's): "
+                       f"{readers('beta_2')}.")
     flags.DEFINE_float("epsilon", d("epsilon", None),
-                       "The optimizer's epsilon (all but sgd, which refuses it).")
-    flags.DEFINE_float("alpha", d("alpha", None), "ACClip's moment order in [1, 2].")
-    flags.DEFINE_float("tau", d("tau", None), "Clipping threshold of gclip and cclip.")
+                       f"The optimizer's epsilon ({readers('epsilon')}; the others refuse it).")
+    flags.DEFINE_float("alpha", d("alpha", None),
+                       f"ACClip's moment order in [1, 2] ({readers('alpha')}).")
+    flags.DEFINE_float("tau", d("tau", None), f"Clipping threshold ({readers('tau')}).")
     flags.DEFINE_float("acclip_initial_tau", d("acclip_initial_tau", None),
-                       "ACClip's initial threshold (acclip, acclip_norm).")
-    flags.DEFINE_float("momentum", d("momentum", None), "Momentum (sgd, gclip, cclip).")
+                       f"ACClip's initial threshold ({readers('acclip_initial_tau')}).")
+    flags.DEFINE_float("momentum", d("momentum", None), f"Momentum ({readers('momentum')}).")
     # Epoch-based lengths and the step schedule (see trainers/common/run_plan.py):
     # a flag given on the command line beats one left at its default.
     flags.DEFINE_float("train_epochs", d("train_epochs", None),

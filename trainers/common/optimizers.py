@@ -1,11 +1,9 @@
-"""Flags -> learning-rate schedule and optimizer, from one table.
+"""Flags -> learning-rate schedule and optimizer, from the one registry.
 
-`OPTIMIZERS` maps each `--optimizer` name to its class and the shared flags it
-reads, each with the optimizer's own default: a flag left unset (None) takes
-that default, so ``--optimizer=adam`` and ``--optimizer=acclip`` are both
-sensible without further flags. ACClip's are the paper's BERT settings
-(lr 1e-4, beta_1 0.9, beta_2 0.99, epsilon 1e-5, initial tau 1, weight decay
-1e-5); Adam's are BERT's (lr 1e-4, 0.9 / 0.999, epsilon 1e-6).
+`trainers.common.optimizer_registry.OPTIMIZERS` holds each `--optimizer` name's
+factory and the shared flags it reads, each with the optimizer's own default: a
+flag left unset (None) takes that default, so ``--optimizer=adam`` and
+``--optimizer=acclip`` are both sensible without further flags.
 
 Every optimizer reads the flags the same way:
 
@@ -20,14 +18,12 @@ Every optimizer reads the flags the same way:
   as a sweep passes the same flags to every optimizer.
 """
 
-import dataclasses
 import math
 import re
-from typing import Callable
 
 import keras
 
-import acclip_tf
+from trainers.common import optimizer_registry as registry
 from trainers.common import run_plan
 from trainers.common.errors import TrainerError
 
@@ -85,71 +81,12 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     boundaries=list(self.boundaries), decay_rate=self.decay_rate)
 
 
-@dataclasses.dataclass(frozen=True)
-class OptimizerEntry:
-    """One row of the table: `make(learning_rate, weight_decay, settings)` builds the
-    optimizer; `defaults` names the shared flags it reads, with its own defaults."""
-    make: Callable
-    defaults: dict
-
-
-def _acclip(normalize):
-    def make(lr, wd, s):
-        # `normalize` only when asked, so plain acclip works with any acclip_tf.
-        extra = {"normalize": True} if normalize else {}
-        return acclip_tf.ACClip(
-            learning_rate=lr, beta_1=s["beta_1"], beta_2=s["beta_2"], epsilon=s["epsilon"],
-            alpha=s["alpha"], initial_tau=s["acclip_initial_tau"], weight_decay=wd,
-            track_clip_fraction=True, **extra)
-    return make
-
-
-def _clipped_sgd(cls):
-    def make(lr, wd, s):
-        return cls(learning_rate=lr, tau=s["tau"], momentum=s["momentum"], epsilon=s["epsilon"],
-                   weight_decay=wd, track_clip_fraction=True)
-    return make
-
-
-def _keras_adaptive(cls):
-    def make(lr, wd, s):
-        # Keras' AdamW refuses weight_decay=None; 0.0 decays nothing, as None does.
-        wd = 0.0 if wd is None and cls is keras.optimizers.AdamW else wd
-        return cls(learning_rate=lr, beta_1=s["beta_1"], beta_2=s["beta_2"],
-                   epsilon=s["epsilon"], weight_decay=wd)
-    return make
-
-
-_ACCLIP_DEFAULTS = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0,
-                        acclip_initial_tau=1.0, weight_decay=1e-5)
-_ADAM_DEFAULTS = dict(learning_rate=1e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-                      weight_decay=0.0)
-_CLIPPED_SGD_DEFAULTS = dict(learning_rate=0.1, momentum=0.9, tau=1.0, epsilon=0.0,
-                             weight_decay=0.0)
-
-OPTIMIZERS = {
-    "sgd": OptimizerEntry(
-        lambda lr, wd, s: keras.optimizers.SGD(learning_rate=lr, momentum=s["momentum"],
-                                               weight_decay=wd),
-        dict(learning_rate=0.1, momentum=0.9, weight_decay=0.0)),
-    "gclip": OptimizerEntry(_clipped_sgd(acclip_tf.GClip), _CLIPPED_SGD_DEFAULTS),
-    "cclip": OptimizerEntry(_clipped_sgd(acclip_tf.CClip), _CLIPPED_SGD_DEFAULTS),
-    "acclip": OptimizerEntry(_acclip(normalize=False), _ACCLIP_DEFAULTS),
-    # ACClip(normalize=True): the ICLR-2020 reference code's mod=1 (clipped momentum over
-    # sqrt(beta_2 * v) + epsilon).
-    "acclip_norm": OptimizerEntry(_acclip(normalize=True), _ACCLIP_DEFAULTS),
-    "adam": OptimizerEntry(_keras_adaptive(keras.optimizers.Adam), _ADAM_DEFAULTS),
-    "adamw": OptimizerEntry(_keras_adaptive(keras.optimizers.AdamW),
-                            dict(_ADAM_DEFAULTS, weight_decay=0.01)),
-    "lamb": OptimizerEntry(_keras_adaptive(keras.optimizers.Lamb),
-                           dict(_ADAM_DEFAULTS, learning_rate=1e-3, weight_decay=0.01)),
-}
-NAMES = tuple(OPTIMIZERS)
-# Each optimizer's defaults (the table's second column), by name.
-DEFAULTS = {name: entry.defaults for name, entry in OPTIMIZERS.items()}
-# The flags of the table, besides --learning_rate and --weight_decay.
-SETTING_FLAGS = ("learning_rate", "beta_1", "beta_2", "epsilon", "alpha", "tau",
-                 "acclip_initial_tau", "momentum", "weight_decay")
+OPTIMIZERS = registry.OPTIMIZERS
+NAMES = registry.NAMES
+# Each optimizer's defaults (the settings it reads), by name.
+DEFAULTS = {name: spec.defaults for name, spec in OPTIMIZERS.items()}
+# The flags of the table's settings.
+SETTING_FLAGS = registry.SETTINGS
 
 
 def _unknown(name):
@@ -190,7 +127,7 @@ def make_optimizer(name, schedule, settings, variables=(), exclude_from_weight_d
         raise _unknown(name)
     wd = settings.get("weight_decay") or None
     try:
-        opt = OPTIMIZERS[name].make(schedule, wd, settings)
+        opt = OPTIMIZERS[name].factory(schedule, wd, settings)
     except (ValueError, TypeError) as e:
         raise TrainerError(f"--optimizer={name}: {e}")
     if wd and exclude_from_weight_decay:

@@ -51,29 +51,23 @@ import time
 
 import numpy as np
 
+from trainers.common import optimizer_registry as registry
+
 SPLIT_SELECT = "validation"
 SPLIT_FINAL = "test"
 OBJECTIVES = ("held_out", "fixed_train")
-TAU_OPTIMIZERS = ("gclip", "cclip")
+TAU_OPTIMIZERS = registry.TAU_OPTIMIZERS
 TAU_SEARCHES = ("stage", "cross", "off")
 
-# Centres of the default learning-rate grids. The step of sgd/gclip/cclip and of
-# ACClip as printed (Algorithm 1) is on the gradient's scale; acclip_norm and the
-# Adam family take a normalised step. Starting points from the probe of issue 10
-# (a 2-layer causal LM: SGD 0.1 converged and 0.3 diverged, Adam 1e-3, ACClip 0.3,
-# normalised ACClip 1e-3); the edge extension corrects a poor centre.
-LR_CENTRES = {
-    "sgd": 0.1, "gclip": 0.1, "cclip": 0.1, "acclip": 0.3, "acclip_norm": 1e-3,
-    "adam": 1e-3, "adamw": 1e-3, "lamb": 1e-2,
-}
+# Centres of the default learning-rate grids (the registry's: on the gradient's scale for
+# sgd/gclip/cclip and Algorithm 1, normalised for acclip_norm and Adam's family).
+LR_CENTRES = {name: spec.lr_centre for name, spec in registry.OPTIMIZERS.items()}
 LR_FACTOR = math.sqrt(10.0)  # two points per decade
 LR_POINTS = 5
 
-# Default tau grids: GClip clips the global gradient norm (the trainers' default
-# tau is 1), CClip each coordinate, whose gradients are much smaller (~1e-3 in the
-# probe of issue 10), so its grid sits two decades lower. A decade apart, three
-# points, extended like the rate grid.
-TAU_GRIDS = {"gclip": (0.1, 1.0, 10.0), "cclip": (1e-3, 1e-2, 1e-1)}
+# Default tau grids (the registry's): a decade apart, three points, extended like the
+# rate grid.
+TAU_GRIDS = {name: registry.OPTIMIZERS[name].tau_grid for name in TAU_OPTIMIZERS}
 
 
 def round_sig(x, digits=4):
