@@ -14,8 +14,13 @@ uses on Borg and Cloud TPU to ask for a restart); rerunning the same command res
 that checkpoint, bit-exactly under --deterministic. A second signal while stopping ends
 the program at once with the default action. Grace period needed: one host loop
 (steps_per_loop x seconds per step) plus one checkpoint save.
+
+A lost peer (a worker killed or crashed under MultiWorkerMirrored) makes the next
+collective fail within seconds (TensorFlow's heartbeats); `lost_worker` turns that error
+into one line naming the peer and the last checkpoint, with the same restart status.
 """
 
+import re
 import signal
 import threading
 
@@ -76,3 +81,40 @@ class PreemptionWatch:
         if agreed and self.signal is None:
             self.signal = "a peer's signal"
         return agreed
+
+
+class WorkerLost(TrainerError):
+    """A peer of a multi-worker run stopped (killed, preempted, crashed): this worker ends
+    too, with one line and the restart status; rerunning every worker resumes."""
+
+    exit_code = EXIT_CODE
+
+
+# How TensorFlow's collectives name a task that stopped answering.
+_TASK = re.compile(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
+# The errors a collective raises when a peer is gone.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+               tf.errors.CancelledError, tf.errors.InternalError,
+               tf.errors.DeadlineExceededError)
+
+
+def lost_worker(strategy, error, checkpoint):
+    """`WorkerLost` for a collective's `error` under a multi-worker strategy (naming the
+    peer, its address, this run's last checkpoint and what to do), else None."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(error, PEER_ERRORS) or resolver is None or resolver.task_type is None:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    me = (resolver.task_type, int(resolver.task_id))
+    peers = [(job, int(task)) for job, task in _TASK.findall(str(error))
+             if (job, int(task)) != me]
+    if peers:
+        job, task = peers[0]
+        addresses = cluster.get(job, [])
+        address = f" ({addresses[task]})" if task < len(addresses) else ""
+        who = f"{job} {task}{address}"
+    else:
+        who = "a peer worker"
+    resume = (f"checkpoint {checkpoint}" if checkpoint else "no checkpoint yet (it starts over)")
+    return WorkerLost(f"lost {who}: the collective failed ({type(error).__name__}); "
+                      f"last {resume}; restart every worker with the same command to resume")

@@ -27,7 +27,7 @@ from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
 from trainers.common.errors import TrainerError
 from trainers.common.loop import StepLoop
-from trainers.common.preemption import Preempted, PreemptionWatch
+from trainers.common.preemption import Preempted, PreemptionWatch, lost_worker
 from trainers.common.reporting import Reporter, Throughput, read_metrics
 from trainers.common.task import PredictionEvaluation
 
@@ -426,5 +426,11 @@ def run(task_factory, f=None, mode="train_and_eval"):
     validate_common(f)
     session = restore(build(task_factory, f, mode))
     with PreemptionWatch(session.strategy) as watch:
-        progress = train_and_evaluate(session, watch)
+        try:
+            progress = train_and_evaluate(session, watch)
+        except tf.errors.OpError as e:
+            lost = lost_worker(session.strategy, e, session.checkpoints.latest())
+            if lost is None:
+                raise
+            raise lost from e
     return finish(session, progress)
