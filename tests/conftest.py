@@ -10,9 +10,10 @@ the helper modules here (squad_helpers, resnet_support) import from any folder.
   machine; they must be configured before TensorFlow initialises its
   devices, so it happens here, at import, before any test runs TF code.
   `two_replicas` is one MirroredStrategy over them, shared by all tests.
-* The excerpt and a small vocabulary are built once per session. The corpus
-  cache is `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory
-  under pytest's own cache, so the suite never writes ~/.cache.
+* The excerpt and a small vocabulary are built once per session, the excerpt from
+  the dump shipped in tests/data (no network). The corpus cache is
+  `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory under pytest's
+  own cache, so the suite never writes ~/.cache.
 """
 
 import os
@@ -61,10 +62,21 @@ TINY = [
 ]
 
 
+# The gensim wheel's shortened Wikipedia dump, shipped here (CC BY-SA: its attribution is
+# tests/data/ATTRIBUTION-enwiki.txt) so that the suite needs no network: the trainers
+# convert it instead of fetching the wheel (trainers/common/text/corpus.py, DUMP_ENV).
+WIKI_DUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                         "enwiki-shortened.xml.bz2")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def corpus_cache(request):
+    os.environ.setdefault("ACCLIP_TF_WIKI_DUMP", WIKI_DUMP)
     if not os.environ.get("ACCLIP_TF_CACHE"):
-        os.environ["ACCLIP_TF_CACHE"] = str(request.config.cache.mkdir("acclip_tf_cache"))
+        # Under pytest's cache (kept between runs of this checkout): the excerpt is
+        # converted from the shipped dump once (~1 s).
+        cache = request.config.cache.mkdir("acclip_tf_cache")
+        os.environ["ACCLIP_TF_CACHE"] = str(cache)
     return os.environ["ACCLIP_TF_CACHE"]
 
 

@@ -1,5 +1,7 @@
 """The wiki-markup converter on real snippets of the gensim Wikipedia excerpt."""
 
+import pytest
+
 from trainers.common.text.corpus import parse_dump
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
@@ -93,3 +95,25 @@ def test_the_whole_excerpt_converts_cleanly(wiki_documents):
     for leftover in ("{{", "}}", "[[", "]]", "<ref", "{|", "|}", "Category:", "File:"):
         assert leftover not in text, leftover
     assert len(text) > 1_000_000
+
+
+def test_the_excerpt_comes_from_the_shipped_dump_without_network(tmp_path, monkeypatch):
+    """`$ACCLIP_TF_WIKI_DUMP` (tests/data's copy of the wheel's dump) is converted into the
+    cache; a missing one is one error naming it; without it, a failed fetch is one error."""
+    from trainers.common.errors import TrainerError
+    from trainers.common.text import corpus
+
+    monkeypatch.setenv(corpus.CACHE_ENV, str(tmp_path / "cache"))
+    docs = corpus.wiki_excerpt()
+    assert 90 <= len(docs) <= 106
+    assert (tmp_path / "cache" / "wiki" / "ATTRIBUTION.txt").exists()
+
+    monkeypatch.setenv(corpus.DUMP_ENV, str(tmp_path / "missing.bz2"))
+    with pytest.raises(TrainerError, match=r"ACCLIP_TF_WIKI_DUMP=.*missing\.bz2 does not exist"):
+        corpus.wiki_excerpt(str(tmp_path / "other"))
+
+    monkeypatch.delenv(corpus.DUMP_ENV)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # no index: pip download fails at once
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    with pytest.raises(TrainerError, match="cannot fetch the Wikipedia excerpt"):
+        corpus.wiki_excerpt(str(tmp_path / "third"))

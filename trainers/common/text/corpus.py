@@ -33,6 +33,9 @@ from trainers.common.progress import Progress
 from trainers.common.text.wikitext import wiki_to_paragraphs
 
 CACHE_ENV = "ACCLIP_TF_CACHE"
+# A local copy of the dump member below (e.g. tests/data/enwiki-shortened.xml.bz2, which the
+# tests use): converted instead of fetching the wheel, so nothing needs the network.
+DUMP_ENV = "ACCLIP_TF_WIKI_DUMP"
 GENSIM_REQUIREMENT = "gensim==4.4.0"
 WIKI_MEMBER = ("gensim/test/test_data/"
                "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
@@ -99,12 +102,7 @@ def wiki_excerpt(directory=None):
     if not files.exists(text_path):
         files.makedirs(directory, "the Wikipedia cache")
         progress = Progress("Wikipedia excerpt", unit="articles converted", every=0)
-        progress.note(f"fetching {GENSIM_REQUIREMENT} with pip download (once per machine, "
-                      f"cached in {directory}) ...")
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            wheel = _download_wheel(tmp)
-            with zipfile.ZipFile(wheel) as z:
-                xml_bytes = bz2.decompress(z.read(WIKI_MEMBER))
+        xml_bytes = bz2.decompress(_dump_bytes(directory, progress))
         pages = parse_dump(xml_bytes)
         progress.note(f"converting {len(pages)} articles to paragraphs ...")
         progress.total, progress.every = len(pages), 5.0
@@ -119,6 +117,24 @@ def wiki_excerpt(directory=None):
                          ATTRIBUTION.format(member=WIKI_MEMBER, requirement=GENSIM_REQUIREMENT))
         write_documents(text_path, documents)
     return read_documents(text_path)
+
+
+def _dump_bytes(directory, progress):
+    """The shortened dump (bz2 bytes): `$ACCLIP_TF_WIKI_DUMP` when set, else the member
+    of the gensim wheel, fetched with pip download."""
+    local = os.environ.get(DUMP_ENV)
+    if local:
+        if not files.exists(local):
+            raise TrainerError(f"${DUMP_ENV}={local} does not exist")
+        progress.note(f"converting the dump {local} (cached in {directory}) ...")
+        with files.open_file(local, "rb") as f:
+            return f.read()
+    progress.note(f"fetching {GENSIM_REQUIREMENT} with pip download (once per machine, "
+                  f"cached in {directory}) ...")
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        wheel = _download_wheel(tmp)
+        with zipfile.ZipFile(wheel) as z:
+            return z.read(WIKI_MEMBER)
 
 
 # ---------------------------------------------------------------- others
