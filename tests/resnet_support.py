@@ -22,6 +22,24 @@ def parse_flags(*args):
     return f
 
 
+def configs(f):
+    """(RunConfig, OptimizerConfig) of parsed flags, as the runner builds them."""
+    from trainers.common import config
+
+    return config.from_flags(config.RunConfig, f), config.from_flags(config.OptimizerConfig, f)
+
+
+def plan_and_optimizer(f, task, variables=()):
+    """(RunPlan, optimizer) of parsed flags and a task, as the runner builds them."""
+    from trainers.common import optimizers, run_plan
+
+    run, opt = configs(f)
+    plan = run_plan.resolve(run, opt, task.steps_per_epoch(run.global_batch_size))
+    optimizer, _, _ = optimizers.build(opt, plan, run.global_batch_size, variables,
+                                       task.weight_decay_exclude, task.optimizer_settings)
+    return plan, optimizer
+
+
 def restore_flag_defaults():
     """Generator fixture body: put the common flags' defaults back after a test, so that
     another trainer's tests in the same process still see their own defaults."""

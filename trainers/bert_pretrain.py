@@ -3,8 +3,8 @@ r"""BERT masked-LM pretraining with ACClip or a baseline optimizer.
     python -m trainers.bert_pretrain --model_dir=runs/bert --optimizer=acclip \
         --model_size=tiny --train_steps=1000
 
-See docs/trainers.md for the flags; the common ones are in
-trainers/common/flags.py.
+See docs/trainers.md for the flags; the common ones are the
+fields of trainers/common/config.py.
 """
 
 

@@ -7,7 +7,7 @@ scaled to the host, with a GPT-2-style KerasHub decoder.
 
 Reports held-out loss (nats per token), perplexity and next-token accuracy per
 evaluation. See docs/trainers.md ("Causal LM") for the flags; the common ones
-are in trainers/common/flags.py.
+are the fields of trainers/common/config.py.
 """
 
 from absl import flags

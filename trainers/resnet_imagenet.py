@@ -8,8 +8,8 @@ The flag defaults are Model Garden's ImageNet ResNet-50 recipe: SGD with
 momentum 0.9, learning rate 0.1 x batch / 256, 5 warm-up epochs then x0.1 at
 epochs 30, 60 and 80 of 90, L2 weight decay 1e-4 (not on batch norm or
 biases), label smoothing 0.1, random-resized crop + flip, centre-crop eval,
-top-1 and top-5 accuracy. See docs/resnet.md; the common flags are in
-trainers/common/flags.py.
+top-1 and top-5 accuracy. See docs/resnet.md; the common flags are the
+fields of trainers/common/config.py.
 """
 
 from absl import flags

@@ -228,35 +228,84 @@ def _parse(argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["--optimizer=sgd", "--epsilon=1e-8", "--model_dir=x"], "--epsilon does not apply"),
-    (["--optimizer=adam", "--learning_rate=0", "--model_dir=x"], "--learning_rate must be > 0"),
-    (["--optimizer=adam", "--warmup_steps=-1", "--model_dir=x"], "--warmup_steps must be >= 0"),
+    (["--optimizer=adam", "--learning_rate=0.5", "--model_dir=x"], None),
 ])
 def test_bad_optimizer_flags_fail_in_one_line(argv, message):
     from absl import flags
 
+    from trainers.common import config
+    from trainers.common import run_plan
+
     try:
         f = _parse(argv)
+        run = config.from_flags(config.RunConfig, f)
+        opt = config.from_flags(config.OptimizerConfig, f)
+        plan = run_plan.resolve(run, opt)
+        if message is None:
+            assert opt_lib.build(opt, plan, 32)[2]["learning_rate"] == 0.5
+            return
         with pytest.raises(TrainerError, match=message):
-            opt_lib.from_flags(f, 10)
+            opt_lib.build(opt, plan, 32)
     finally:
         flags.FLAGS.unparse_flags()
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "--model_dir is required"),
-    (["--model_dir=x", "--train_steps=0"], "--train_steps must be >= 1"),
-    (["--model_dir=x", "--global_batch_size=0"], "--global_batch_size must be >= 1"),
-    (["--model_dir=x", "--eval_every=-1"], "--eval_every must be >= 0"),
+    (["--train_steps=0"], "flag --train_steps=0: must be >= 1"),
+    (["--global_batch_size=0"], "flag --global_batch_size=0: must be >= 1"),
+    (["--eval_every=-1"], "flag --eval_every=-1: must be >= 0"),
+    (["--learning_rate=0"], "flag --learning_rate=0.0: must be > 0"),
+    (["--warmup_steps=-1"], "flag --warmup_steps=-1: must be >= 0"),
+    (["--optimizer=nadam"], "flag --optimizer=nadam: value should be one of"),
 ])
-def test_bad_common_flags_fail_in_one_line(argv, message):
+def test_bad_common_flags_fail_while_parsing(argv, message):
+    """The configs' ranges are absl validators of the generated flags."""
     from absl import flags
 
-    from trainers.common import runner
-
     try:
-        f = _parse(argv)
-        with pytest.raises(TrainerError, match=message):
-            runner.validate_common(f)
+        with pytest.raises(flags.IllegalFlagValueError, match=message):
+            _parse(argv)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(model_dir=None), "--model_dir is required"),
+    (dict(train_steps=0), "--train_steps must be >= 1, got 0"),
+    (dict(eval_every=-1), "--eval_every must be >= 0, got -1"),
+    (dict(strategy="cluster"), "--strategy must be one of auto, one_device"),
+])
+def test_a_config_built_in_python_checks_the_same_ranges(changes, message):
+    from trainers.common import config
+
+    with pytest.raises(TrainerError, match=message):
+        config.RunConfig(**dict(dict(model_dir="x"), **changes))
+    with pytest.raises(TrainerError, match="--learning_rate must be > 0"):
+        config.OptimizerConfig(learning_rate=0.0)
+
+
+def test_flags_are_the_config_fields_with_their_defaults_and_help():
+    import dataclasses
+
+    from absl import flags
+
+    from trainers.common import config
+
+    _parse([])
+    try:
+        for cls in (config.RunConfig, config.OptimizerConfig):
+            for field in dataclasses.fields(cls):
+                flag = flags.FLAGS[field.name]
+                assert flag.help.endswith(field.metadata["help"]), field.name
+        f = _parse(["--model_dir=x", "--optimizer=adam", "--learning_rate=3e-4",
+                    "--train_steps=7", "--lr_decay_steps=3,5"])
+        run = config.from_flags(config.RunConfig, f)
+        opt = config.from_flags(config.OptimizerConfig, f)
+        assert (run.model_dir, run.train_steps, run.global_batch_size) == ("x", 7, 32)
+        assert (opt.optimizer, opt.learning_rate, opt.lr_decay_steps) == ("adam", 3e-4,
+                                                                          ["3", "5"])
+        assert config.RunConfig.from_dict(run.to_dict()) == run
+        assert config.OptimizerConfig.from_dict(dict(opt.to_dict(), seed=3)) == opt
     finally:
         flags.FLAGS.unparse_flags()
 

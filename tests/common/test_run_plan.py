@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from resnet_support import parse_flags, restore_flag_defaults
+from resnet_support import configs, parse_flags, restore_flag_defaults
 from trainers.common import optimizers as common_optimizers
 from trainers.common import run_plan as steps
 from trainers.common.errors import TrainerError
@@ -12,9 +12,13 @@ from trainers.common.errors import TrainerError
 restore_defaults = pytest.fixture(autouse=True)(restore_flag_defaults)
 
 
+def resolve(f, steps_per_epoch):
+    return steps.resolve(*configs(f), steps_per_epoch)
+
+
 def test_epochs_become_steps_with_the_recipe_defaults():
     f = parse_flags("--model_dir=/tmp/unused")
-    plan = steps.resolve(f, steps_per_epoch=100)
+    plan = resolve(f, steps_per_epoch=100)
     assert plan.train_steps == 9000 and plan.warmup_steps == 500
     assert plan.lr_boundaries == (3000, 6000, 8000)
 
@@ -22,24 +26,24 @@ def test_epochs_become_steps_with_the_recipe_defaults():
 def test_explicit_steps_beat_default_epochs_and_both_is_an_error():
     f = parse_flags("--model_dir=/tmp/unused", "--train_steps=7", "--warmup_steps=2",
                     "--lr_decay_steps=3,5")
-    plan = steps.resolve(f, steps_per_epoch=100)
+    plan = resolve(f, steps_per_epoch=100)
     assert (plan.train_steps, plan.warmup_steps, plan.lr_boundaries) == (7, 2, (3, 5))
     f = parse_flags("--model_dir=/tmp/unused", "--train_steps=7", "--train_epochs=2")
     with pytest.raises(TrainerError, match="--train_steps or --train_epochs, not both"):
-        steps.resolve(f, 100)
+        resolve(f, 100)
 
 
 def test_epochs_need_a_task_with_epochs_and_boundaries_must_increase():
     f = parse_flags("--model_dir=/tmp/unused")
     with pytest.raises(TrainerError, match="known epoch size"):
-        steps.resolve(f, None)
+        resolve(f, None)
     f = parse_flags("--model_dir=/tmp/unused", "--lr_decay_epochs=3,2")
     with pytest.raises(TrainerError, match="increasing"):
-        steps.resolve(f, 10)
+        resolve(f, 10)
     f = parse_flags("--model_dir=/tmp/unused", "--train_steps=9", "--warmup_steps=0",
                     "--lr_decay_epochs=", "--lr_decay_steps=")
     with pytest.raises(TrainerError, match="needs --lr_decay_steps"):
-        steps.resolve(f, 10)
+        resolve(f, 10)
 
 
 def test_step_schedule_values():
@@ -53,11 +57,13 @@ def test_step_schedule_values():
 
 def test_linear_scaling_of_the_peak_learning_rate():
     f = parse_flags("--model_dir=/tmp/unused", "--global_batch_size=64", "--train_steps=10")
-    plan = steps.resolve(f, 5)
-    _, schedule, settings = common_optimizers.from_flags(f, 10, plan=plan)
+    plan = resolve(f, 5)
+    run, opt = configs(f)
+    _, schedule, settings = common_optimizers.build(opt, plan, run.global_batch_size)
     assert settings["learning_rate"] == pytest.approx(0.1 * 64 / 256)  # sgd's 0.1 x B / 256
     assert float(schedule(plan.warmup_steps)) == pytest.approx(0.025)
     f = parse_flags("--model_dir=/tmp/unused", "--lr_scaling_batch=0", "--optimizer=adam",
                     "--train_steps=10")
-    _, _, settings = common_optimizers.from_flags(f, 10, plan=steps.resolve(f, 5))
+    run, opt = configs(f)
+    _, _, settings = common_optimizers.build(opt, resolve(f, 5), run.global_batch_size)
     assert settings["learning_rate"] == pytest.approx(1e-4)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from resnet_support import eagerly, parse_flags, restore_flag_defaults
+from resnet_support import eagerly, parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.common.errors import TrainerError
 from trainers.vision import task as vision_task
@@ -76,8 +76,6 @@ def test_resume_continues_exactly(tmp_path):
 def test_resnet50_builds_and_takes_a_training_step(tmp_path):
     """keras.applications.ResNet50 through the task and the common loop, one SGD step on
     two 32x32 images (eagerly: the traced first step costs ~35 s on this CPU)."""
-    from trainers.common import optimizers as common_optimizers
-    from trainers.common import run_plan
     from trainers.common.loop import StepLoop
 
     f = parse_flags(f"--model_dir={tmp_path}", "--dataset=synthetic", "--model=resnet50",
@@ -87,9 +85,7 @@ def test_resnet50_builds_and_takes_a_training_step(tmp_path):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model = task.build_model()
-        optimizer, _, _ = common_optimizers.from_flags(
-            f, 1, model.trainable_variables, task.weight_decay_exclude,
-            run_plan.resolve(f, task.steps_per_epoch(2)))
+        _, optimizer = plan_and_optimizer(f, task, model.trainable_variables)
     reference = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
     assert model.count_params() == reference.count_params()
     before = [v.numpy().copy() for v in model.trainable_variables]

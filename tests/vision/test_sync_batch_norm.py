@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_support import parse_flags, restore_flag_defaults
+from resnet_support import parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
-from trainers.common import optimizers as common_optimizers
-from trainers.common import run_plan
 from trainers.common.loop import StepLoop
 from trainers.vision import models as resnet_models
 from trainers.vision import task as vision_task
@@ -34,9 +32,7 @@ def train(strategy, model_dir, sync, initial=None):
         model = task.build_model()
         if initial is not None:
             model.set_weights(initial)
-        optimizer, _, _ = common_optimizers.from_flags(
-            f, STEPS, model.trainable_variables, task.weight_decay_exclude,
-            run_plan.resolve(f, task.steps_per_epoch(BATCH)))
+        _, optimizer = plan_and_optimizer(f, task, model.trainable_variables)
     start = [w.numpy().copy() for w in model.weights]
     loop = StepLoop(strategy, model, optimizer, task.forward, jit_compile=False)
     loop.build_optimizer()

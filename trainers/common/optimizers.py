@@ -24,7 +24,6 @@ import re
 import keras
 
 from trainers.common import optimizer_registry as registry
-from trainers.common import run_plan
 from trainers.common.errors import TrainerError
 
 
@@ -142,16 +141,16 @@ def excluded_variables(variables, patterns):
     return [v for v in variables if re.search(pattern, getattr(v, "path", v.name))]
 
 
-def settings_from_flags(f, family_settings=None):
-    """The optimizer's settings from the common flags: its defaults, the model family's
-    measured ones, the flags that were set (the learning rate before --lr_scaling_batch)."""
-    given = {k: getattr(f, k, None) for k in SETTING_FLAGS}
-    check_applicable(f.optimizer, **given)
-    if given["tau"] is not None and "acclip_initial_tau" in OPTIMIZERS[f.optimizer].defaults:
+def config_settings(config, family_settings=None):
+    """The settings of an `OptimizerConfig`: the registry's defaults, the model family's
+    measured ones, the ones the config gives (the learning rate before lr_scaling_batch)."""
+    given = config.given_settings()
+    check_applicable(config.optimizer, **given)
+    if "tau" in given and "acclip_initial_tau" in OPTIMIZERS[config.optimizer].defaults:
         # --tau set ACClip's initial threshold before it got its own flag: say so.
-        print(f"note: --tau is the gclip/cclip threshold; --optimizer={f.optimizer} ignores it "
-              "(its initial threshold is --acclip_initial_tau)", flush=True)
-    return resolve_settings(f.optimizer, family_settings, **given)
+        print(f"note: --tau is the gclip/cclip threshold; --optimizer={config.optimizer} "
+              "ignores it (its initial threshold is --acclip_initial_tau)", flush=True)
+    return resolve_settings(config.optimizer, family_settings, **given)
 
 
 def used_settings(name, settings):
@@ -159,29 +158,22 @@ def used_settings(name, settings):
     return {k: v for k, v in settings.items() if k in OPTIMIZERS[name].defaults}
 
 
-def from_flags(flag_values, total_steps, variables=(), exclude_from_weight_decay=(),
-               plan=None, family_settings=None):
-    """(optimizer, schedule, settings) from the common flags.
+def build(config, plan, global_batch_size, variables=(), exclude_from_weight_decay=(),
+          family_settings=None):
+    """(optimizer, schedule, settings) of an `OptimizerConfig`.
 
-    `plan` (a `trainers.common.run_plan.RunPlan`) gives the warm-up and the step
-    schedule's boundaries in steps; without it they come from the step flags.
-    `family_settings` ({optimizer: {setting: value}}, a task's
-    `optimizer_settings`) replaces the table's defaults for that model family
-    where a sweep measured better ones; set flags still win.
+    `plan` (a `trainers.common.run_plan.RunPlan`) gives the run's length, the warm-up and
+    the step schedule's boundaries in steps. `family_settings` ({optimizer: {setting:
+    value}}, a task's `optimizer_settings`) replaces the registry's defaults for that
+    model family where a sweep measured better ones; settings the config gives still win.
     """
-    f = flag_values
-    settings = settings_from_flags(f, family_settings)
-    if not settings["learning_rate"] > 0:
-        raise TrainerError(f"--learning_rate must be > 0, got {settings['learning_rate']}")
-    if f.lr_scaling_batch > 0:
-        settings["learning_rate"] *= f.global_batch_size / f.lr_scaling_batch
-    if f.warmup_steps < 0:
-        raise TrainerError(f"--warmup_steps must be >= 0, got {f.warmup_steps}")
-    plan = plan or run_plan.resolve(f)
-    schedule = WarmupSchedule(settings["learning_rate"], total_steps, plan.warmup_steps,
-                              f.lr_schedule, plan.lr_boundaries, f.lr_decay_rate)
-    used = used_settings(f.optimizer, settings)
-    optimizer = make_optimizer(f.optimizer, schedule, settings, variables,
+    settings = config_settings(config, family_settings)
+    if config.lr_scaling_batch > 0:
+        settings["learning_rate"] *= global_batch_size / config.lr_scaling_batch
+    schedule = WarmupSchedule(settings["learning_rate"], plan.train_steps, plan.warmup_steps,
+                              config.lr_schedule, plan.lr_boundaries, config.lr_decay_rate)
+    used = used_settings(config.optimizer, settings)
+    optimizer = make_optimizer(config.optimizer, schedule, settings, variables,
                                exclude_from_weight_decay)
     return optimizer, schedule, used
 

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainers.common import config
 from trainers.common import files
 from trainers.common import flags as common_flags
 from trainers.common import optimizers as common_optimizers
@@ -34,26 +35,14 @@ from trainers.common.task import PredictionEvaluation
 MODES = ("train_and_eval", "train", "eval")
 
 
-def validate_common(f):
-    if not f.model_dir:
-        raise TrainerError("--model_dir is required")
-    for name in ("train_steps", "global_batch_size", "steps_per_loop"):
-        if getattr(f, name) < 1:
-            raise TrainerError(f"--{name} must be >= 1, got {getattr(f, name)}")
-    for name in ("eval_every", "checkpoint_every"):
-        if getattr(f, name) < 0:
-            raise TrainerError(f"--{name} must be >= 0, got {getattr(f, name)}")
-    validate_sizes(f)
-
-
-# Size flags some trainers define: checked here, before any data is read, when the
-# program has them (None: "the default" for the optional overrides).
+# Size flags some tasks define: checked here, before any data is read, when the
+# program has them (None: "the default" for the optional overrides). The shared flags'
+# ranges are the configs' (trainers/common/config.py).
 POSITIVE_FLAGS = ("seq_length", "max_seq_length", "doc_stride", "max_query_length",
                   "max_predictions_per_seq", "vocab_size", "num_layers", "hidden_dim",
-                  "num_heads", "intermediate_dim", "num_devices", "n_best_size",
+                  "num_heads", "intermediate_dim", "n_best_size",
                   "max_answer_length")
-NON_NEGATIVE_FLAGS = ("max_documents", "eval_batches", "warmup_steps", "fixed_train_examples",
-                      "train_windows", "frequency_buckets",
+NON_NEGATIVE_FLAGS = ("max_documents", "train_windows", "frequency_buckets",
                       "generated_train_max", "generated_dev_max")
 
 
@@ -144,8 +133,11 @@ def _setup_precision(policy):
 
 @dataclasses.dataclass
 class Session:
-    """What `build` makes and the later steps use."""
+    """What `build` makes and the later steps use: the configs (`run`, `optimizer_config`;
+    `f`, the flags the task reads) and what was built from them."""
     f: object
+    run: config.RunConfig
+    optimizer_config: config.OptimizerConfig
     mode: str
     strategy: object
     chief: bool
@@ -164,7 +156,7 @@ class Session:
 
     @property
     def global_batch_size(self):
-        return self.f.global_batch_size
+        return self.run.global_batch_size
 
 
 @dataclasses.dataclass
@@ -179,41 +171,43 @@ class Progress:
 
 
 # ---------------------------------------------------------------- 1. build
-def build(task_factory, f, mode):
+def build(task_factory, f, run, optimizer_config, mode):
     """Strategy, seeds, flags.txt/config.json, the task, its model, the optimizer, the
     step loop and the checkpoint manager."""
-    strategy = common_strategy.make_strategy(f.strategy, f.tpu, f.num_devices)
+    strategy = common_strategy.make_strategy(run.strategy, run.tpu, run.num_devices)
     chief = common_strategy.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
-    if f.global_batch_size % replicas:
+    if run.global_batch_size % replicas:
         raise TrainerError(
-            f"--global_batch_size={f.global_batch_size} is not divisible by the "
+            f"--global_batch_size={run.global_batch_size} is not divisible by the "
             f"{replicas} replicas")
-    keras.utils.set_random_seed(f.seed)
-    if f.deterministic:
+    keras.utils.set_random_seed(run.seed)
+    if run.deterministic:
         tf.config.experimental.enable_op_determinism()
-    _setup_precision(f.mixed_precision)
-    files.makedirs(f.model_dir)
+    _setup_precision(run.mixed_precision)
+    files.makedirs(run.model_dir)
     if chief:
-        common_flags.write_flags(f.model_dir, f)
-        common_flags.write_config(f.model_dir, program_name(), f)
+        common_flags.write_flags(run.model_dir, f)
+        common_flags.write_config(run.model_dir, program_name(), f, run, optimizer_config)
 
-    task = task_factory(f, f.model_dir, chief)
-    plan = run_plan.resolve(f, task.steps_per_epoch(f.global_batch_size))
+    task = task_factory(f, run.model_dir, chief)
+    plan = run_plan.resolve(run, optimizer_config,
+                            task.steps_per_epoch(run.global_batch_size))
     with strategy.scope():
         model = task.build_model()
-        optimizer, schedule, settings = common_optimizers.from_flags(
-            f, plan.train_steps, model.trainable_variables, task.weight_decay_exclude, plan,
-            task.optimizer_settings)
-        if f.mixed_precision == "mixed_float16":
+        optimizer, schedule, settings = common_optimizers.build(
+            optimizer_config, plan, run.global_batch_size, model.trainable_variables,
+            task.weight_decay_exclude, task.optimizer_settings)
+        if run.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    jit = use_jit(strategy, f.jit_compile)
+    jit = use_jit(strategy, run.jit_compile)
     loop = StepLoop(strategy, model, optimizer, task.forward, jit_compile=jit)
     loop.build_optimizer()
-    checkpoints = Checkpoints(f.model_dir, model, optimizer, is_chief=chief)
-    return Session(f=f, mode=mode, strategy=strategy, chief=chief, task=task, plan=plan,
-                   model=model, optimizer=optimizer, schedule=schedule, settings=settings,
-                   jit=jit, loop=loop, checkpoints=checkpoints)
+    checkpoints = Checkpoints(run.model_dir, model, optimizer, is_chief=chief)
+    return Session(f=f, run=run, optimizer_config=optimizer_config, mode=mode,
+                   strategy=strategy, chief=chief, task=task, plan=plan, model=model,
+                   optimizer=optimizer, schedule=schedule, settings=settings, jit=jit,
+                   loop=loop, checkpoints=checkpoints)
 
 
 # ---------------------------------------------------------------- 2. restore
@@ -222,12 +216,12 @@ def restore(s):
     wrote after it; open the reporter."""
     s.restored = s.checkpoints.restore_latest()
     if s.mode == "eval" and not s.restored:
-        raise TrainerError(f"--mode=eval needs a checkpoint in {s.f.model_dir}/checkpoints "
+        raise TrainerError(f"--mode=eval needs a checkpoint in {s.run.model_dir}/checkpoints "
                            "(train first)")
     s.step = int(s.optimizer.iterations.numpy())
     if s.chief:
-        _truncate_metrics(s.f.model_dir, s.step if s.restored else -1)
-    s.reporter = Reporter(s.f.model_dir, s.chief, s.task.example_name)
+        _truncate_metrics(s.run.model_dir, s.step if s.restored else -1)
+    s.reporter = Reporter(s.run.model_dir, s.chief, s.task.example_name)
     if s.restored:
         print(f"resumed from {s.restored} at step {s.step}", flush=True)
     return s
@@ -269,7 +263,7 @@ def train_and_evaluate(s, watch=None):
     """Loops of --steps_per_loop up to train_steps, evaluating (train_and_eval) and
     checkpointing on their schedules; in eval mode only the one evaluation. With a
     `PreemptionWatch`, a signal stops the loop at the next boundary after a checkpoint."""
-    f, G, task = s.f, s.global_batch_size, s.task
+    run, G, task = s.run, s.global_batch_size, s.task
     train_steps = s.plan.train_steps
     start_batch = int(s.checkpoints.data_position.numpy())
     train_iter = iter(s.strategy.distribute_datasets_from_function(
@@ -277,11 +271,11 @@ def train_and_evaluate(s, watch=None):
     eval_data = s.strategy.distribute_datasets_from_function(
         lambda ctx: task.eval_dataset(ctx, G))
     eval_steps = task.eval_steps(G)
-    if f.eval_batches:
-        eval_steps = min(eval_steps, f.eval_batches)
+    if run.eval_batches:
+        eval_steps = min(eval_steps, run.eval_batches)
     fixed = None
-    if f.fixed_train_examples:
-        count = f.fixed_train_examples
+    if run.fixed_train_examples:
+        count = run.fixed_train_examples
         fixed = (s.strategy.distribute_datasets_from_function(
             lambda ctx: task.fixed_train_dataset(ctx, G, count)),
             task.fixed_train_steps(G, count))
@@ -297,7 +291,8 @@ def train_and_evaluate(s, watch=None):
     since_eval = {}
     last_train = {}
     while s.mode != "eval" and step < train_steps:
-        stop = next_stop(step, train_steps, f.steps_per_loop, f.eval_every, f.checkpoint_every)
+        stop = next_stop(step, train_steps, run.steps_per_loop, run.eval_every,
+                         run.checkpoint_every)
         n = stop - step
         t0 = time.time()
         last_train = s.loop.train(train_iter, n)
@@ -316,11 +311,11 @@ def train_and_evaluate(s, watch=None):
         s.reporter.loop(step, train_steps, last_train, lr, throughput.per_second,
                         throughput.eta(train_steps - step, G), extra)
         if s.mode == "train_and_eval" and (
-                (f.eval_every and step % f.eval_every == 0) or step == train_steps):
+                (run.eval_every and step % run.eval_every == 0) or step == train_steps):
             last_eval = evaluate(s, eval_data, eval_steps, step,
                                  {k: t / c for k, (t, c) in since_eval.items()}, fixed)
             since_eval = {}
-        saved = (f.checkpoint_every and step % f.checkpoint_every == 0) or step == train_steps
+        saved = (run.checkpoint_every and step % run.checkpoint_every == 0) or step == train_steps
         if saved:
             s.checkpoints.save(step)
         if watch is not None and step < train_steps and watch.requested():
@@ -341,11 +336,11 @@ def _prefixed(record, prefix):
 
 def finish(s, progress):
     """Export the model (chief, not in eval mode), write summary.json, close files."""
-    f, task = s.f, s.task
+    run, task = s.run, s.task
     digest = weights_digest(s.model)
     print(f"final weights sha256 {digest}", flush=True)
-    export_dir = (files.join(f.model_dir, "export")
-                  if f.export and not progress.preempted else None)
+    export_dir = (files.join(run.model_dir, "export")
+                  if run.export and not progress.preempted else None)
     if s.chief and s.mode != "eval" and export_dir:
         task.export(s.model, export_dir)
     last_eval = progress.last_eval
@@ -354,15 +349,15 @@ def finish(s, progress):
         "global_batch_size": s.global_batch_size,
         "strategy": type(s.strategy).__name__,
         "num_replicas": s.strategy.num_replicas_in_sync,
-        "optimizer": f.optimizer,
+        "optimizer": s.optimizer_config.optimizer,
         "optimizer_settings": s.settings,
-        "lr_schedule": f.lr_schedule,
+        "lr_schedule": s.optimizer_config.lr_schedule,
         "train_steps": s.plan.train_steps,
         "warmup_steps": s.plan.warmup_steps,
         "lr_boundaries": list(s.plan.lr_boundaries),
         "steps_per_epoch": s.plan.steps_per_epoch,
         "jit_compile": s.jit,
-        "mixed_precision": f.mixed_precision,
+        "mixed_precision": run.mixed_precision,
         "train": dict(progress.last_train),
         "eval": _prefixed(last_eval, "eval_"),
         "fixed_train": _prefixed(last_eval, FIXED_TRAIN),
@@ -372,7 +367,7 @@ def finish(s, progress):
         "export_dir": export_dir,
         "task": task.summary(),
     }
-    previous = files.join(f.model_dir, "summary.json")
+    previous = files.join(run.model_dir, "summary.json")
     if (s.mode == "eval" or not progress.last_train) and files.exists(previous):
         # Keep the training run's facts: in eval mode replace only the evaluation;
         # a rerun of a finished run (nothing trained, nothing evaluated) keeps them all.
@@ -398,13 +393,14 @@ def finish(s, progress):
     return summary
 
 
-def show_optimizer_settings(task_factory, f):
+def show_optimizer_settings(task_factory, optimizer_config):
     """--show_optimizer_settings: one JSON line {"optimizer": ..., <setting>: value}; the
     family's settings are the task class's `optimizer_settings` (nothing is built)."""
     family = getattr(task_factory, "optimizer_settings", None)
+    name = optimizer_config.optimizer
     settings = common_optimizers.used_settings(
-        f.optimizer, common_optimizers.settings_from_flags(f, family))
-    line = {"optimizer": f.optimizer, **settings}
+        name, common_optimizers.config_settings(optimizer_config, family))
+    line = {"optimizer": name, **settings}
     print(json.dumps(line), flush=True)
     return line
 
@@ -421,10 +417,12 @@ def run(task_factory, f=None, mode="train_and_eval"):
     if mode not in MODES:
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     f = f or common_flags.flags.FLAGS
+    optimizer_config = config.from_flags(config.OptimizerConfig, f)
     if f.show_optimizer_settings:
-        return show_optimizer_settings(task_factory, f)
-    validate_common(f)
-    session = restore(build(task_factory, f, mode))
+        return show_optimizer_settings(task_factory, optimizer_config)
+    run_config = config.from_flags(config.RunConfig, f)
+    validate_sizes(f)
+    session = restore(build(task_factory, f, run_config, optimizer_config, mode))
     with PreemptionWatch(session.strategy) as watch:
         try:
             progress = train_and_evaluate(session, watch)

@@ -1,4 +1,4 @@
-"""The causal LM trainer's own flags (the shared ones: trainers/common/flags.py).
+"""The causal LM trainer's own flags (the shared ones: the fields of trainers/common/config.py).
 
 Defined with `define_once`, so a program that also defines BERT's model or data
 flags (a sweep driving several trainers) keeps one definition of each name.

@@ -1,0 +1,241 @@
+"""Typed configs: what a run is, as data (TF Model Garden's `ExperimentConfig`).
+
+`RunConfig` (where, how long, how distributed) and `OptimizerConfig` (which optimizer,
+its settings and learning-rate schedule) are frozen dataclasses. Each field carries its
+help text and its range (`option(...)`), and from that one place come
+
+* the absl flags of every trainer (`define_flags`: same names, types, defaults, help;
+  a range becomes an absl validator, so a bad value fails while flags are parsed),
+* the checks of a config built in Python (`__post_init__`: the same ranges, one
+  `TrainerError` line each),
+* `from_flags` (the flags given on the command line win over a program's recipe
+  defaults, which win over the field defaults), `to_dict` / `from_dict`.
+
+The runner, the run plan and the optimizer factory read these configs, never absl.
+"""
+
+import dataclasses
+import typing
+from typing import Optional
+
+from absl import flags
+
+from trainers.common import optimizer_registry as registry
+from trainers.common.errors import TrainerError
+
+LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+
+
+def option(default, help, *, minimum=None, above=None, choices=None, required=False):
+    """A config field: its default, help text and range (`minimum`: >=, `above`: >,
+    `choices`: one of; None values always pass: "the default" of optional settings)."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=dict(
+            help=help, minimum=minimum, above=above, choices=choices, required=required))
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, minimum=minimum, above=above, choices=choices, required=required))
+
+
+def problem(field, value):
+    """What is wrong with `value` for `field` ("--name must be ..."), or None."""
+    m = field.metadata
+    name = f"--{field.name}"
+    if value is None:
+        return f"{name} is required" if m.get("required") else None
+    if m.get("choices") and value not in m["choices"]:
+        return f"{name} must be one of {', '.join(m['choices'])}, got {value!r}"
+    if m.get("minimum") is not None and value < m["minimum"]:
+        return f"{name} must be >= {m['minimum']}, got {value}"
+    if m.get("above") is not None and not value > m["above"]:
+        return f"{name} must be > {m['above']}, got {value}"
+    return None
+
+
+class Config:
+    """The behaviour every config section shares (the dataclasses below inherit it)."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            message = problem(field, getattr(self, field.name))
+            if message:
+                raise TrainerError(message)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config of `values` ({field: value}; keys of other sections are ignored,
+        missing fields take their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Config):
+    """Where a run writes, how long it trains, how it evaluates, where it runs."""
+    model_dir: Optional[str] = option(
+        None, "Directory for checkpoints, logs, metrics and the export.", required=True)
+    train_steps: int = option(1000, "Optimizer steps in total.", minimum=1)
+    train_epochs: Optional[float] = option(
+        None, "Train this many epochs of the task's training set (instead of --train_steps).",
+        above=0)
+    global_batch_size: int = option(32, "Examples per step over all replicas.", minimum=1)
+    steps_per_loop: int = option(
+        50, "Steps run on the device per host call (one progress line each).", minimum=1)
+    eval_every: int = option(
+        200, "Evaluate every this many steps (rounded to whole loops); 0: only at the end.",
+        minimum=0)
+    eval_batches: int = option(
+        0, "Global batches per evaluation (0: the held-out set once).", minimum=0)
+    fixed_train_examples: int = option(
+        0, "Also evaluate, at every evaluation, this many fixed training examples (evenly "
+        "spaced over the training set, the same for every optimizer and seed, dropout off), "
+        "recorded as fixed_train_<metric>: the training loss of an optimisation-speed "
+        "claim. 0: off.", minimum=0)
+    checkpoint_every: int = option(
+        200, "Save a checkpoint every this many steps (rounded to whole loops).", minimum=0)
+    seed: int = option(0, "Seed of the model init, data order and masking.")
+    export: bool = option(
+        True, "Export the trained model to <model_dir>/export at the end (sweeps turn it off "
+        "for their validation screens, whose models nobody loads).")
+    deterministic: bool = option(
+        False, "Enable TF op determinism (bit-identical reruns and resumes; slower).")
+    strategy: str = option(
+        "auto", "tf.distribute strategy; auto: TF_CONFIG -> multi-worker, >1 GPU -> mirrored, "
+        "else one device.", choices=STRATEGIES)
+    tpu: Optional[str] = option(
+        None, "TPU name or grpc:// address for TPUClusterResolver ('local' for a TPU VM).")
+    num_devices: Optional[int] = option(
+        None, "Devices per worker for mirrored (on CPU: that many logical CPUs).", minimum=1)
+    mixed_precision: str = option("none", "Keras mixed-precision policy.",
+                                  choices=MIXED_PRECISION)
+    jit_compile: bool = option(True, "XLA-compile each replica's forward/backward pass.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig(Config):
+    """The optimizer (an entry of trainers/common/optimizer_registry.py), the settings
+    given for it (None: the model family's measured one, else the registry's default) and
+    the learning-rate schedule."""
+    optimizer: str = option(registry.DEFAULT,
+                            "The optimizer (trainers/common/optimizer_registry.py).",
+                            choices=registry.NAMES)
+    learning_rate: Optional[float] = option(
+        None, "Peak learning rate; default: the model family's measured one, else the "
+        "optimizer's (trainers/common/optimizer_registry.py).", above=0)
+    warmup_steps: int = option(0, "Linear warm-up steps.", minimum=0)
+    warmup_epochs: Optional[float] = option(
+        None, "Warm-up length in epochs (instead of --warmup_steps).", minimum=0)
+    lr_schedule: str = option(
+        "linear_decay", "After warm-up: constant, linear decay to 0 at train_steps, cosine, "
+        "or step (x --lr_decay_rate at each --lr_decay_steps/--lr_decay_epochs).",
+        choices=LR_SCHEDULES)
+    lr_decay_steps: list = option([], "Boundaries (steps) of --lr_schedule=step.")
+    lr_decay_epochs: list = option([], "Boundaries (epochs) of --lr_schedule=step.")
+    lr_decay_rate: float = option(
+        0.1, "--lr_schedule=step multiplies the learning rate by this at each boundary.")
+    lr_scaling_batch: int = option(
+        0, "If > 0, the peak learning rate is --learning_rate x global_batch_size / this "
+        "(the linear scaling rule); 0: --learning_rate as given.", minimum=0)
+    weight_decay: Optional[float] = option(
+        None, "Decoupled weight decay as Keras applies it (w -= lr * weight_decay * w), the "
+        "same for every optimizer; default: the optimizer's (0 for "
+        + ", ".join(n for n, s in registry.OPTIMIZERS.items()
+                    if s.defaults.get("weight_decay") == 0) + ").", minimum=0)
+    beta_1: Optional[float] = option(
+        None, f"First-moment decay ({registry.readers('beta_1')}).")
+    beta_2: Optional[float] = option(
+        None, "Second-moment decay (Adam's family) or the threshold EMA (ACClip's): "
+        f"{registry.readers('beta_2')}.")
+    epsilon: Optional[float] = option(
+        None, f"The optimizer's epsilon ({registry.readers('epsilon')}; the others refuse "
+        "it).", minimum=0)
+    alpha: Optional[float] = option(
+        None, f"ACClip's moment order in [1, 2] ({registry.readers('alpha')}).")
+    tau: Optional[float] = option(None, f"Clipping threshold ({registry.readers('tau')}).")
+    acclip_initial_tau: Optional[float] = option(
+        None, f"ACClip's initial threshold ({registry.readers('acclip_initial_tau')}).")
+    momentum: Optional[float] = option(None, f"Momentum ({registry.readers('momentum')}).")
+
+    def given_settings(self):
+        """{setting: value} of the registry's settings this config gives (not None)."""
+        return {k: getattr(self, k) for k in registry.SETTINGS if getattr(self, k) is not None}
+
+
+# (steps field, epochs field): a length given either way; on the command line the one
+# given wins over a recipe's default for the other, and giving both is an error.
+LENGTH_PAIRS = (("train_steps", "train_epochs"), ("warmup_steps", "warmup_epochs"),
+                ("lr_decay_steps", "lr_decay_epochs"))
+
+
+# ---------------------------------------------------------------- flags at the edge
+def _flag_type(field):
+    """The absl DEFINE function of `field` (by its annotation and choices)."""
+    kind = field.type
+    if typing.get_origin(kind) is typing.Union:
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if field.metadata.get("choices"):
+        return flags.DEFINE_enum
+    return {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+            bool: flags.DEFINE_bool, list: flags.DEFINE_list}[kind]
+
+
+def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None):
+    """Define a flag per field of `config_cls` (its default: `defaults[name]` when given,
+    a program's recipe, else the field's), unless this process already has one of that
+    name (another program's definition; the values are read per program, `from_flags`).
+    A field's range becomes an absl validator."""
+    defaults = defaults or {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in flag_values:
+            continue
+        default = defaults.get(field.name, _default(field))
+        define = _flag_type(field)
+        help_text = field.metadata["help"]
+        if define is flags.DEFINE_enum:
+            define(field.name, default, list(field.metadata["choices"]), help_text,
+                   flag_values=flag_values)
+        else:
+            define(field.name, default, help_text, flag_values=flag_values)
+        if any(field.metadata.get(k) is not None for k in ("minimum", "above")):
+            flags.register_validator(
+                field.name, lambda value, field=field: problem(field, value) is None,
+                message=_range_text(field), flag_values=flag_values)
+
+
+def _range_text(field):
+    m = field.metadata
+    return (f"must be >= {m['minimum']}" if m.get("minimum") is not None
+            else f"must be > {m['above']}")
+
+
+def _default(field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def from_flags(config_cls, flag_values=flags.FLAGS):
+    """`config_cls` from parsed flags (a field without a flag in this process takes its
+    default). Of a steps/epochs pair (`LENGTH_PAIRS`), the one given on the command line
+    replaces the other's default (a program's recipe may default to epochs); both given
+    is one error line."""
+    values = {field.name: (flag_values[field.name].value if field.name in flag_values
+                           else _default(field))
+              for field in dataclasses.fields(config_cls)}
+    for steps, epochs in LENGTH_PAIRS:
+        if steps not in values or epochs not in values:
+            continue
+        given = [n for n in (steps, epochs) if n in flag_values and flag_values[n].present
+                 and values[n] not in (None, [])]
+        if len(given) == 2:
+            raise TrainerError(f"give --{steps} or --{epochs}, not both")
+        if given == [steps] or (steps in flag_values and flag_values[steps].present):
+            values[epochs] = [] if isinstance(values[epochs], list) else None
+    return config_cls(**values)
