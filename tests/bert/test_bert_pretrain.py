@@ -104,11 +104,50 @@ def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, sma
     assert_same_weights(model_dir, tmp_path)
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, small_corpus, small_vocab):
-    args = ["--deterministic", "--dropout=0.1", "--checkpoint_every=5", "--eval_every=0",
-            "--train_steps=15"]
-    straight = tmp_path / "straight"
-    run_trainer(base_args(straight, small_corpus, small_vocab, *args))
+RESUME_ARGS = ["--deterministic", "--dropout=0.1", "--checkpoint_every=5", "--eval_every=0",
+               "--train_steps=15"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, small_corpus, small_vocab):
+    """An uninterrupted run that the interrupted ones must end equal to."""
+    model_dir = tmp_path_factory.mktemp("straight")
+    run_trainer(base_args(model_dir, small_corpus, small_vocab, *RESUME_ARGS))
+    return model_dir
+
+
+def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(straight, tmp_path,
+                                                                     small_corpus, small_vocab):
+    """SIGTERM once step 5 or 10 is reported (checkpoints only at the end): a checkpoint at
+    the step where it stopped, exit 42, the one-line message; the same command resumes and
+    ends with the uninterrupted run's weights."""
+    import random
+    import signal
+
+    from trainers.common.preemption import EXIT_CODE
+
+    args = base_args(tmp_path, small_corpus, small_vocab, *RESUME_ARGS, "--checkpoint_every=0")
+    after = random.choice([5, 10])
+    p = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args], cwd=REPO,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if line.startswith(f"step {after}/15 "):
+            p.send_signal(signal.SIGTERM)
+            break
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == EXIT_CODE, err[-3000:]
+    stopped = json.load(open(tmp_path / "summary.json"))["preempted"]["step"]
+    assert after <= stopped < 15
+    assert err.strip().splitlines()[-1].startswith(
+        f"error: stopped by SIGTERM at step {stopped} of 15: checkpoint ")
+    proc = run_trainer(args)
+    assert f"at step {stopped}" in proc.stdout
+    assert_same_weights(straight, tmp_path, exact=True)
+
+
+def test_kill_and_resume_equals_uninterrupted(straight, tmp_path, small_corpus, small_vocab):
+    args = RESUME_ARGS
 
     resumed = tmp_path / "resumed"
     cmd = [sys.executable, "-m", "trainers.bert_pretrain",

@@ -166,6 +166,35 @@ def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(runs):
     assert digests[0] == digests[1]
 
 
+def test_a_run_repeats_from_its_config_json(runs, tmp_path):
+    """`--config=<run>/config.json` (plus overriding flags) is the same run: the typed
+    configs written out and read back, ending with the recorded run's weights (sha256,
+    both --deterministic). A config.json that is not one is one error line."""
+    dirs, _, _ = runs
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.causal_lm", f"--config={dirs['one']}/config.json",
+         f"--model_dir={again}", "--noexport"], cwd=REPO, capture_output=True, text=True,
+        timeout=400, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.load(open(dirs["one"] / "summary.json"))
+    assert json.load(open(again / "summary.json"))["weights_sha256"] == one["weights_sha256"]
+    recorded = json.load(open(dirs["one"] / "config.json"))
+    repeated = json.load(open(again / "config.json"))
+    assert repeated["task"] == recorded["task"] and repeated["optimizer"] == recorded["optimizer"]
+    assert repeated["run"] == dict(recorded["run"], model_dir=str(again), export=False)
+    assert recorded["task"]["frequency_buckets"] == 3 and recorded["optimizer"]["tau"] == 0.5
+
+    from trainers.common import config
+    from trainers.lm.config import LMConfig
+
+    experiment = config.ExperimentConfig.from_dict(recorded, LMConfig)  # programmatically
+    assert experiment.task.frequency_buckets == 3 and experiment.run.train_steps == STEPS
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(config.TrainerError, match="not a config.json"):
+        config.read_record(str(tmp_path / "bad.json"))
+
+
 def test_bad_model_size_is_a_trainer_error():
     from trainers.common.cli import TrainerError
     from trainers.lm.model import model_config

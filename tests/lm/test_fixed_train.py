@@ -3,33 +3,30 @@ windows (`--fixed_train_examples`) and the loss per token-frequency bucket
 (`--frequency_buckets`), checked in-process against independent recomputations: Keras'
 own cross-entropy of the model on those windows, and numpy per bucket."""
 
-import types
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainers.common import config
 from trainers.common.inputs import fixed_indices
 from trainers.common.loop import StepLoop
 from trainers.lm import data as lm_data
+from trainers.lm.config import LMConfig
 from trainers.lm.task import CausalLMTask
 from shards_helpers import write_corpus
 
 
-def task(corpus, model_dir, **overrides):
+def task(corpus, model_dir, seed=0, **overrides):
     model_dir.mkdir(parents=True, exist_ok=True)  # the runner makes it before the task
-    return CausalLMTask(flags(corpus, **overrides), str(model_dir), True)
-
-
-def flags(corpus, **overrides):
-    values = dict(model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2,
-                  intermediate_dim=32, data_dir=None, corpus=corpus, max_documents=0,
-                  eval_fraction=0.4, eval_split="validation", vocab_file=None, tokenizer="word",
-                  vocab_size=100, seq_length=8, seed=0, dropout=0.5, train_windows=0,
+    values = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
+                  corpus=corpus, eval_fraction=0.4, vocab_size=100, seq_length=8, dropout=0.5,
                   frequency_buckets=3)
     values.update(overrides)
-    return types.SimpleNamespace(**values)
+    experiment = config.ExperimentConfig(
+        "test", config.RunConfig(model_dir=str(model_dir), seed=seed),
+        config.OptimizerConfig(), LMConfig(**values))
+    return CausalLMTask(experiment, str(model_dir), True)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ that resume exactly and cut the same global batches for any number of pipelines.
 In-process and small: no trainer runs, no download (the corpus is written here).
 """
 
-import types
 
 import numpy as np
 import pytest
@@ -161,13 +160,16 @@ def test_task_learns_vocabulary_from_train_saves_and_reuses_it(tmp_path):
     corpus.mkdir()
     docs = make_documents(20)
     (corpus / "a.txt").write_text("\n\n".join("\n".join(d) for d in docs) + "\n")
-    f = types.SimpleNamespace(
-        model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
-        dropout=0.0, corpus=f"files:{corpus}/*.txt", max_documents=0, eval_fraction=0.2,
-        eval_split="validation", tokenizer="word", vocab_size=500, vocab_file=None,
-        seq_length=8, seed=0)
+    from trainers.common import config
+    from trainers.lm.config import LMConfig
+
     model_dir = tmp_path / "run"
     model_dir.mkdir()
+    f = config.ExperimentConfig(
+        "test", config.RunConfig(model_dir=str(model_dir)), config.OptimizerConfig(),
+        LMConfig(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
+                 corpus=f"files:{corpus}/*.txt", eval_fraction=0.2, vocab_size=500,
+                 seq_length=8))
     task = CausalLMTask(f, str(model_dir), True)
     saved = (model_dir / "vocab.txt").read_text().split()
     assert saved == task.vocab
@@ -176,7 +178,6 @@ def test_task_learns_vocabulary_from_train_saves_and_reuses_it(tmp_path):
     assert task.facts["eval_documents"] == 2 and task.facts["eval_unk_rate"] > 0
     # The test split is another set of documents; a resumed run reuses vocab.txt.
     (corpus / "b.txt").write_text("zzz yyy xxx www vvv uuu ttt sss.\n\nqqq ppp ooo nnn.\n")
-    f.eval_split = "test"
-    again = CausalLMTask(f, str(model_dir), True)
+    again = CausalLMTask(f.replace(task={"eval_split": "test"}), str(model_dir), True)
     assert again.vocab == task.vocab
     assert again.facts["eval_split"] == "test"

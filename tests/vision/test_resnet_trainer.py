@@ -1,5 +1,6 @@
 """The ResNet trainer end to end: learning on digits, resume, ResNet50's step, losses, errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,43 @@ def test_resume_continues_exactly(tmp_path):
     assert rerun["eval"] == straight["eval"] != {} and rerun["train"] == straight["train"]
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     assert other["weights_sha256"] != straight["weights_sha256"]
+
+
+def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(tmp_path, monkeypatch):
+    """SIGTERM (sent to this process once step 4 of 8 is reported; checkpoints only at the
+    end): the run stops after that loop with a checkpoint at step 4, summary.json says
+    so, no export, `Preempted` (exit 42); the same run again resumes there and ends with
+    an uninterrupted run's weights."""
+    import signal
+
+    from trainers.common.preemption import EXIT_CODE, Preempted
+    from trainers.common.reporting import Reporter
+
+    common = DIGITS_RUN + ("--model=resnet8", "--global_batch_size=16", "--steps_per_loop=2",
+                           "--eval_batches=1", "--deterministic", "--checkpoint_every=0",
+                           "--eval_every=0", "--train_steps=8")
+    report = Reporter.loop
+
+    def loop_then_signal(self, step, *args, **kwargs):
+        report(self, step, *args, **kwargs)
+        if step == 4:
+            signal.raise_signal(signal.SIGTERM)
+
+    with eagerly():
+        straight = train(tmp_path / "straight", *common)
+        monkeypatch.setattr(Reporter, "loop", loop_then_signal)
+        with pytest.raises(Preempted, match="stopped by SIGTERM at step 4 of 8") as info:
+            train(tmp_path / "preempted", *common)
+        monkeypatch.setattr(Reporter, "loop", report)
+        assert info.value.exit_code == EXIT_CODE
+        summary = json.load(open(tmp_path / "preempted" / "summary.json"))
+        assert summary["preempted"]["step"] == 4 and summary["final_step"] == 4
+        assert summary["preempted"]["checkpoint"].endswith("ckpt-4")
+        assert not (tmp_path / "preempted" / "export").exists()
+        resumed = train(tmp_path / "preempted", *common)
+    assert resumed["final_step"] == 8 and "preempted" not in resumed
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
 
 
 def test_resnet50_builds_and_takes_a_training_step(tmp_path):

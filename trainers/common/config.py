@@ -28,14 +28,16 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
-def option(default, help, *, minimum=None, above=None, choices=None, required=False):
+def option(default, help, *, minimum=None, above=None, below=None, choices=None,
+           required=False):
     """A config field: its default, help text and range (`minimum`: >=, `above`: >,
-    `choices`: one of; None values always pass: "the default" of optional settings)."""
+    `below`: <, `choices`: one of; None values always pass: "the default" of optional
+    settings)."""
+    metadata = dict(help=help, minimum=minimum, above=above, below=below, choices=choices,
+                    required=required)
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=dict(
-            help=help, minimum=minimum, above=above, choices=choices, required=required))
-    return dataclasses.field(default=default, metadata=dict(
-        help=help, minimum=minimum, above=above, choices=choices, required=required))
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def problem(field, value):
@@ -50,6 +52,8 @@ def problem(field, value):
         return f"{name} must be >= {m['minimum']}, got {value}"
     if m.get("above") is not None and not value > m["above"]:
         return f"{name} must be > {m['above']}, got {value}"
+    if m.get("below") is not None and not value < m["below"]:
+        return f"{name} must be < {m['below']}, got {value}"
     return None
 
 
@@ -203,7 +207,7 @@ def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None):
                    flag_values=flag_values)
         else:
             define(field.name, default, help_text, flag_values=flag_values)
-        if any(field.metadata.get(k) is not None for k in ("minimum", "above")):
+        if any(field.metadata.get(k) is not None for k in ("minimum", "above", "below")):
             flags.register_validator(
                 field.name, lambda value, field=field: problem(field, value) is None,
                 message=_range_text(field), flag_values=flag_values)
@@ -211,8 +215,9 @@ def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None):
 
 def _range_text(field):
     m = field.metadata
-    return (f"must be >= {m['minimum']}" if m.get("minimum") is not None
-            else f"must be > {m['above']}")
+    parts = [f"{op} {m[k]}" for k, op in (("minimum", ">="), ("above", ">"), ("below", "<"))
+             if m.get(k) is not None]
+    return "must be " + " and ".join(parts)
 
 
 def _default(field):
@@ -221,21 +226,92 @@ def _default(field):
     return field.default
 
 
-def from_flags(config_cls, flag_values=flags.FLAGS):
-    """`config_cls` from parsed flags (a field without a flag in this process takes its
-    default). Of a steps/epochs pair (`LENGTH_PAIRS`), the one given on the command line
-    replaces the other's default (a program's recipe may default to epochs); both given
-    is one error line."""
-    values = {field.name: (flag_values[field.name].value if field.name in flag_values
-                           else _default(field))
-              for field in dataclasses.fields(config_cls)}
+def from_flags(config_cls, flag_values=flags.FLAGS, base=None):
+    """`config_cls` from parsed flags: a flag given on the command line, else `base`'s
+    value ({name: value}, e.g. a config.json's, `--config`), else the flag's default (a
+    field without a flag in this process: the field's default). Of a steps/epochs pair
+    (`LENGTH_PAIRS`), the one given on the command line replaces the other's default (a
+    program's recipe may default to epochs); both given is one error line."""
+    base = base or {}
+
+    def given(name):
+        return name in flag_values and flag_values[name].present
+
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        name = field.name
+        if given(name) or (name in flag_values and name not in base):
+            values[name] = flag_values[name].value
+        else:
+            values[name] = base.get(name, _default(field))
     for steps, epochs in LENGTH_PAIRS:
         if steps not in values or epochs not in values:
             continue
-        given = [n for n in (steps, epochs) if n in flag_values and flag_values[n].present
-                 and values[n] not in (None, [])]
-        if len(given) == 2:
+        named = [n for n in (steps, epochs) if given(n) and values[n] not in (None, [])]
+        if len(named) == 2:
             raise TrainerError(f"give --{steps} or --{epochs}, not both")
-        if given == [steps] or (steps in flag_values and flag_values[steps].present):
+        if given(steps) and not given(epochs):
             values[epochs] = [] if isinstance(values[epochs], list) else None
     return config_cls(**values)
+
+
+def read_record(path):
+    """{name: value} of a config.json (`ExperimentConfig.to_dict`'s sections, or an older
+    run's ``flags``), flat: the field names are the flag names."""
+    import json
+
+    from trainers.common import files
+
+    try:
+        record = json.loads(files.read_text(path))
+    except Exception as e:  # noqa: BLE001 - missing, unreadable, not JSON: one line
+        raise TrainerError(f"--config={path} is not a readable config.json: "
+                           f"{type(e).__name__}: {e}") from None
+    if not isinstance(record, dict):
+        raise TrainerError(f"--config={path} is not a config.json (not a JSON object)")
+    flat = dict(record.get("flags") or {})
+    for section in ("run", "optimizer", "task"):
+        flat.update(record.get(section) or {})
+    return flat
+
+
+# ---------------------------------------------------------------- a whole experiment
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A run as data: the program that wrote it, where and how long (`run`), the optimizer
+    (`optimizer`) and the task's own settings (`task`, the task's config class)."""
+    program: str
+    run: RunConfig
+    optimizer: OptimizerConfig
+    task: Config
+
+    def to_dict(self):
+        return {"program": self.program, "run": self.run.to_dict(),
+                "optimizer": self.optimizer.to_dict(), "task": self.task.to_dict()}
+
+    @classmethod
+    def from_dict(cls, record, task_cls):
+        """From `to_dict`'s record, or from a flat ``{name: value}`` of every flag (the
+        ``flags`` of a config.json written before the typed configs: the field names are
+        the flag names)."""
+        flat = record.get("flags", {})
+        return cls(program=record.get("program", ""),
+                   run=RunConfig.from_dict({**flat, **record.get("run", {})}),
+                   optimizer=OptimizerConfig.from_dict({**flat, **record.get("optimizer", {})}),
+                   task=task_cls.from_dict({**flat, **record.get("task", {})}))
+
+    def replace(self, **sections):
+        """The same experiment with sections replaced, or fields of them changed:
+        ``replace(task={"dropout": 0.0})``."""
+        changes = {}
+        for name, value in sections.items():
+            changes[name] = (getattr(self, name).replace(**value) if isinstance(value, dict)
+                             else value)
+        return dataclasses.replace(self, **changes)
+
+
+def experiment_from_flags(program, task_cls, flag_values=flags.FLAGS):
+    """The `ExperimentConfig` of parsed flags: the shared configs and `task_cls`'s."""
+    return ExperimentConfig(program=program, run=from_flags(RunConfig, flag_values),
+                            optimizer=from_flags(OptimizerConfig, flag_values),
+                            task=from_flags(task_cls, flag_values))

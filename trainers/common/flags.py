@@ -40,6 +40,9 @@ def define_common_flags(**defaults):
         raise ValueError(f"define_common_flags: no such field(s) {sorted(unknown)}")
     config.define_flags(config.RunConfig, defaults=defaults)
     config.define_flags(config.OptimizerConfig, defaults=defaults)
+    flags.DEFINE_string("config", None,
+                        "Repeat a run: a config.json (a run's record) whose settings are this "
+                        "run's, except the flags given on this command line.")
     flags.DEFINE_bool("show_optimizer_settings", False,
                       "Print the optimizer's settings as this trainer resolves them (the "
                       "optimizer's defaults, the model family's measured ones, the flags given; "
@@ -128,16 +131,22 @@ def program_flags(flag_values=None):
     return dict(sorted(values.items()))
 
 
-def write_config(model_dir, program, flag_values=None, run=None, optimizer=None):
+def write_config(model_dir, program, flag_values=None, run=None, optimizer=None, task=None):
     """``model_dir/config.json``: ``{"program": program, "flags": {name: value}, "run":
-    {...}, "optimizer": {...}}``, the machine-readable record of a run's settings (the
-    typed configs as dicts next to every flag; written atomically)."""
+    {...}, "optimizer": {...}[, "task": {...}]}``, the machine-readable record of a run's
+    settings (the typed configs as dicts next to every flag; written atomically);
+    `config.ExperimentConfig.from_dict` reads it back."""
     files.makedirs(model_dir)
     path = files.join(model_dir, "config.json")
     record = {"program": program, "flags": program_flags(flag_values)}
+    for section in (run, optimizer, task):  # the values the run used (--config included)
+        if section is not None:
+            record["flags"].update(section.to_dict())
     if run is not None:
         record["run"] = run.to_dict()
     if optimizer is not None:
         record["optimizer"] = optimizer.to_dict()
+    if task is not None:
+        record["task"] = task.to_dict()
     files.write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -171,9 +171,10 @@ class Progress:
 
 
 # ---------------------------------------------------------------- 1. build
-def build(task_factory, f, run, optimizer_config, mode):
+def build(task_factory, f, run, optimizer_config, mode, task_input=None):
     """Strategy, seeds, flags.txt/config.json, the task, its model, the optimizer, the
-    step loop and the checkpoint manager."""
+    step loop and the checkpoint manager. `task_input`: what the task is built from (its
+    `ExperimentConfig` when the task class has a `config_class`; else the flags `f`)."""
     strategy = common_strategy.make_strategy(run.strategy, run.tpu, run.num_devices)
     chief = common_strategy.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
@@ -188,9 +189,10 @@ def build(task_factory, f, run, optimizer_config, mode):
     files.makedirs(run.model_dir)
     if chief:
         common_flags.write_flags(run.model_dir, f)
-        common_flags.write_config(run.model_dir, program_name(), f, run, optimizer_config)
+        common_flags.write_config(run.model_dir, program_name(), f, run, optimizer_config,
+                                  getattr(task_input, "task", None))
 
-    task = task_factory(f, run.model_dir, chief)
+    task = task_factory(f if task_input is None else task_input, run.model_dir, chief)
     plan = run_plan.resolve(run, optimizer_config,
                             task.steps_per_epoch(run.global_batch_size))
     with strategy.scope():
@@ -417,12 +419,22 @@ def run(task_factory, f=None, mode="train_and_eval"):
     if mode not in MODES:
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     f = f or common_flags.flags.FLAGS
-    optimizer_config = config.from_flags(config.OptimizerConfig, f)
+    base = config.read_record(f.config) if f.config else None  # --config: a run's record
+    optimizer_config = config.from_flags(config.OptimizerConfig, f, base)
     if f.show_optimizer_settings:
         return show_optimizer_settings(task_factory, optimizer_config)
-    run_config = config.from_flags(config.RunConfig, f)
-    validate_sizes(f)
-    session = restore(build(task_factory, f, run_config, optimizer_config, mode))
+    run_config = config.from_flags(config.RunConfig, f, base)
+    task_input = None
+    task_config = getattr(task_factory, "config_class", None)
+    if task_config is not None:  # a task on a typed config (the causal LM so far)
+        task_input = config.ExperimentConfig(program_name(), run_config, optimizer_config,
+                                             config.from_flags(task_config, f, base))
+    else:
+        if f.config:
+            raise TrainerError(f"--config: {program_name()}'s task reads its flags, not a "
+                               "typed config yet; repeat its run with --flagfile=<run>/flags.txt")
+        validate_sizes(f)
+    session = restore(build(task_factory, f, run_config, optimizer_config, mode, task_input))
     with PreemptionWatch(session.strategy) as watch:
         try:
             progress = train_and_evaluate(session, watch)

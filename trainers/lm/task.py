@@ -11,13 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 import acclip_tf
-from trainers.common import flags as common_flags
 from trainers.common.errors import TrainerError
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 from trainers.lm import data as lm_data
+from trainers.lm.config import LMConfig
 from trainers.lm import model as lm_model
 
 
@@ -55,65 +55,71 @@ class CausalLMTask(Task):
         "cclip": {"learning_rate": 3.0, "tau": 3e-4},
     }
 
-    def __init__(self, f, model_dir, is_chief):
-        self.f = f
+    config_class = LMConfig
+
+    def __init__(self, experiment, model_dir, is_chief):
+        """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is an
+        `LMConfig` (the task reads its own settings and the run's seed)."""
+        lm = self.settings = experiment.task
+        self.seed = experiment.run.seed
         self.config = lm_model.model_config(
-            f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
-        if getattr(f, "data_dir", None):
-            return self._prepared_input(f, model_dir, is_chief)
-        documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
-        splits = lm_data.split_documents(documents, f.eval_fraction, seed=0)
-        train_docs, eval_docs = splits["train"], splits[common_flags.text_eval_split(f.eval_split)]
+            lm.model_size, lm.num_layers, lm.hidden_dim, lm.num_heads, lm.intermediate_dim)
+        if lm.data_dir:
+            return self._prepared_input(lm, experiment.run, model_dir, is_chief)
+        documents = corpus_lib.load_corpus(lm.corpus, lm.max_documents or None)
+        splits = lm_data.split_documents(documents, lm.eval_fraction, seed=0)
+        train_docs, eval_docs = splits["train"], splits[lm.eval_split]
         self.vocab = vocab_lib.run_vocabulary(
-            f.vocab_file, model_dir, is_chief,
-            lambda: learn_vocabulary(train_docs, f.tokenizer, f.vocab_size))
-        lm_data.check_vocabulary(self.vocab, f.tokenizer)
+            lm.vocab_file, model_dir, is_chief,
+            lambda: learn_vocabulary(train_docs, lm.tokenizer, lm.vocab_size))
+        lm_data.check_vocabulary(self.vocab, lm.tokenizer)
         sep = self.vocab.index(lm_data.SEPARATOR)
-        train_stream = lm_data.token_stream(lm_data.encode(train_docs, self.vocab, f.tokenizer), sep)
-        eval_stream = lm_data.token_stream(lm_data.encode(eval_docs, self.vocab, f.tokenizer), sep)
-        self.data = lm_data.CausalLMData(lm_data.windows(train_stream, f.seq_length),
-                                         lm_data.windows(eval_stream, f.seq_length), f.seed,
-                                         train_subset=getattr(f, "train_windows", 0))
-        self.data.check_sizes(f.eval_split)
-        # Runs recorded before these flags existed have neither (getattr's default).
-        self.num_buckets = getattr(f, "frequency_buckets", 0)
+        train_stream = lm_data.token_stream(lm_data.encode(train_docs, self.vocab, lm.tokenizer), sep)
+        eval_stream = lm_data.token_stream(lm_data.encode(eval_docs, self.vocab, lm.tokenizer), sep)
+        self.data = lm_data.CausalLMData(lm_data.windows(train_stream, lm.seq_length),
+                                         lm_data.windows(eval_stream, lm.seq_length), self.seed,
+                                         train_subset=lm.train_windows)
+        self.data.check_sizes(lm.eval_split)
+        self.num_buckets = lm.frequency_buckets
         self.buckets = (self.data.target_buckets(len(self.vocab), self.num_buckets)
                         if self.num_buckets else None)
         unk = self.vocab.index(lm_data.UNKNOWN)
         self.facts = dict(
-            corpus=f.corpus, documents=len(documents), train_documents=len(train_docs),
-            eval_split=f.eval_split, eval_documents=len(eval_docs), tokenizer=f.tokenizer,
+            corpus=lm.corpus, documents=len(documents), train_documents=len(train_docs),
+            eval_split=lm.eval_split, eval_documents=len(eval_docs), tokenizer=lm.tokenizer,
             vocab_size=len(self.vocab), train_tokens=int(len(train_stream)),
             eval_tokens=int(len(eval_stream)),
             train_unk_rate=round(float(np.mean(train_stream == unk)), 5),
             eval_unk_rate=round(float(np.mean(eval_stream == unk)), 5),
             train_sequences=len(self.data.train_windows),
             frequency_buckets=self.num_buckets,
-            eval_sequences=len(self.data.eval_windows), seq_length=f.seq_length,
-            model_size=f.model_size, dropout=f.dropout, **self.config)
+            eval_sequences=len(self.data.eval_windows), seq_length=lm.seq_length,
+            model_size=lm.model_size, dropout=lm.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
-    def _prepared_input(self, f, model_dir, is_chief):
-        """Stream the windows of `f.data_dir` (trainers.prepare_pretraining_data)."""
-        for name in ("train_windows", "frequency_buckets", "fixed_train_examples"):
-            if getattr(f, name, 0):
+    def _prepared_input(self, lm, run, model_dir, is_chief):
+        """Stream the windows of `lm.data_dir` (trainers.prepare_pretraining_data)."""
+        for name, value in (("train_windows", lm.train_windows),
+                            ("frequency_buckets", lm.frequency_buckets),
+                            ("fixed_train_examples", run.fixed_train_examples)):
+            if value:
                 raise TrainerError(f"--{name} needs the in-memory corpus (--corpus), not "
                                    "prepared shards (--data_dir)")
         self.buckets, self.num_buckets = None, 0
         manifest, self.vocab = shards_lib.open_prepared(
-            f.data_dir, layout="causal_lm", seq_length=f.seq_length, program="causal_lm",
-            vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief,
-            tokenizer=f.tokenizer)
-        self.data = lm_data.ShardedCausalLMData(f.data_dir, manifest, f.eval_split, f.seed,
-                                                getattr(f, "shuffle_buffer", 10_000))
-        self.data.check_sizes(f.eval_split)
-        self.facts = dict(shards_lib.facts(manifest, f.data_dir, f.eval_split),
-                          model_size=f.model_size, dropout=f.dropout, **self.config)
+            lm.data_dir, layout="causal_lm", seq_length=lm.seq_length, program="causal_lm",
+            vocab_file=lm.vocab_file, model_dir=model_dir, is_chief=is_chief,
+            tokenizer=lm.tokenizer)
+        self.data = lm_data.ShardedCausalLMData(lm.data_dir, manifest, lm.eval_split, self.seed,
+                                                lm.shuffle_buffer)
+        self.data.check_sizes(lm.eval_split)
+        self.facts = dict(shards_lib.facts(manifest, lm.data_dir, lm.eval_split),
+                          model_size=lm.model_size, dropout=lm.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def build_model(self):
         self.model, self.backbone = lm_model.build_causal_lm(
-            self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+            self.config, len(self.vocab), self.settings.seq_length, self.settings.dropout)
         return self.model
 
     def train_dataset(self, input_context, global_batch_size, start_batch):

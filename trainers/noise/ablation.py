@@ -120,4 +120,4 @@ def ablation_measurements(f, strategy):
                       gaussian))
     epochs = f.num_batches * f.batch_size / len(task.data.train_segments)
     facts = dict(task.facts, gaussian_targets=f.gaussian_targets, epochs_covered=round(epochs, 3))
-    return cells, tasks.settings_of(flags, tasks.BERT_SETTINGS, "trainers.gradient_noise"), facts
+    return cells, tasks.settings_of(flags.values(), tasks.BERT_SETTINGS, "trainers.gradient_noise"), facts

@@ -184,7 +184,7 @@ def bert_measurements(f, strategy):
         f.num_batches * f.batch_size / len(task.data.train_segments), 3))
     cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
     program = tasks.BERT_PROGRAMS[0] if f.pretrain_dir else "trainers.gradient_noise"
-    return cells, tasks.settings_of(flags, tasks.BERT_SETTINGS, program), facts
+    return cells, tasks.settings_of(flags.values(), tasks.BERT_SETTINGS, program), facts
 
 
 # ---------------------------------------------------------------- causal LM
@@ -203,14 +203,15 @@ def lm_measurements(f, strategy):
     selected = selected_checkpoints(f)
     if not selected and not f.include_init:
         raise TrainerError("--noinclude_init leaves nothing to measure")
-    flags, task = tasks.lm_task(f)
+    experiment, task = tasks.lm_task(f)
     dataset = task.train_dataset(None, f.batch_size, 0).take(f.num_batches).cache()
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir)
     windows = getattr(task.data, "train_windows", None)
     if windows is not None:
         facts["epochs_covered"] = round(f.num_batches * f.batch_size / len(windows), 3)
-    cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
-    return cells, tasks.settings_of(flags, tasks.LM_SETTINGS, tasks.LM_PROGRAMS[0]), facts
+    cells = task_cells(task, experiment.run.seed, selected, f.include_init, dataset, facts)
+    values = dict(experiment.task.to_dict(), seed=experiment.run.seed)
+    return cells, tasks.settings_of(values, tasks.LM_SETTINGS, tasks.LM_PROGRAMS[0]), facts
 
 
 # ---------------------------------------------------------------- ResNet
@@ -250,7 +251,7 @@ def resnet_measurements(f, strategy):
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir)
     cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
     program = tasks.IMAGE_PROGRAMS[0] if f.pretrain_dir else "trainers.gradient_noise"
-    return cells, tasks.settings_of(flags, tasks.IMAGE_SETTINGS, program), facts
+    return cells, tasks.settings_of(flags.values(), tasks.IMAGE_SETTINGS, program), facts
 
 
 # ---------------------------------------------------------------- outputs

@@ -51,8 +51,9 @@ class RunFlags:
         return RunFlags({**self._values, **overrides}, self._source)
 
 
-def read_run_config(model_dir):
-    """``(program, {flag: value})`` of the run in `model_dir`, from its config.json."""
+def read_run_record(model_dir):
+    """``(program, record)`` of the run in `model_dir`: its whole config.json (``flags``
+    and, from runs of typed configs, ``run``, ``optimizer``, ``task``)."""
     path = files.join(model_dir, CONFIG_FILE)
     if not files.exists(path):
         raise TrainerError(f"run {model_dir} has no {CONFIG_FILE}; rerun its trainer with "
@@ -65,7 +66,13 @@ def read_run_config(model_dir):
                            f"{type(e).__name__}: {e}") from None
     if not isinstance(values, dict):
         raise TrainerError(f"{path}: \"flags\" is not a mapping")
-    return program, values
+    return program, record
+
+
+def read_run_config(model_dir):
+    """``(program, {flag: value})`` of the run in `model_dir`, from its config.json."""
+    program, record = read_run_record(model_dir)
+    return program, record["flags"]
 
 
 def run_flags(model_dir, programs, **overrides):

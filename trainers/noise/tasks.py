@@ -12,10 +12,12 @@ are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
 
 
 from trainers.bert.task import BertPretrainTask
+from trainers.common import config
 from trainers.common import files
 from trainers.common.errors import TrainerError
 from trainers.lm.task import CausalLMTask
-from trainers.noise.run_config import RunFlags, run_flags
+from trainers.lm.config import LMConfig
+from trainers.noise.run_config import RunFlags, read_run_record, run_flags
 from trainers.vision.task import ImageClassificationTask
 
 BERT_PROGRAMS = ("trainers.bert_pretrain",)
@@ -82,13 +84,19 @@ def bert_task(f, flags):
 
 
 def lm_task(f):
-    """(flags, `CausalLMTask`) of the trainers.causal_lm run in ``--pretrain_dir``: its
-    config.json and its ``vocab.txt`` (the run's directory is only read)."""
+    """(`ExperimentConfig`, `CausalLMTask`) of the trainers.causal_lm run in
+    ``--pretrain_dir``: its config.json (typed, or the flags of an older run) and its
+    ``vocab.txt`` (the run's directory is only read)."""
     vocab = files.join(f.pretrain_dir, "vocab.txt")
-    flags = run_flags(f.pretrain_dir, LM_PROGRAMS, vocab_file=vocab, **MEASUREMENT_OVERRIDES)
+    program, record = read_run_record(f.pretrain_dir)
+    if program not in LM_PROGRAMS:
+        raise TrainerError(f"{f.pretrain_dir} is a run of {program}; this measurement needs a "
+                           f"run of {' or '.join(LM_PROGRAMS)}")
+    experiment = config.ExperimentConfig.from_dict(record, LMConfig).replace(
+        task=dict(MEASUREMENT_OVERRIDES, vocab_file=vocab))
     if not files.exists(vocab):
         raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
-    return flags, CausalLMTask(flags, f.pretrain_dir, is_chief=False)
+    return experiment, CausalLMTask(experiment, f.pretrain_dir, is_chief=False)
 
 
 def image_flags(f):
@@ -107,6 +115,7 @@ def image_task(flags):
     return ImageClassificationTask(flags)
 
 
-def settings_of(flags, names, program):
-    """{name: value} of the named task flags the measurement used, and the program."""
-    return dict({name: getattr(flags, name) for name in names}, program=program)
+def settings_of(values, names, program):
+    """{name: value} of the named settings (`values`: {name: value}) the measurement used,
+    and the program."""
+    return dict({name: values[name] for name in names}, program=program)
