@@ -111,6 +111,22 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
 
 
+def test_an_unreadable_image_in_a_folder_is_one_error_naming_it(tmp_path):
+    """A file with an image's name that is no image (here: text) stops the run with a
+    TrainerError naming that file, wherever the pipeline meets it."""
+    from resnet_support import make_folder
+
+    root = make_folder(str(tmp_path / "imgs"))
+    bad = os.path.join(root, "train", "dog", "1.png")
+    with open(bad, "w") as f:
+        f.write("<html>not an image</html>")
+    with pytest.raises(TrainerError, match=rf"^{bad}: unreadable input file"):
+        train(tmp_path / "run", f"--dataset=folder:{root}", "--model=resnet8",
+              "--image_size=16", "--global_batch_size=9", "--train_steps=2",
+              "--steps_per_loop=1", "--eval_every=0", "--checkpoint_every=0",
+              "--nojit_compile", "--warmup_epochs=0", "--lr_schedule=constant")
+
+
 def test_resnet50_builds_and_takes_a_training_step(tmp_path):
     """keras.applications.ResNet50 through the task and the common loop, one SGD step on
     two 32x32 images (eagerly: the traced first step costs ~35 s on this CPU)."""

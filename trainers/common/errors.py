@@ -11,3 +11,21 @@ def first_line(error):
     what a one-line error shows of a failure deep inside a library."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+# An input pipeline that finds a file it cannot read asserts with this marker and the
+# file's path (`tf.debugging.Assert(ok, [UNREADABLE_FILE, path])`, e.g. the image folders'
+# decoder); the runner turns the assertion into one line naming the file.
+UNREADABLE_FILE = "unreadable input file"
+
+
+def unreadable_file(error):
+    """`TrainerError` naming the file of an `UNREADABLE_FILE` assertion in `error`'s
+    message, else None."""
+    import re
+
+    m = re.search(re.escape(UNREADABLE_FILE) + r"[^\]]*\] \[(?:b')?([^\]']+)", str(error))
+    if not m:
+        return None
+    return TrainerError(f"{m.group(1)}: {UNREADABLE_FILE} (not a JPEG, PNG, GIF or BMP "
+                        "image); remove or replace it")

@@ -26,7 +26,7 @@ from trainers.common import optimizers as common_optimizers
 from trainers.common import run_plan
 from trainers.common import strategy as common_strategy
 from trainers.common.checkpoints import Checkpoints
-from trainers.common.errors import TrainerError
+from trainers.common.errors import TrainerError, unreadable_file
 from trainers.common.loop import StepLoop
 from trainers.common.preemption import Preempted, PreemptionWatch, lost_worker
 from trainers.common.reporting import Reporter, Throughput, read_metrics
@@ -439,8 +439,9 @@ def run(task_factory, f=None, mode="train_and_eval"):
         try:
             progress = train_and_evaluate(session, watch)
         except tf.errors.OpError as e:
-            lost = lost_worker(session.strategy, e, session.checkpoints.latest())
-            if lost is None:
+            known = (unreadable_file(e)
+                     or lost_worker(session.strategy, e, session.checkpoints.latest()))
+            if known is None:
                 raise
-            raise lost from e
+            raise known from e
     return finish(session, progress)

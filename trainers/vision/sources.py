@@ -40,7 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from trainers.common import files
-from trainers.common.errors import TrainerError, first_line
+from trainers.common.errors import UNREADABLE_FILE, TrainerError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -243,10 +243,21 @@ def load_synthetic(image_size, num_classes, seed=0, channels=3):
 
 
 # ---------------------------------------------------------------- folder:PATH
+# The first bytes of the formats tf.io.decode_image reads.
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
 def _decode_file(path):
+    """One image file -> uint8 [H, W, 3]; a file that is no image (a stray text file, an
+    empty or cut-off download) fails an assertion naming it (`errors.UNREADABLE_FILE`),
+    which the runner reports in one line, instead of decode_image's nameless error."""
     import tensorflow as tf
 
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    raw = tf.io.read_file(path)
+    is_image = tf.reduce_any([tf.equal(tf.strings.substr(raw, 0, len(sig)), sig)
+                              for sig in IMAGE_SIGNATURES])
+    with tf.control_dependencies([tf.debugging.Assert(is_image, [UNREADABLE_FILE, path])]):
+        return tf.io.decode_image(raw, channels=3, expand_animations=False)
 
 
 def _list_images(directory, class_names=None):
