@@ -44,7 +44,7 @@ def minibatch_targets(model, pretrain_dir, batch_size, num_batches):
     """(targets, weights, counts, facts) of the run's first minibatches."""
     if model == "bert":
         args = _Args(pretrain_dir, batch_size)
-        task = tasks.bert_task(args, tasks.bert_flags(args))
+        task = tasks.bert_task(args, tasks.bert_experiment(args))
         train = task.data.train_segments
         pick = lambda b: (b["mask_ids"], b["mask_weights"])  # noqa: E731
     elif model == "causal_lm":

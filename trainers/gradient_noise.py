@@ -114,13 +114,21 @@ samples of different scale share one axis (converging curves flatten out at
 import keras
 from absl import flags
 
-from trainers.bert import flags as bert_flags
+from trainers.bert.config import BertConfig
 from trainers.common import cli
+from trainers.common import config
 from trainers.common import files
 from trainers.common import strategy as common_strategy
 from trainers.common.errors import TrainerError
 from trainers.noise.ablation import GAUSSIAN_TARGETS
 from trainers.noise.measurements import MODELS, batch_sizes, collect, references, write_outputs
+
+
+# The BERT config's fields this program takes (a fresh model's size and data; a run's
+# measurement reads the rest from the run).
+BERT_FLAGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
+              "corpus", "max_documents", "eval_fraction", "vocab_size", "vocab_file",
+              "seq_length", "max_predictions_per_seq", "mask_rate")
 
 
 def define_flags():
@@ -147,9 +155,8 @@ def define_flags():
                       "feed-forward, LayerNorm, output bias, ...; trainers.noise.groups), from "
                       "the same two passes. One device only.")
     flags.DEFINE_integer("seed", 0, "Seed of the init, data order, masking and Gaussian input.")
-    bert_flags.define_bert_model_flags(dropout=False)
-    bert_flags.define_mlm_data_flags(
-        eval_fraction_help="Documents held out (not measured), as bert_pretrain.")
+    # The BERT task's model and data fields (a fresh model; --pretrain_dir: the run's own).
+    config.define_flags(BertConfig, only=BERT_FLAGS)
     flags.DEFINE_enum("gaussian_targets", "teacher", GAUSSIAN_TARGETS,
                       "Targets of the Gaussian-input cells (see the module docstring).")
     flags.DEFINE_integer("reference_dim", 100, "Dimension of the synthetic reference vectors.")

@@ -147,12 +147,16 @@ def test_the_task_loss_gives_the_global_batch_gradient_on_two_replicas(
     from trainers.bert.task import BertPretrainTask
     from trainers.noise import objective
 
-    values = dict(model_size="tiny", num_layers=1, hidden_dim=16, num_heads=2,
-                  intermediate_dim=32, corpus=small_corpus, max_documents=0, eval_fraction=0.1,
-                  vocab_size=600, vocab_file=small_vocab, seq_length=32,
-                  max_predictions_per_seq=5, mask_rate=0.15, seed=0, dropout=0.0,
-                  global_batch_size=1)
-    task = BertPretrainTask(run_config.RunFlags(values, "test"), str(tmp_path), is_chief=False)
+    from trainers.bert.config import BertConfig
+    from trainers.common import config
+
+    experiment = config.ExperimentConfig(
+        "test", config.RunConfig(model_dir=str(tmp_path), global_batch_size=1),
+        config.OptimizerConfig(),
+        BertConfig(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32,
+                   corpus=small_corpus, vocab_file=small_vocab, seq_length=32,
+                   max_predictions_per_seq=5, dropout=0.0))
+    task = BertPretrainTask(experiment, str(tmp_path), is_chief=False)
 
     def uneven(batch):  # the first replica's half predicts one position per sequence
         keep = tf.concat([tf.tile([[1.0, 0, 0, 0, 0]], [4, 1]), tf.ones([4, 5])], 0)

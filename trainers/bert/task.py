@@ -3,8 +3,8 @@
 import acclip_tf
 from trainers.bert import mlm
 from trainers.bert import model as bert_model
+from trainers.bert.config import BertConfig
 from trainers.common import cli
-from trainers.common import flags as common_flags
 from trainers.common.task import Task
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
@@ -28,28 +28,31 @@ class BertPretrainTask(Task):
         "adam": {"learning_rate": 1e-3},
     }
 
-    def __init__(self, f, model_dir, is_chief):
-        self.f = f
+    config_class = BertConfig
+
+    def __init__(self, experiment, model_dir, is_chief):
+        """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is a
+        `BertConfig` (the task reads its own settings, the run's seed and batch size)."""
+        bert = self.settings = experiment.task
+        run = experiment.run
+        self.seed = run.seed
         self.config = bert_model.model_config(
-            f.model_size, f.num_layers, f.hidden_dim, f.num_heads, f.intermediate_dim)
-        if not 0 < f.mask_rate < 1:
-            raise cli.TrainerError(f"--mask_rate must lie in (0, 1), got {f.mask_rate}")
-        if f.max_predictions_per_seq < 1:
-            raise cli.TrainerError("--max_predictions_per_seq must be >= 1")
-        self.init_checkpoint = getattr(f, "init_checkpoint", None)
-        if getattr(f, "data_dir", None):
+            bert.model_size, bert.num_layers, bert.hidden_dim, bert.num_heads,
+            bert.intermediate_dim)
+        self.init_checkpoint = bert.init_checkpoint
+        if bert.data_dir:
             if self.init_checkpoint:
                 raise cli.TrainerError(
                     "--init_checkpoint with --data_dir is not supported: prepared data carries "
                     "its own vocabulary; continue pretraining from the corpus (--corpus)")
-            if getattr(f, "fixed_train_examples", 0):
+            if run.fixed_train_examples:
                 raise cli.TrainerError("--fixed_train_examples needs the in-memory corpus "
                                        "(--corpus), not prepared shards (--data_dir)")
-            return self._prepared_input(f, model_dir, is_chief)
-        documents = corpus_lib.load_corpus(f.corpus, f.max_documents or None)
+            return self._prepared_input(bert, run, model_dir, is_chief)
+        documents = corpus_lib.load_corpus(bert.corpus, bert.max_documents or None)
         train_docs, validation_docs, test_docs = corpus_lib.split_documents(
-            documents, f.eval_fraction, seed=0, with_test=True)
-        eval_split = common_flags.text_eval_split(getattr(f, "eval_split", "validation"))
+            documents, bert.eval_fraction, seed=0, with_test=True)
+        eval_split = bert.eval_split
         eval_docs = test_docs if eval_split == "test" else validation_docs
         if not eval_docs:
             raise cli.TrainerError(
@@ -64,49 +67,49 @@ class BertPretrainTask(Task):
             self.config = {}
         else:
             self.vocab = vocab_lib.run_vocabulary(
-                f.vocab_file, model_dir, is_chief,
-                lambda: vocab_lib.corpus_vocabulary(train_docs, f.vocab_size))
+                bert.vocab_file, model_dir, is_chief,
+                lambda: vocab_lib.corpus_vocabulary(train_docs, bert.vocab_size))
             self.lowercase = True
             tokenizer = vocab_lib.make_tokenizer(self.vocab)
-        train = mlm.segment_documents(train_docs, tokenizer, f.seq_length)
-        held = mlm.segment_documents(eval_docs, tokenizer, f.seq_length)
-        self.data = mlm.MaskedLMData(train, held, self.vocab, f.seed,
-                                     f.max_predictions_per_seq, f.mask_rate)
-        self.data.check_sizes(f.global_batch_size)
-        self.facts = dict(corpus=f.corpus, documents=len(documents),
+        train = mlm.segment_documents(train_docs, tokenizer, bert.seq_length)
+        held = mlm.segment_documents(eval_docs, tokenizer, bert.seq_length)
+        self.data = mlm.MaskedLMData(train, held, self.vocab, self.seed,
+                                     bert.max_predictions_per_seq, bert.mask_rate)
+        self.data.check_sizes(run.global_batch_size)
+        self.facts = dict(corpus=bert.corpus, documents=len(documents),
                           train_documents=len(train_docs), eval_split=eval_split,
                           eval_documents=len(eval_docs),
                           train_sequences=len(train), eval_sequences=len(held),
-                          vocab_size=len(self.vocab), seq_length=f.seq_length,
-                          max_predictions_per_seq=f.max_predictions_per_seq,
-                          model_size=None if self.init_checkpoint else f.model_size,
-                          dropout=f.dropout, init_checkpoint=self.init_checkpoint,
+                          vocab_size=len(self.vocab), seq_length=bert.seq_length,
+                          max_predictions_per_seq=bert.max_predictions_per_seq,
+                          model_size=None if self.init_checkpoint else bert.model_size,
+                          dropout=bert.dropout, init_checkpoint=self.init_checkpoint,
                           **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
-    def _prepared_input(self, f, model_dir, is_chief):
-        """Stream the segments of `f.data_dir` (trainers.prepare_pretraining_data)."""
-        eval_split = common_flags.text_eval_split(getattr(f, "eval_split", "validation"))
+    def _prepared_input(self, bert, run, model_dir, is_chief):
+        """Stream the segments of `bert.data_dir` (trainers.prepare_pretraining_data)."""
+        eval_split = bert.eval_split
         self.lowercase = True  # the preparation's tokenizer lowercases, as the trainer's does
         manifest, self.vocab = shards_lib.open_prepared(
-            f.data_dir, layout="mlm", seq_length=f.seq_length, program="bert_pretrain",
-            vocab_file=f.vocab_file, model_dir=model_dir, is_chief=is_chief)
+            bert.data_dir, layout="mlm", seq_length=bert.seq_length, program="bert_pretrain",
+            vocab_file=bert.vocab_file, model_dir=model_dir, is_chief=is_chief)
         self.data = mlm.ShardedMaskedLMData(
-            f.data_dir, manifest, eval_split, self.vocab, f.seed, f.max_predictions_per_seq,
-            f.mask_rate, getattr(f, "shuffle_buffer", 10_000))
-        self.data.check_sizes(f.global_batch_size)
-        self.facts = dict(shards_lib.facts(manifest, f.data_dir, eval_split),
-                          max_predictions_per_seq=f.max_predictions_per_seq,
-                          model_size=f.model_size, dropout=f.dropout, **self.config)
+            bert.data_dir, manifest, eval_split, self.vocab, self.seed, bert.max_predictions_per_seq,
+            bert.mask_rate, bert.shuffle_buffer)
+        self.data.check_sizes(run.global_batch_size)
+        self.facts = dict(shards_lib.facts(manifest, bert.data_dir, eval_split),
+                          max_predictions_per_seq=bert.max_predictions_per_seq,
+                          model_size=bert.model_size, dropout=bert.dropout, **self.config)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def build_model(self):
         if self.init_checkpoint:
             self.model, self.backbone = bert_model.pretrained_masked_lm(
-                self.init_checkpoint, self.f.seq_length)
+                self.init_checkpoint, self.settings.seq_length)
         else:
             self.model, self.backbone = bert_model.build_masked_lm(
-                self.config, len(self.vocab), self.f.seq_length, self.f.dropout)
+                self.config, len(self.vocab), self.settings.seq_length, self.settings.dropout)
         return self.model
 
     def train_dataset(self, input_context, global_batch_size, start_batch):

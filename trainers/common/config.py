@@ -190,14 +190,15 @@ def _flag_type(field):
             bool: flags.DEFINE_bool, list: flags.DEFINE_list}[kind]
 
 
-def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None):
+def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None, only=None):
     """Define a flag per field of `config_cls` (its default: `defaults[name]` when given,
     a program's recipe, else the field's), unless this process already has one of that
     name (another program's definition; the values are read per program, `from_flags`).
-    A field's range becomes an absl validator."""
+    A field's range becomes an absl validator. `only`: just these fields (a program that
+    uses part of a config; the others keep their defaults in `from_flags`)."""
     defaults = defaults or {}
     for field in dataclasses.fields(config_cls):
-        if field.name in flag_values:
+        if field.name in flag_values or (only is not None and field.name not in only):
             continue
         default = defaults.get(field.name, _default(field))
         define = _flag_type(field)

@@ -15,9 +15,9 @@ from trainers.common.errors import TrainerError
 from trainers.common import files
 from trainers.common import config
 from trainers.common import optimizer_registry as registry
+from trainers.common.text.config import EVAL_SPLITS
 
 OPTIMIZERS = registry.NAMES
-EVAL_SPLITS = ("validation", "test")
 
 _DEFINED = False
 

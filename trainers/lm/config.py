@@ -3,8 +3,8 @@
 import dataclasses
 from typing import Optional
 
-from trainers.common.config import Config, option
-from trainers.common.flags import EVAL_SPLITS
+from trainers.common.config import option
+from trainers.common.text.config import TextDataConfig, TransformerSizeConfig
 from trainers.lm.data import TOKENIZERS
 from trainers.lm.model import MODEL_SIZES
 
@@ -13,25 +13,12 @@ _SIZES = ", ".join(f"{k} ({l} layers, width {w}, {h} heads, ffn {i})"
 
 
 @dataclasses.dataclass(frozen=True)
-class LMConfig(Config):
+class LMConfig(TransformerSizeConfig, TextDataConfig):
     """The decoder, the corpus and its windows, and the causal LM's extra measurements."""
     model_size: str = option("tiny", f"Decoder size: {_SIZES}.", choices=tuple(MODEL_SIZES))
-    num_layers: Optional[int] = option(None, "Override the size's layers.", minimum=1)
-    hidden_dim: Optional[int] = option(None, "Override the size's width.", minimum=1)
-    num_heads: Optional[int] = option(None, "Override the size's attention heads.", minimum=1)
-    intermediate_dim: Optional[int] = option(None, "Override the size's feed-forward width.",
-                                             minimum=1)
-    dropout: float = option(0.1, "Dropout rate of the decoder.", minimum=0.0, below=1.0)
-    corpus: str = option("wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-    max_documents: int = option(0, "Use only the first N documents (0: all).", minimum=0)
     eval_fraction: float = option(
         0.2, "Fraction of documents held out, halved into validation and test.", above=0.0,
         below=1.0)
-    eval_split: str = option(
-        "validation", "Held-out documents to evaluate on: validation (choose settings on it) "
-        "or test (report the chosen ones): the corpus' held-out documents halved into the "
-        "two with a fixed seed (the training documents are the same either way).",
-        choices=EVAL_SPLITS)
     tokenizer: str = option(
         "word", "word: the --vocab_size most frequent lowercased words (+ [UNK]); wordpiece: "
         "a learned WordPiece vocabulary.", choices=tuple(TOKENIZERS))
@@ -50,10 +37,3 @@ class LMConfig(Config):
         0, "Also report each evaluation's loss per token-frequency bucket (loss_bucket0 = the "
         "rarest .. loss_bucket<K-1>): the vocabulary ranked by its count among the training "
         "targets, cut into K buckets of equal target mass. 0: off.", minimum=0)
-    data_dir: Optional[str] = option(
-        None, "Read sequences prepared by trainers.prepare_pretraining_data from this "
-        "directory (streamed per host; --corpus, --max_documents, --eval_fraction and "
-        "--vocab_size are then the preparation's).")
-    shuffle_buffer: int = option(
-        10_000, "Examples each input pipeline shuffles in when data is streamed (prepared "
-        "text shards with --data_dir): bounded memory.", minimum=1)

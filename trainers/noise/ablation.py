@@ -99,18 +99,19 @@ def text_triples(task_batches):
 def ablation_measurements(f, strategy):
     """(cells, settings, facts) for Figure 4's four cells."""
     del strategy
-    flags = tasks.bert_flags(f)
-    task = tasks.bert_task(f, flags)
+    experiment = tasks.bert_experiment(f)
+    task = tasks.bert_task(f, experiment)
+    seed, bert = experiment.run.seed, experiment.task
     config, vocab_size = task.config, len(task.vocab)
     text = text_triples(task.train_dataset(None, f.batch_size, 0).take(f.num_batches)).cache()
-    gaussian = gaussian_stream(text, config["hidden_dim"], vocab_size, flags.seed,
+    gaussian = gaussian_stream(text, config["hidden_dim"], vocab_size, seed,
                                f.gaussian_targets)
 
     def build(attention, gaussian_input):
         def model_fn():
-            keras.utils.set_random_seed(flags.seed)
-            return build_ablation_model(vocab_size, flags.seq_length, config, attention,
-                                        gaussian_input, flags.max_predictions_per_seq)
+            keras.utils.set_random_seed(seed)
+            return build_ablation_model(vocab_size, bert.seq_length, config, attention,
+                                        gaussian_input, bert.max_predictions_per_seq)
         return model_fn
 
     cells = []
@@ -120,4 +121,5 @@ def ablation_measurements(f, strategy):
                       gaussian))
     epochs = f.num_batches * f.batch_size / len(task.data.train_segments)
     facts = dict(task.facts, gaussian_targets=f.gaussian_targets, epochs_covered=round(epochs, 3))
-    return cells, tasks.settings_of(flags.values(), tasks.BERT_SETTINGS, "trainers.gradient_noise"), facts
+    return cells, tasks.settings_of(tasks.settings(experiment), tasks.BERT_SETTINGS,
+                                    "trainers.gradient_noise"), facts

@@ -171,20 +171,21 @@ def bert_measurements(f, strategy):
     ``--num_batches`` so both passes see the same masks and order.
     """
     del strategy
-    flags = tasks.bert_flags(f)
+    experiment = tasks.bert_experiment(f)
     selected = selected_checkpoints(f)
     if f.pretrain_dir and not selected and not f.include_init:
         raise TrainerError(f"{f.pretrain_dir}/checkpoints holds no checkpoint and "
                            "--noinclude_init leaves nothing to measure")
     if not f.pretrain_dir and not f.include_init:
         raise TrainerError("--noinclude_init needs --pretrain_dir (nothing else to measure)")
-    task = tasks.bert_task(f, flags)
+    task = tasks.bert_task(f, experiment)
     dataset = task.train_dataset(None, f.batch_size, 0).take(f.num_batches).cache()
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir, epochs_covered=round(
         f.num_batches * f.batch_size / len(task.data.train_segments), 3))
-    cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
+    cells = task_cells(task, experiment.run.seed, selected, f.include_init, dataset, facts)
     program = tasks.BERT_PROGRAMS[0] if f.pretrain_dir else "trainers.gradient_noise"
-    return cells, tasks.settings_of(flags.values(), tasks.BERT_SETTINGS, program), facts
+    return cells, tasks.settings_of(tasks.settings(experiment), tasks.BERT_SETTINGS,
+                                    program), facts
 
 
 # ---------------------------------------------------------------- causal LM
@@ -210,8 +211,8 @@ def lm_measurements(f, strategy):
     if windows is not None:
         facts["epochs_covered"] = round(f.num_batches * f.batch_size / len(windows), 3)
     cells = task_cells(task, experiment.run.seed, selected, f.include_init, dataset, facts)
-    values = dict(experiment.task.to_dict(), seed=experiment.run.seed)
-    return cells, tasks.settings_of(values, tasks.LM_SETTINGS, tasks.LM_PROGRAMS[0]), facts
+    return cells, tasks.settings_of(tasks.settings(experiment), tasks.LM_SETTINGS,
+                                    tasks.LM_PROGRAMS[0]), facts
 
 
 # ---------------------------------------------------------------- ResNet

@@ -11,6 +11,7 @@ are set on top (`MEASUREMENT_OVERRIDES`, `FRESH_IMAGE_SETTINGS`).
 """
 
 
+from trainers.bert.config import BertConfig
 from trainers.bert.task import BertPretrainTask
 from trainers.common import config
 from trainers.common import files
@@ -44,39 +45,58 @@ IMAGE_SETTINGS = ("model", "dataset", "image_size", "num_classes", "seed", "augm
                   "eval_crop_fraction", "label_smoothing", "l2_weight_decay")
 
 
-def bert_flags(f):
-    """The flags `BertPretrainTask` is built from for this measurement.
+def run_experiment(pretrain_dir, programs, task_cls):
+    """The `ExperimentConfig` of the run in `pretrain_dir` (made by one of `programs`; its
+    config.json, typed or the flags of an older run) with the measurement's overrides and
+    the run's own ``vocab.txt`` (a run of another program is one error line)."""
+    program, record = read_run_record(pretrain_dir)
+    if program not in programs:
+        raise TrainerError(f"{pretrain_dir} is a run of {program}; this measurement needs a "
+                           f"run of {' or '.join(programs)}")
+    vocab = files.join(pretrain_dir, "vocab.txt")
+    if not files.exists(vocab):
+        raise TrainerError(f"{pretrain_dir} has no vocab.txt (the run's vocabulary)")
+    return config.ExperimentConfig.from_dict(record, task_cls).replace(
+        task=dict(MEASUREMENT_OVERRIDES, vocab_file=vocab))
+
+
+def bert_experiment(f):
+    """The `ExperimentConfig` `BertPretrainTask` is built from for this measurement.
 
     With ``--pretrain_dir``: the run's config.json, its vocabulary the run's own
-    ``vocab.txt``. Otherwise this program's flags (the shared BERT model and MLM data
-    flags, --seed).
+    ``vocab.txt``. Otherwise this program's flags (the BERT config's model and data
+    fields, --seed).
     """
     if f.pretrain_dir:
-        vocab = files.join(f.pretrain_dir, "vocab.txt")
-        flags = run_flags(f.pretrain_dir, BERT_PROGRAMS, vocab_file=vocab,
-                          **MEASUREMENT_OVERRIDES)
-        if not files.exists(vocab):
-            raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
-        return flags
+        return run_experiment(f.pretrain_dir, BERT_PROGRAMS, BertConfig)
     # global_batch_size only sizes the task's check that each split holds a batch: the
     # measurement reads no held-out batch, and `bert_task` checks the training split.
-    return RunFlags(f.flag_values_dict(), "--model=bert without --pretrain_dir").replace(
-        global_batch_size=1, **MEASUREMENT_OVERRIDES)
+    return config.ExperimentConfig(
+        "trainers.gradient_noise",
+        config.RunConfig(model_dir=f.output_dir, seed=f.seed, global_batch_size=1),
+        config.OptimizerConfig(),
+        config.from_flags(BertConfig, f).replace(**MEASUREMENT_OVERRIDES))
 
 
-def bert_task(f, flags):
-    """`BertPretrainTask` from `bert_flags(f)`: the run's task, or a fresh one.
+def settings(experiment):
+    """{name: value} of an experiment's task settings and its seed (what `settings_of`
+    picks the reported ones from)."""
+    return dict(experiment.task.to_dict(), seed=experiment.run.seed)
+
+
+def bert_task(f, experiment):
+    """`BertPretrainTask` from `bert_experiment(f)`: the run's task, or a fresh one.
 
     A run's directory is only read (``is_chief=False``); a fresh task learns or loads
     its vocabulary as bert_pretrain does and saves it as ``--output_dir/vocab.txt``.
     """
     if f.pretrain_dir:
-        task = BertPretrainTask(flags, f.pretrain_dir, is_chief=False)
+        task = BertPretrainTask(experiment, f.pretrain_dir, is_chief=False)
     else:
         files.makedirs(f.output_dir, "--output_dir")
         # An earlier measurement's vocabulary: not this one's settings.
         files.remove(files.join(f.output_dir, "vocab.txt"))
-        task = BertPretrainTask(flags, f.output_dir, is_chief=True)
+        task = BertPretrainTask(experiment, f.output_dir, is_chief=True)
     if len(task.data.train_segments) < f.batch_size:
         raise TrainerError(f"the training split has {len(task.data.train_segments)} sequences, "
                            f"fewer than one batch (--batch_size={f.batch_size})")
@@ -87,15 +107,7 @@ def lm_task(f):
     """(`ExperimentConfig`, `CausalLMTask`) of the trainers.causal_lm run in
     ``--pretrain_dir``: its config.json (typed, or the flags of an older run) and its
     ``vocab.txt`` (the run's directory is only read)."""
-    vocab = files.join(f.pretrain_dir, "vocab.txt")
-    program, record = read_run_record(f.pretrain_dir)
-    if program not in LM_PROGRAMS:
-        raise TrainerError(f"{f.pretrain_dir} is a run of {program}; this measurement needs a "
-                           f"run of {' or '.join(LM_PROGRAMS)}")
-    experiment = config.ExperimentConfig.from_dict(record, LMConfig).replace(
-        task=dict(MEASUREMENT_OVERRIDES, vocab_file=vocab))
-    if not files.exists(vocab):
-        raise TrainerError(f"{f.pretrain_dir} has no vocab.txt (the run's vocabulary)")
+    experiment = run_experiment(f.pretrain_dir, LM_PROGRAMS, LMConfig)
     return experiment, CausalLMTask(experiment, f.pretrain_dir, is_chief=False)
 
 
