@@ -4,6 +4,8 @@ import ast
 import os
 import re
 
+import pytest
+
 from conftest import REPO
 
 TRAINERS = os.path.join(REPO, "trainers")
@@ -141,3 +143,21 @@ def test_the_name_scan_finds_a_literal_outside_the_measured_settings(tmp_path):
     path.write_text('"""adam in a docstring."""\nDEFAULT = "adam"\n'
                     'class T:\n    optimizer_settings = {"sgd": {"learning_rate": 0.1}}\n')
     assert optimizer_name_literals(str(path), {"adam", "sgd"}) == [(2, "adam")]
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_every_program_imports_with_every_other_in_one_process(order):
+    """Programs define their flags at import (generated from the configs, or their own);
+    all of them in one process (a sweep driver, a notebook, this suite), in either order,
+    must define each name once and parse an empty command line."""
+    import subprocess
+    import sys
+
+    programs = list(PROGRAMS + ("prepare_pretraining_data",))[::order]
+    code = ("import importlib\nfrom absl import flags\n"
+            f"for p in {programs!r}:\n    importlib.import_module('trainers.' + p)\n"
+            "flags.FLAGS(['x'])\nprint('parsed', len(list(flags.FLAGS)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("parsed ")
