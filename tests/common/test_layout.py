@@ -1,4 +1,5 @@
-"""The import rules of docs/architecture.md, checked on the source (no imports run)."""
+"""The import rules of docs/architecture.md, checked on the source (no imports run), and
+that every program imports with every other in one (sub)process."""
 
 import ast
 import os
