@@ -270,6 +270,12 @@ def read_record(path):
                            f"{type(e).__name__}: {e}") from None
     if not isinstance(record, dict):
         raise TrainerError(f"--config={path} is not a config.json (not a JSON object)")
+    return flat_record(record)
+
+
+def flat_record(record):
+    """{name: value} of a config.json's dict: its ``flags`` (every flag of the run), then
+    its typed sections on top. The field names are unique across sections."""
     flat = dict(record.get("flags") or {})
     for section in ("run", "optimizer", "task"):
         flat.update(record.get(section) or {})
@@ -295,11 +301,9 @@ class ExperimentConfig:
         """From `to_dict`'s record, or from a flat ``{name: value}`` of every flag (the
         ``flags`` of a config.json written before the typed configs: the field names are
         the flag names)."""
-        flat = record.get("flags", {})
-        return cls(program=record.get("program", ""),
-                   run=RunConfig.from_dict({**flat, **record.get("run", {})}),
-                   optimizer=OptimizerConfig.from_dict({**flat, **record.get("optimizer", {})}),
-                   task=task_cls.from_dict({**flat, **record.get("task", {})}))
+        flat = flat_record(record)
+        return cls(program=record.get("program", ""), run=RunConfig.from_dict(flat),
+                   optimizer=OptimizerConfig.from_dict(flat), task=task_cls.from_dict(flat))
 
     def replace(self, **sections):
         """The same experiment with sections replaced, or fields of them changed:
@@ -310,9 +314,3 @@ class ExperimentConfig:
                              else value)
         return dataclasses.replace(self, **changes)
 
-
-def experiment_from_flags(program, task_cls, flag_values=flags.FLAGS):
-    """The `ExperimentConfig` of parsed flags: the shared configs and `task_cls`'s."""
-    return ExperimentConfig(program=program, run=from_flags(RunConfig, flag_values),
-                            optimizer=from_flags(OptimizerConfig, flag_values),
-                            task=from_flags(task_cls, flag_values))

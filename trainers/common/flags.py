@@ -10,12 +10,9 @@ import sys
 
 from absl import flags
 
-from trainers.common.errors import TrainerError
-
-from trainers.common import files
 from trainers.common import config
+from trainers.common import files
 from trainers.common import optimizer_registry as registry
-from trainers.common.text.config import EVAL_SPLITS
 
 OPTIMIZERS = registry.NAMES
 
@@ -59,7 +56,7 @@ def define_once(define, name, default, help_text, *args):
 def define_eval_split_flag():
     """--eval_split, one flag for every trainer (a sweep chooses on `validation` and
     reports on `test`). A string, because the image trainer also takes TFDS split
-    names; the text trainers accept only EVAL_SPLITS (`text_eval_split`)."""
+    names (the text trainers' typed configs accept only validation or test)."""
     define_once(flags.DEFINE_string, "eval_split", "validation",
                 "Held-out examples to evaluate on: validation (choose settings on it) or test "
                 "(report the chosen ones). Text trainers: the corpus' held-out documents "
@@ -75,14 +72,6 @@ def define_shuffle_buffer_flag():
     define_once(flags.DEFINE_integer, "shuffle_buffer", 10_000,
                 "Examples each input pipeline shuffles in when data is streamed (prepared "
                 "text shards with --data_dir, TFDS images): bounded memory.")
-
-
-def text_eval_split(value):
-    """--eval_split of a text trainer: validation or test, else one clear error."""
-    if value not in EVAL_SPLITS:
-        raise TrainerError(f"--eval_split={value!r}: a text trainer evaluates on "
-                           f"{' or '.join(EVAL_SPLITS)}")
-    return value
 
 
 def flags_text(flag_values=None):

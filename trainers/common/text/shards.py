@@ -194,19 +194,6 @@ def check_vocabulary(manifest, data_dir, vocab, source):
             "or a fresh --model_dir")
 
 
-def define_flags():
-    """--data_dir and --shuffle_buffer of the text trainers that stream prepared data."""
-    from absl import flags
-
-    from trainers.common.flags import define_once, define_shuffle_buffer_flag
-
-    define_once(flags.DEFINE_string, "data_dir", None,
-                "Read sequences prepared by trainers.prepare_pretraining_data from this "
-                "directory (streamed per host; --corpus, --max_documents, --eval_fraction "
-                "and --vocab_size are then the preparation's).")
-    define_shuffle_buffer_flag()
-
-
 def open_prepared(data_dir, *, layout, seq_length, program, vocab_file, model_dir,
                   is_chief, tokenizer=None):
     """(manifest, vocabulary) of a prepared directory, checked against the trainer's
