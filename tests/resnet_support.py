@@ -22,6 +22,14 @@ def parse_flags(*args):
     return f
 
 
+def experiment(f):
+    """The `ExperimentConfig` of parsed flags, as the runner builds it."""
+    from trainers.common import config
+    from trainers.vision.config import ImageConfig
+
+    return config.experiment_from_flags("trainers.resnet_imagenet", ImageConfig, f)
+
+
 def configs(f):
     """(RunConfig, OptimizerConfig) of parsed flags, as the runner builds them."""
     from trainers.common import config

@@ -13,14 +13,15 @@ are the fields of trainers/common/config.py.
 from absl import flags
 
 from trainers.common import cli
+from trainers.common import config
 from trainers.common import flags as common_flags
 from trainers.common import runner
 from trainers.common.text import shards as shards_lib
-from trainers.lm.flags import define_lm_flags
+from trainers.lm.config import LMConfig
 from trainers.lm.task import CausalLMTask
 
 common_flags.define_common_flags()
-define_lm_flags()
+config.define_flags(LMConfig)
 
 FLAGS = flags.FLAGS
 

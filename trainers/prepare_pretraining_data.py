@@ -24,54 +24,62 @@ sharded TFRecord files + manifest.json, read by ``bert_pretrain --data_dir`` and
 See docs/data.md for the format and how the trainers stream it.
 """
 
+import dataclasses
 import multiprocessing
 import os
 import random
 import time
+from typing import Optional
 
 from absl import flags
 
 from trainers.common import files
 from trainers.common import cli
+from trainers.common import config
 from trainers.common.errors import TrainerError
-from trainers.common.flags import define_once
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 
-# define_once: a process that also imports a trainer (a test) keeps one definition.
-define_once(flags.DEFINE_string, "corpus", "wiki",
-            "wiki (the default excerpt), files:GLOB or tfds:NAME.")
-define_once(flags.DEFINE_integer, "max_documents", 0, "Use only the first N documents (0: all).")
-define_once(flags.DEFINE_float, "eval_fraction", None,
-            "Fraction of documents held out (halved into validation and test); default: the "
-            "reading trainer's (0.1 bert_pretrain, 0.2 causal_lm).")
-define_once(flags.DEFINE_string, "output_dir", None,
-            "Where the shards, vocab.txt and manifest.json go.")
-define_once(flags.DEFINE_enum, "layout", "mlm",
-            "mlm: bert_pretrain's segments; causal_lm: causal_lm's windows.", shards_lib.LAYOUTS)
-define_once(flags.DEFINE_enum, "tokenizer", None,
-            "wordpiece (KerasHub BertTokenizer) or word (causal_lm's word vocabulary); "
-            "default: wordpiece for mlm, word for causal_lm.", ["wordpiece", "word"])
-define_once(flags.DEFINE_string, "vocab_file", None,
-            "Use this vocabulary instead of learning one.")
-define_once(flags.DEFINE_integer, "vocab_size", 8192,
-            "Vocabulary size to learn (with the special tokens).")
-define_once(flags.DEFINE_integer, "vocab_sample_documents", 0,
-            "Learn the vocabulary from this many training documents, a fixed-seed sample "
-            "(0: all training documents, as the trainers do).")
-define_once(flags.DEFINE_integer, "seq_length", 128,
-            "Tokens per sequence (the trainers' --seq_length).")
-define_once(flags.DEFINE_integer, "num_shards", 8,
-            "Shards per split (use a multiple of the reading hosts).")
-define_once(flags.DEFINE_integer, "num_workers", 1,
-            "Worker processes that tokenize and write shards.")
-define_once(flags.DEFINE_string, "shard_index", "",
-            "Only these shard numbers, e.g. 0-63 or 3,7 (default: all): one machine's part "
-            "of the work.")
-define_once(flags.DEFINE_bool, "verify", False,
-            "Check every shard of --output_dir against its recorded sha256 (a bad one's "
-            "record is removed, so a rerun rewrites it) and exit.")
+@dataclasses.dataclass(frozen=True)
+class PreparationConfig(config.Config):
+    """What to prepare, where, and by how many processes (its flags are generated from
+    these fields; a name a trainer in this process defined first keeps that definition)."""
+    corpus: str = config.option("wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
+    max_documents: int = config.option(0, "Use only the first N documents (0: all).",
+                                       minimum=0)
+    eval_fraction: Optional[float] = config.option(
+        None, "Fraction of documents held out (halved into validation and test); default: "
+        "the reading trainer's (0.1 bert_pretrain, 0.2 causal_lm).", above=0.0, below=1.0)
+    output_dir: Optional[str] = config.option(
+        None, "Where the shards, vocab.txt and manifest.json go.", required=True)
+    layout: str = config.option("mlm", "mlm: bert_pretrain's segments; causal_lm: "
+                                "causal_lm's windows.", choices=shards_lib.LAYOUTS)
+    tokenizer: Optional[str] = config.option(
+        None, "wordpiece (KerasHub BertTokenizer) or word (causal_lm's word vocabulary); "
+        "default: wordpiece for mlm, word for causal_lm.", choices=("wordpiece", "word"))
+    vocab_file: Optional[str] = config.option(
+        None, "Use this vocabulary instead of learning one.")
+    vocab_size: int = config.option(8192, "Vocabulary size to learn (with the special "
+                                    "tokens).", minimum=1)
+    vocab_sample_documents: int = config.option(
+        0, "Learn the vocabulary from this many training documents, a fixed-seed sample "
+        "(0: all training documents, as the trainers do).", minimum=0)
+    seq_length: int = config.option(128, "Tokens per sequence (the trainers' --seq_length).",
+                                    minimum=8)
+    num_shards: int = config.option(8, "Shards per split (use a multiple of the reading "
+                                    "hosts).", minimum=1)
+    num_workers: int = config.option(1, "Worker processes that tokenize and write shards.",
+                                     minimum=1)
+    shard_index: str = config.option(
+        "", "Only these shard numbers, e.g. 0-63 or 3,7 (default: all): one machine's part "
+        "of the work.")
+    verify: bool = config.option(
+        False, "Check every shard of --output_dir against its recorded sha256 (a bad one's "
+        "record is removed, so a rerun rewrites it) and exit.")
+
+
+config.define_flags(PreparationConfig)
 
 FLAGS = flags.FLAGS
 SETTING_NAMES = ("corpus", "max_documents", "eval_fraction", "layout", "tokenizer",
@@ -335,9 +343,7 @@ def prepare(output_dir, settings, vocab_file=None, num_workers=1, shard_index=""
 
 def main(argv):
     del argv
-    f = FLAGS
-    if not f.output_dir:
-        raise TrainerError("--output_dir is required")
+    f = config.from_flags(PreparationConfig, FLAGS)
     if f.verify:
         return verify(f.output_dir)
     prepare(f.output_dir, settings_from_flags(f), f.vocab_file, f.num_workers, f.shard_index)

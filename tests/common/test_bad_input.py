@@ -140,7 +140,6 @@ def test_a_shared_flag_out_of_range_fails_while_parsing(args, message, capsys):
 def test_help_lists_the_programs_flags_and_the_shared_ones_it_uses():
     from absl import flags
 
-    cli.adopt_trainer_flags("trainers.squad_finetune")
     text = flags.FLAGS.module_help("trainers.squad_finetune")
     for name in ("doc_stride", "init_checkpoint", "model_dir", "optimizer", "learning_rate",
                  "global_batch_size", "vocab_file"):

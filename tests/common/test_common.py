@@ -315,14 +315,22 @@ def test_config_json_records_the_program_and_its_flags(tmp_path):
 
     from absl import flags
 
+    from trainers.common import config as config_lib
     from trainers.common import flags as common_flags
+    from trainers.common.text.config import TransformerSizeConfig
 
     try:
-        f = _parse(["--optimizer=gclip", "--tau=0.5", "--train_steps=7"])
-        path = common_flags.write_config(str(tmp_path), "trainers.example", f)
+        f = _parse(["--model_dir=x", "--optimizer=gclip", "--tau=0.5", "--train_steps=7"])
+        experiment = config_lib.ExperimentConfig(
+            "trainers.example", config_lib.from_flags(config_lib.RunConfig, f),
+            config_lib.from_flags(config_lib.OptimizerConfig, f),
+            TransformerSizeConfig(num_layers=3))
+        path = common_flags.write_config(str(tmp_path), experiment, f)
         config = json.load(open(path))
     finally:
         flags.FLAGS.unparse_flags()
+    assert config_lib.ExperimentConfig.from_dict(config, TransformerSizeConfig) == experiment
+    assert config["task"]["num_layers"] == 3 and config["flags"]["num_layers"] == 3
     assert config["program"] == "trainers.example"
     assert config["flags"]["optimizer"] == "gclip" and config["flags"]["tau"] == 0.5
     assert config["flags"]["train_steps"] == 7 and config["flags"]["learning_rate"] is None

@@ -14,7 +14,7 @@ TASKS = ("bert", "squad", "vision", "noise", "synthetic", "lm")
 PROGRAMS = ("bert_pretrain", "squad_finetune", "resnet_imagenet", "gradient_noise",
             "heavy_tail_rates", "causal_lm", "sweep")
 # Public contracts a task may use from another: what bert_pretrain exports, and its flags.
-CONTRACTS = ("trainers.bert.model", "trainers.bert.flags")
+CONTRACTS = ("trainers.bert.model",)
 
 
 def imports(path):

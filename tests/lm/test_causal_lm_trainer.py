@@ -195,6 +195,35 @@ def test_a_run_repeats_from_its_config_json(runs, tmp_path):
         config.read_record(str(tmp_path / "bad.json"))
 
 
+
+TRAIN_FROM_PYTHON = """
+import json, sys
+from trainers.common import config, runner
+from trainers.lm.config import LMConfig
+from trainers.lm.task import CausalLMTask
+record = json.load(open(sys.argv[1]))
+experiment = config.ExperimentConfig.from_dict(record, LMConfig).replace(
+    run={"model_dir": sys.argv[2], "export": False})
+summary = runner.train(CausalLMTask, experiment)
+print("sha256", summary["weights_sha256"])
+"""
+
+
+def test_a_run_repeats_as_a_python_call_without_flags(runs, tmp_path):
+    """`runner.train(task_class, ExperimentConfig)`, what a notebook calls (no absl
+    parsing, no flags.txt), is the recorded run: the same weights (sha256)."""
+    dirs, _, _ = runs
+    again = tmp_path / "python"
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_FROM_PYTHON, str(dirs["one"] / "config.json"), str(again)],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.load(open(dirs["one"] / "summary.json"))
+    assert f"sha256 {one['weights_sha256']}" in proc.stdout
+    assert not (again / "flags.txt").exists()
+    assert "flags" not in json.load(open(again / "config.json"))
+
 def test_bad_model_size_is_a_trainer_error():
     from trainers.common.cli import TrainerError
     from trainers.lm.model import model_config

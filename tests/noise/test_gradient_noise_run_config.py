@@ -23,41 +23,69 @@ RUN_FLAGS = ["--num_layers=1", "--hidden_dim=24", "--num_heads=3", "--intermedia
              "--eval_fraction=0.2", "--seed=7", "--dropout=0"]
 
 
-def write_config(model_dir, program="trainers.bert_pretrain", **values):
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.json"), "w") as fh:
+def write_config(run_dir, program="trainers.bert_pretrain", **values):
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as fh:
         json.dump({"program": program, "flags": values}, fh)
 
 
 # ---------------------------------------------------------------- the reader, in-process
-def test_run_flags_are_the_recorded_values_with_the_measurement_overrides(tmp_path):
-    write_config(tmp_path, hidden_dim=24, seq_length=24, num_layers=None, dropout=0.1)
-    f = run_config.run_flags(str(tmp_path), ("trainers.bert_pretrain",), dropout=0.0)
-    assert (f.hidden_dim, f.seq_length, f.num_layers, f.dropout) == (24, 24, None, 0.0)
-    assert getattr(f, "eval_split", "validation") == "validation"  # absl-like getattr default
-    with pytest.raises(TrainerError, match=r"config.json has no value for --vocab_size"):
-        f.vocab_size
+def test_an_older_flags_record_is_read_with_the_measurement_overrides(tmp_path):
+    """A config.json written before the typed configs ({"program", "flags"}): the task
+    config is its values, the fields it lacks their defaults, then the overrides."""
+    from trainers.bert.config import BertConfig
+    from trainers.noise import tasks
+
+    write_config(tmp_path, hidden_dim=24, seq_length=24, num_layers=None, dropout=0.1,
+                 seed=7, global_batch_size=8, model_dir=str(tmp_path))
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    experiment = tasks.text_run_experiment(str(tmp_path), ("trainers.bert_pretrain",),
+                                           BertConfig)
+    task = experiment.task
+    assert (task.hidden_dim, task.seq_length, task.num_layers, task.dropout) == (24, 24, None,
+                                                                               0.0)
+    assert task.vocab_file == str(tmp_path / "vocab.txt")
+    assert task.eval_split == BertConfig().eval_split  # not recorded: the default
+    assert (experiment.run.seed, experiment.run.global_batch_size) == (7, 8)
+
+
+def test_a_typed_record_round_trips(tmp_path):
+    from trainers.common import config
+    from trainers.noise import tasks
+    from trainers.vision.config import ImageConfig
+
+    experiment = config.ExperimentConfig(
+        "trainers.resnet_imagenet", config.RunConfig(model_dir=str(tmp_path), seed=3),
+        config.OptimizerConfig(optimizer="adam", learning_rate=0.01),
+        ImageConfig(model="resnet8", dataset="digits", label_smoothing=0.2))
+    (tmp_path / "config.json").write_text(json.dumps(experiment.to_dict()))
+    assert tasks.run_experiment(str(tmp_path), tasks.IMAGE_PROGRAMS,
+                                ImageConfig) == experiment
 
 
 def test_a_run_without_config_json_is_one_clear_error(tmp_path):
     with pytest.raises(TrainerError) as e:
-        run_config.read_run_config(str(tmp_path))
+        run_config.read_run_record(str(tmp_path))
     message = str(e.value)
     assert message == (f"run {tmp_path} has no config.json; rerun its trainer with this version")
     assert "\n" not in message
 
 
 def test_a_run_of_another_program_is_refused(tmp_path):
+    from trainers.bert.config import BertConfig
+    from trainers.noise import tasks
+
     write_config(tmp_path, program="trainers.resnet_imagenet", model="resnet8")
     with pytest.raises(TrainerError, match="is a run of trainers.resnet_imagenet; this "
                                            "measurement needs a run of trainers.bert_pretrain"):
-        run_config.run_flags(str(tmp_path), ("trainers.bert_pretrain",))
+        tasks.run_experiment(str(tmp_path), ("trainers.bert_pretrain",), BertConfig)
 
 
-def test_a_broken_record_is_one_line(tmp_path):
-    (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(TrainerError, match="is not a run record"):
-        run_config.read_run_config(str(tmp_path))
+@pytest.mark.parametrize("text", ["{not json", '{"program": "x"}', '{"program": "x", "run": 3}'])
+def test_a_broken_record_is_one_line(tmp_path, text):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(TrainerError, match="is not a run record|no settings"):
+        run_config.read_run_record(str(tmp_path))
 
 
 # ---------------------------------------------------------------- end to end

@@ -6,7 +6,7 @@ import collections
 import numpy as np
 import pytest
 
-from resnet_support import COLOURS, make_folder, parse_flags, restore_flag_defaults
+from resnet_support import experiment, COLOURS, make_folder, parse_flags, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.common.errors import TrainerError
 from trainers.vision import sources as image_sources
@@ -51,7 +51,7 @@ def test_the_fold_is_fixed_whatever_the_seed(tmp_path):
     for seed in (0, 1, 7):
         f = parse_flags(f"--model_dir={tmp_path}", "--dataset=digits", "--model=resnet8",
                         f"--seed={seed}")
-        task = vision_task.ImageClassificationTask(f)
+        task = vision_task.ImageClassificationTask(experiment(f))
         folds.append((task.data.eval.table[0], task.data.train.table[0]))
         assert task.facts["eval_split"] == "validation" and task.facts["eval_examples"] == 142
     for fold, train in folds[1:]:

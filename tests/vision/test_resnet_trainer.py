@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from resnet_support import eagerly, parse_flags, plan_and_optimizer, restore_flag_defaults
+from resnet_support import experiment, eagerly, parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.common.errors import TrainerError
 from trainers.vision import task as vision_task
@@ -135,7 +135,7 @@ def test_resnet50_builds_and_takes_a_training_step(tmp_path):
     f = parse_flags(f"--model_dir={tmp_path}", "--dataset=synthetic", "--model=resnet50",
                     "--image_size=32", "--num_classes=10", "--global_batch_size=2",
                     "--train_steps=1")
-    task = vision_task.ImageClassificationTask(f)
+    task = vision_task.ImageClassificationTask(experiment(f))
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model = task.build_model()
@@ -175,7 +175,7 @@ def test_losses_and_top_k_against_references():
 def test_l2_penalty_skips_batch_norm_and_biases(tmp_path):
     f = parse_flags(f"--model_dir={tmp_path}", "--dataset=digits", "--model=resnet20",
                     "--l2_weight_decay=0.01")
-    task = vision_task.ImageClassificationTask(f)
+    task = vision_task.ImageClassificationTask(experiment(f))
     model = task.build_model()
     names = [v.path for v in task.decayed]
     assert len(names) == 22 and all(n.endswith("kernel") for n in names)  # 21 convs + dense

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_support import parse_flags, plan_and_optimizer, restore_flag_defaults
+from resnet_support import experiment, parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.common.loop import StepLoop
 from trainers.vision import models as resnet_models
@@ -26,7 +26,7 @@ def train(strategy, model_dir, sync, initial=None):
                     "--lr_scaling_batch=0", "--lr_schedule=constant", "--warmup_epochs=0",
                     f"--global_batch_size={BATCH}", f"--train_steps={STEPS}", "--augment=none",
                     f"--sync_batch_norm={sync}")
-    task = vision_task.ImageClassificationTask(f)
+    task = vision_task.ImageClassificationTask(experiment(f))
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = task.build_model()

@@ -172,6 +172,14 @@ class OptimizerConfig(Config):
         return {k: getattr(self, k) for k in registry.SETTINGS if getattr(self, k) is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamingConfig(Config):
+    """The setting every task that streams its data shares."""
+    shuffle_buffer: int = option(
+        10_000, "Examples each input pipeline shuffles in when data is streamed (prepared "
+        "text shards with --data_dir, TFDS images): bounded memory.", minimum=1)
+
+
 # (steps field, epochs field): a length given either way; on the command line the one
 # given wins over a recipe's default for the other, and giving both is an error.
 LENGTH_PAIRS = (("train_steps", "train_epochs"), ("warmup_steps", "warmup_epochs"),
@@ -190,28 +198,46 @@ def _flag_type(field):
             bool: flags.DEFINE_bool, list: flags.DEFINE_list}[kind]
 
 
-def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None, only=None):
+def calling_module(depth=2):
+    """The absl module name of the code `depth` frames up: its ``__name__``, or, for the
+    running program's own module (``__main__``), the script path absl files it under."""
+    import sys
+
+    name = sys._getframe(depth).f_globals.get("__name__", "__main__")
+    if name == "__main__":
+        return sys.argv[0] if sys.argv and sys.argv[0] else name
+    return name
+
+
+def define_flags(config_cls, flag_values=flags.FLAGS, defaults=None, only=None, module=None):
     """Define a flag per field of `config_cls` (its default: `defaults[name]` when given,
     a program's recipe, else the field's), unless this process already has one of that
     name (another program's definition; the values are read per program, `from_flags`).
     A field's range becomes an absl validator. `only`: just these fields (a program that
-    uses part of a config; the others keep their defaults in `from_flags`)."""
+    uses part of a config; the others keep their defaults in `from_flags`). Each flag is
+    a key flag of `module` (default: the caller, the program), so its ``--help`` lists it."""
     defaults = defaults or {}
+    module = module or calling_module()
     for field in dataclasses.fields(config_cls):
-        if field.name in flag_values or (only is not None and field.name not in only):
+        if only is not None and field.name not in only:
             continue
-        default = defaults.get(field.name, _default(field))
-        define = _flag_type(field)
-        help_text = field.metadata["help"]
-        if define is flags.DEFINE_enum:
-            define(field.name, default, list(field.metadata["choices"]), help_text,
-                   flag_values=flag_values)
-        else:
-            define(field.name, default, help_text, flag_values=flag_values)
-        if any(field.metadata.get(k) is not None for k in ("minimum", "above", "below")):
-            flags.register_validator(
-                field.name, lambda value, field=field: problem(field, value) is None,
-                message=_range_text(field), flag_values=flag_values)
+        if field.name not in flag_values:
+            _define(field, defaults.get(field.name, _default(field)), flag_values)
+        flag_values.register_key_flag_for_module(module, flag_values[field.name])
+
+
+def _define(field, default, flag_values):
+    define = _flag_type(field)
+    help_text = field.metadata["help"]
+    if define is flags.DEFINE_enum:
+        define(field.name, default, list(field.metadata["choices"]), help_text,
+               flag_values=flag_values)
+    else:
+        define(field.name, default, help_text, flag_values=flag_values)
+    if any(field.metadata.get(k) is not None for k in ("minimum", "above", "below")):
+        flags.register_validator(
+            field.name, lambda value, field=field: problem(field, value) is None,
+            message=_range_text(field), flag_values=flag_values)
 
 
 def _range_text(field):
@@ -254,6 +280,13 @@ def from_flags(config_cls, flag_values=flags.FLAGS, base=None):
         if given(steps) and not given(epochs):
             values[epochs] = [] if isinstance(values[epochs], list) else None
     return config_cls(**values)
+
+
+def experiment_from_flags(program, task_cls, flag_values=flags.FLAGS, base=None):
+    """The `ExperimentConfig` of parsed flags (and `base`, see `from_flags`)."""
+    return ExperimentConfig(program, from_flags(RunConfig, flag_values, base),
+                            from_flags(OptimizerConfig, flag_values, base),
+                            from_flags(task_cls, flag_values, base))
 
 
 def read_record(path):

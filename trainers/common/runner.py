@@ -35,42 +35,6 @@ from trainers.common.task import PredictionEvaluation
 MODES = ("train_and_eval", "train", "eval")
 
 
-# Size flags some tasks define: checked here, before any data is read, when the
-# program has them (None: "the default" for the optional overrides). The shared flags'
-# ranges are the configs' (trainers/common/config.py).
-POSITIVE_FLAGS = ("seq_length", "max_seq_length", "doc_stride", "max_query_length",
-                  "max_predictions_per_seq", "vocab_size", "num_layers", "hidden_dim",
-                  "num_heads", "intermediate_dim", "n_best_size",
-                  "max_answer_length")
-NON_NEGATIVE_FLAGS = ("max_documents", "train_windows", "frequency_buckets",
-                      "generated_train_max", "generated_dev_max")
-
-
-def validate_sizes(f):
-    """One-line errors for a size flag out of its range (e.g. a negative
-    --seq_length would otherwise fail deep inside the data pipeline or the model)."""
-    def value(name):
-        try:
-            return getattr(f, name, None)
-        except Exception:  # noqa: BLE001 - a FlagValues without that flag
-            return None
-
-    for name in POSITIVE_FLAGS:
-        v = value(name)
-        if v is not None and v < 1:
-            raise TrainerError(f"--{name} must be >= 1, got {v}")
-    for name in NON_NEGATIVE_FLAGS:
-        v = value(name)
-        if v is not None and v < 0:
-            raise TrainerError(f"--{name} must be >= 0, got {v}")
-    fraction = value("eval_fraction")
-    if fraction is not None and not 0 < fraction < 1:
-        raise TrainerError(f"--eval_fraction must lie in (0, 1), got {fraction}")
-    dropout = value("dropout")
-    if dropout is not None and not 0 <= dropout < 1:
-        raise TrainerError(f"--dropout must lie in [0, 1), got {dropout}")
-
-
 def next_stop(step, train_steps, steps_per_loop, *periods):
     """The step at which the loop starting at `step` ends: at most `steps_per_loop`
     later, and never past an eval/checkpoint boundary or the last step."""
@@ -133,11 +97,9 @@ def _setup_precision(policy):
 
 @dataclasses.dataclass
 class Session:
-    """What `build` makes and the later steps use: the configs (`run`, `optimizer_config`;
-    `f`, the flags the task reads) and what was built from them."""
-    f: object
-    run: config.RunConfig
-    optimizer_config: config.OptimizerConfig
+    """What `build` makes and the later steps use: the experiment and what was built
+    from it."""
+    experiment: config.ExperimentConfig
     mode: str
     strategy: object
     chief: bool
@@ -153,6 +115,14 @@ class Session:
     reporter: Reporter = None
     restored: str = None
     step: int = 0
+
+    @property
+    def run(self):
+        return self.experiment.run
+
+    @property
+    def optimizer_config(self):
+        return self.experiment.optimizer
 
     @property
     def global_batch_size(self):
@@ -171,10 +141,10 @@ class Progress:
 
 
 # ---------------------------------------------------------------- 1. build
-def build(task_factory, f, run, optimizer_config, mode, task_input=None):
-    """Strategy, seeds, flags.txt/config.json, the task, its model, the optimizer, the
-    step loop and the checkpoint manager. `task_input`: what the task is built from (its
-    `ExperimentConfig` when the task class has a `config_class`; else the flags `f`)."""
+def build(task_class, experiment, mode, flag_values=None):
+    """Strategy, seeds, config.json (and flags.txt, when the run came from flags), the
+    task, its model, the optimizer, the step loop and the checkpoint manager."""
+    run, optimizer_config = experiment.run, experiment.optimizer
     strategy = common_strategy.make_strategy(run.strategy, run.tpu, run.num_devices)
     chief = common_strategy.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
@@ -188,11 +158,11 @@ def build(task_factory, f, run, optimizer_config, mode, task_input=None):
     _setup_precision(run.mixed_precision)
     files.makedirs(run.model_dir)
     if chief:
-        common_flags.write_flags(run.model_dir, f)
-        common_flags.write_config(run.model_dir, program_name(), f, run, optimizer_config,
-                                  getattr(task_input, "task", None))
+        if flag_values is not None:
+            common_flags.write_flags(run.model_dir, flag_values)
+        common_flags.write_config(run.model_dir, experiment, flag_values)
 
-    task = task_factory(f if task_input is None else task_input, run.model_dir, chief)
+    task = task_class(experiment, run.model_dir, chief)
     plan = run_plan.resolve(run, optimizer_config,
                             task.steps_per_epoch(run.global_batch_size))
     with strategy.scope():
@@ -206,8 +176,7 @@ def build(task_factory, f, run, optimizer_config, mode, task_input=None):
     loop = StepLoop(strategy, model, optimizer, task.forward, jit_compile=jit)
     loop.build_optimizer()
     checkpoints = Checkpoints(run.model_dir, model, optimizer, is_chief=chief)
-    return Session(f=f, run=run, optimizer_config=optimizer_config, mode=mode,
-                   strategy=strategy, chief=chief, task=task, plan=plan, model=model,
+    return Session(experiment=experiment, mode=mode, strategy=strategy, chief=chief, task=task, plan=plan, model=model,
                    optimizer=optimizer, schedule=schedule, settings=settings, jit=jit,
                    loop=loop, checkpoints=checkpoints)
 
@@ -395,10 +364,10 @@ def finish(s, progress):
     return summary
 
 
-def show_optimizer_settings(task_factory, optimizer_config):
+def show_optimizer_settings(task_class, optimizer_config):
     """--show_optimizer_settings: one JSON line {"optimizer": ..., <setting>: value}; the
     family's settings are the task class's `optimizer_settings` (nothing is built)."""
-    family = getattr(task_factory, "optimizer_settings", None)
+    family = getattr(task_class, "optimizer_settings", None)
     name = optimizer_config.optimizer
     settings = common_optimizers.used_settings(
         name, common_optimizers.config_settings(optimizer_config, family))
@@ -407,34 +376,24 @@ def show_optimizer_settings(task_factory, optimizer_config):
     return line
 
 
-def run(task_factory, f=None, mode="train_and_eval"):
-    """Train the task the flags describe; returns the summary dict.
+def train(task_class, experiment, mode="train_and_eval", flag_values=None):
+    """Train the task `experiment` (a `config.ExperimentConfig` whose task is a
+    `task_class.config_class`) describes; returns the summary dict. No absl needed: a
+    notebook or another program builds the config and calls this.
 
-    `task_factory(flags, model_dir, is_chief)` builds the `Task` (it may read
-    or write files in model_dir, e.g. a vocabulary) once the strategy exists.
-    `mode`: ``train_and_eval`` (evaluate at step 0, every `eval_every` and at
-    the end), ``train`` (no evaluation) or ``eval`` (evaluate the latest
-    checkpoint of model_dir once; no training, no checkpoint, no export).
+    `task_class(experiment, model_dir, is_chief)` builds the `Task` (it may read or write
+    files in model_dir, e.g. a vocabulary) once the strategy exists. `mode`:
+    ``train_and_eval`` (evaluate at step 0, every `eval_every` and at the end), ``train``
+    (no evaluation) or ``eval`` (evaluate the latest checkpoint of model_dir once; no
+    training, no checkpoint, no export). `flag_values`: the parsed flags the experiment
+    came from (`run`), recorded as flags.txt.
     """
     if mode not in MODES:
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    f = f or common_flags.flags.FLAGS
-    base = config.read_record(f.config) if f.config else None  # --config: a run's record
-    optimizer_config = config.from_flags(config.OptimizerConfig, f, base)
-    if f.show_optimizer_settings:
-        return show_optimizer_settings(task_factory, optimizer_config)
-    run_config = config.from_flags(config.RunConfig, f, base)
-    task_input = None
-    task_config = getattr(task_factory, "config_class", None)
-    if task_config is not None:  # a task on a typed config (the causal LM so far)
-        task_input = config.ExperimentConfig(program_name(), run_config, optimizer_config,
-                                             config.from_flags(task_config, f, base))
-    else:
-        if f.config:
-            raise TrainerError(f"--config: {program_name()}'s task reads its flags, not a "
-                               "typed config yet; repeat its run with --flagfile=<run>/flags.txt")
-        validate_sizes(f)
-    session = restore(build(task_factory, f, run_config, optimizer_config, mode, task_input))
+    if not isinstance(experiment.task, task_class.config_class):
+        raise TrainerError(f"{task_class.__name__} needs a {task_class.config_class.__name__}, "
+                           f"got {type(experiment.task).__name__}")
+    session = restore(build(task_class, experiment, mode, flag_values))
     with PreemptionWatch(session.strategy) as watch:
         try:
             progress = train_and_evaluate(session, watch)
@@ -445,3 +404,15 @@ def run(task_factory, f=None, mode="train_and_eval"):
                 raise
             raise known from e
     return finish(session, progress)
+
+
+def run(task_class, f=None, mode="train_and_eval"):
+    """`train` the experiment the parsed flags `f` describe (with ``--config``: that run's
+    config.json, the flags given on the command line on top); returns the summary dict
+    (or, with ``--show_optimizer_settings``, the settings line)."""
+    f = f or common_flags.flags.FLAGS
+    base = config.read_record(f.config) if f.config else None  # --config: a run's record
+    experiment = config.experiment_from_flags(program_name(), task_class.config_class, f, base)
+    if f.show_optimizer_settings:
+        return show_optimizer_settings(task_class, experiment.optimizer)
+    return train(task_class, experiment, mode, f)

@@ -34,6 +34,7 @@ from trainers.noise import ablation
 from trainers.noise import groups as groups_lib
 from trainers.noise import objective
 from trainers.noise import tasks
+from trainers.vision.task import ImageClassificationTask
 
 MODELS = ("bert", "attention_ablation", "resnet", "causal_lm")
 
@@ -243,16 +244,18 @@ def resnet_measurements(f, strategy):
     --image_model, --dataset, --image_size and --seed (`tasks.FRESH_IMAGE_SETTINGS`).
     """
     del strategy
-    flags = tasks.image_flags(f)
+    experiment = tasks.image_experiment(f)
     selected = selected_checkpoints(f)
     if not selected and not f.include_init:
         raise TrainerError("--noinclude_init leaves nothing to measure")
-    task = tasks.image_task(flags)
-    dataset = image_stream(task, f.num_batches, f.batch_size, flags.seed)
+    task = ImageClassificationTask(experiment)
+    seed = experiment.run.seed
+    dataset = image_stream(task, f.num_batches, f.batch_size, seed)
     facts = dict(task.facts, pretrain_dir=f.pretrain_dir)
-    cells = task_cells(task, flags.seed, selected, f.include_init, dataset, facts)
+    cells = task_cells(task, seed, selected, f.include_init, dataset, facts)
     program = tasks.IMAGE_PROGRAMS[0] if f.pretrain_dir else "trainers.gradient_noise"
-    return cells, tasks.settings_of(flags.values(), tasks.IMAGE_SETTINGS, program), facts
+    return cells, tasks.settings_of(tasks.settings(experiment), tasks.IMAGE_SETTINGS,
+                                    program), facts
 
 
 # ---------------------------------------------------------------- outputs

@@ -1,8 +1,8 @@
 """The trainers' own tasks, built for a measurement exactly as the trainer builds them.
 
 Settings flow: a run's ``config.json`` (or, for a fresh model, this program's
-flags, defined by the same `trainers.bert.flags` functions as bert_pretrain's)
--> a flags object -> `BertPretrainTask` / `CausalLMTask` /
+flags, generated from the same task configs as the trainers')
+-> an `ExperimentConfig` -> `BertPretrainTask` / `CausalLMTask` /
 `ImageClassificationTask`, the classes `trainers.bert_pretrain`,
 `trainers.causal_lm` and `trainers.resnet_imagenet` run. Model,
 vocabulary, corpus split, segments, masking and seed therefore come from the
@@ -18,7 +18,8 @@ from trainers.common import files
 from trainers.common.errors import TrainerError
 from trainers.lm.task import CausalLMTask
 from trainers.lm.config import LMConfig
-from trainers.noise.run_config import RunFlags, read_run_record, run_flags
+from trainers.noise.run_config import read_run_record
+from trainers.vision.config import ImageConfig
 from trainers.vision.task import ImageClassificationTask
 
 BERT_PROGRAMS = ("trainers.bert_pretrain",)
@@ -28,12 +29,10 @@ LM_PROGRAMS = ("trainers.causal_lm",)
 MEASUREMENT_OVERRIDES = {"dropout": 0.0}
 #: A fresh ResNet (no --pretrain_dir) on --dataset with --image_model, --image_size
 #: and --seed: the plain cross-entropy of the images as stored (no augmentation, no
-#: crop, no label smoothing, no L2 term), the data's own classes and TFDS splits.
-FRESH_IMAGE_SETTINGS = dict(
-    num_classes=0, tfds_data_dir=None, tfds_manual_dir=None, train_split="train",
-    eval_split="validation", augment="none", eval_crop_fraction=1.0, shuffle_buffer=10_000,
-    label_smoothing=0.0, l2_weight_decay=0.0, validation_fraction=0.1, per_host_reads=True,
-    sync_batch_norm=False, jit_compile=False)
+#: crop, no label smoothing, no L2 term); the other `ImageConfig` fields keep their
+#: defaults (the data's own classes and TFDS splits).
+FRESH_IMAGE_SETTINGS = dict(augment="none", eval_crop_fraction=1.0, label_smoothing=0.0,
+                            l2_weight_decay=0.0)
 #: The BERT flags reported as the measurement's settings (names only; values from the run).
 BERT_SETTINGS = ("model_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
                  "corpus", "max_documents", "eval_fraction", "vocab_size", "seq_length",
@@ -47,16 +46,22 @@ IMAGE_SETTINGS = ("model", "dataset", "image_size", "num_classes", "seed", "augm
 
 def run_experiment(pretrain_dir, programs, task_cls):
     """The `ExperimentConfig` of the run in `pretrain_dir` (made by one of `programs`; its
-    config.json, typed or the flags of an older run) with the measurement's overrides and
-    the run's own ``vocab.txt`` (a run of another program is one error line)."""
+    config.json, typed or the flags of an older run; a run of another program is one
+    error line)."""
     program, record = read_run_record(pretrain_dir)
     if program not in programs:
         raise TrainerError(f"{pretrain_dir} is a run of {program}; this measurement needs a "
                            f"run of {' or '.join(programs)}")
+    return config.ExperimentConfig.from_dict(record, task_cls)
+
+
+def text_run_experiment(pretrain_dir, programs, task_cls):
+    """`run_experiment` of a text task's run, with the measurement's overrides and the
+    run's own ``vocab.txt``."""
     vocab = files.join(pretrain_dir, "vocab.txt")
     if not files.exists(vocab):
         raise TrainerError(f"{pretrain_dir} has no vocab.txt (the run's vocabulary)")
-    return config.ExperimentConfig.from_dict(record, task_cls).replace(
+    return run_experiment(pretrain_dir, programs, task_cls).replace(
         task=dict(MEASUREMENT_OVERRIDES, vocab_file=vocab))
 
 
@@ -68,7 +73,7 @@ def bert_experiment(f):
     fields, --seed).
     """
     if f.pretrain_dir:
-        return run_experiment(f.pretrain_dir, BERT_PROGRAMS, BertConfig)
+        return text_run_experiment(f.pretrain_dir, BERT_PROGRAMS, BertConfig)
     # global_batch_size only sizes the task's check that each split holds a batch: the
     # measurement reads no held-out batch, and `bert_task` checks the training split.
     return config.ExperimentConfig(
@@ -107,24 +112,22 @@ def lm_task(f):
     """(`ExperimentConfig`, `CausalLMTask`) of the trainers.causal_lm run in
     ``--pretrain_dir``: its config.json (typed, or the flags of an older run) and its
     ``vocab.txt`` (the run's directory is only read)."""
-    experiment = run_experiment(f.pretrain_dir, LM_PROGRAMS, LMConfig)
+    experiment = text_run_experiment(f.pretrain_dir, LM_PROGRAMS, LMConfig)
     return experiment, CausalLMTask(experiment, f.pretrain_dir, is_chief=False)
 
 
-def image_flags(f):
-    """The flags `ImageClassificationTask` is built from: the resnet_imagenet run's
-    config.json with ``--pretrain_dir``, else --image_model, --dataset, --image_size
-    and --seed with `FRESH_IMAGE_SETTINGS`."""
+def image_experiment(f):
+    """The `ExperimentConfig` `ImageClassificationTask` is built from: the resnet_imagenet
+    run's config.json with ``--pretrain_dir``, else --image_model, --dataset,
+    --image_size and --seed with `FRESH_IMAGE_SETTINGS`."""
     if f.pretrain_dir:
-        return run_flags(f.pretrain_dir, IMAGE_PROGRAMS)
-    return RunFlags(dict(FRESH_IMAGE_SETTINGS, model=f.image_model, dataset=f.dataset,
-                         image_size=f.image_size, seed=f.seed),
-                    "--model=resnet without --pretrain_dir")
-
-
-def image_task(flags):
-    """`ImageClassificationTask` from `image_flags(f)`."""
-    return ImageClassificationTask(flags)
+        return run_experiment(f.pretrain_dir, IMAGE_PROGRAMS, ImageConfig)
+    return config.ExperimentConfig(
+        "trainers.gradient_noise",
+        config.RunConfig(model_dir=f.output_dir, seed=f.seed, jit_compile=False),
+        config.OptimizerConfig(),
+        ImageConfig(model=f.image_model, dataset=f.dataset, image_size=f.image_size,
+                    **FRESH_IMAGE_SETTINGS))
 
 
 def settings_of(values, names, program):

@@ -15,10 +15,11 @@ from trainers.squad import features as squad_features
 from trainers.squad import metrics as squad_metrics
 from trainers.squad import model as squad_model
 from trainers.squad import postprocess as squad_postprocess
+from trainers.squad.config import SquadConfig
 
 
-def load_sets(f, model_dir, is_chief):
-    """(train SquadSet, predict SquadSet, data description)."""
+def load_sets(f, seed, model_dir, is_chief):
+    """(train SquadSet, predict SquadSet, data description) of a `SquadConfig` `f`."""
     if f.tfds:
         if f.train_file or f.predict_file:
             raise cli.TrainerError("pass either --tfds or --train_file/--predict_file")
@@ -40,7 +41,7 @@ def load_sets(f, model_dir, is_chief):
                 squad_lib.load_squad_file(paths[1], strict=True), description)
     print("data: GENERATING a cloze QA task from the held-out Wikipedia articles of "
           f"--corpus={f.corpus} (a generated task on real text, NOT SQuAD)", flush=True)
-    sets = cloze.generated_sets(f.corpus, f.eval_fraction, seed=f.seed,
+    sets = cloze.generated_sets(f.corpus, f.eval_fraction, seed=seed,
                                 max_train=f.generated_train_max, max_dev=f.generated_dev_max,
                                 per_paragraph=f.generated_per_paragraph,
                                 max_context_chars=f.generated_context_chars,
@@ -68,12 +69,16 @@ class SquadTask(Task, PredictionEvaluation):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "windows"
 
-    def __init__(self, f, model_dir, is_chief):
-        self.f, self.model_dir, self.is_chief = f, model_dir, is_chief
-        for name in ("n_best_size", "max_answer_length"):
-            if getattr(f, name) < 1:
-                raise cli.TrainerError(f"--{name} must be >= 1, got {getattr(f, name)}")
-        self.train_set, self.dev_set, description = load_sets(f, model_dir, is_chief)
+    config_class = SquadConfig
+
+    def __init__(self, experiment, model_dir, is_chief):
+        """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is a
+        `SquadConfig` (the task reads its own settings, the run's seed and batch)."""
+        f = self.settings = experiment.task
+        self.seed = experiment.run.seed
+        self.model_dir, self.is_chief = model_dir, is_chief
+        self.train_set, self.dev_set, description = load_sets(f, self.seed, model_dir,
+                                                              is_chief)
         if self.train_set.skipped:
             print("warning: " + self.train_set.skipped_line(), flush=True)
         if f.init_checkpoint:  # a bert_pretrain run, a preset directory or a preset handle
@@ -94,9 +99,10 @@ class SquadTask(Task, PredictionEvaluation):
         if self.train.skipped:
             print(f"warning: skipped {len(self.train.skipped)} training question(s) whose "
                   f"answer covers no token: {self.train.skipped[:5]}", flush=True)
-        if len(self.train) < f.global_batch_size:
+        batch = experiment.run.global_batch_size
+        if len(self.train) < batch:
             raise cli.TrainerError(f"the training set makes {len(self.train)} windows, fewer "
-                                   f"than --global_batch_size={f.global_batch_size}")
+                                   f"than --global_batch_size={batch}")
         self.gold = self.dev_set.gold_answers()
         self.facts = dict(
             data=description, train_questions=len(self.train_set.examples),
@@ -111,7 +117,7 @@ class SquadTask(Task, PredictionEvaluation):
     def build_model(self):
         import keras_hub
 
-        f = self.f
+        f = self.settings
         if f.init_checkpoint:
             backbone = bert_model.load_backbone(f.init_checkpoint)
         else:
@@ -144,7 +150,7 @@ class SquadTask(Task, PredictionEvaluation):
         arrays = {k: tf.constant(v) for k, v in self._arrays(self.train).items()}
         n = len(self.train)
         ds = (tf.data.Dataset.range(n)
-              .shuffle(n, seed=self.f.seed, reshuffle_each_iteration=True)
+              .shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
               .repeat()
               .skip(start_batch * global_batch_size)
               .map(lambda i: {k: tf.gather(v, i) for k, v in arrays.items()}))
@@ -187,15 +193,15 @@ class SquadTask(Task, PredictionEvaluation):
         n = len(self.dev)
         index = outputs["feature_index"]
         keep = index >= 0
-        start = np.zeros([n, self.f.max_seq_length], np.float32)
+        start = np.zeros([n, self.settings.max_seq_length], np.float32)
         end = np.zeros_like(start)
         start[index[keep]] = outputs["start_logits"][keep]
         end[index[keep]] = outputs["end_logits"][keep]
         if len(set(index[keep].tolist())) != n:
             raise RuntimeError(f"the prediction pass covered {keep.sum()} of {n} windows")
         predictions, nbest = squad_postprocess.postprocess(
-            self.dev_set.examples, self.dev, start, end, self.f.n_best_size,
-            self.f.max_answer_length)
+            self.dev_set.examples, self.dev, start, end, self.settings.n_best_size,
+            self.settings.max_answer_length)
         if self.is_chief:
             squad_lib.write_json(predictions, files.join(self.model_dir, "predictions.json"))
             squad_lib.write_json(nbest, files.join(self.model_dir, "nbest_predictions.json"))

@@ -7,6 +7,7 @@ from trainers.common.task import Task
 from trainers.vision import models as resnet_models
 from trainers.vision import pipelines as images
 from trainers.vision import sources as image_sources
+from trainers.vision.config import ImageConfig
 
 
 # Batch-norm scales/offsets and biases get no weight decay (Keras paths end in these).
@@ -17,38 +18,38 @@ class ImageClassificationTask(Task):
     weight_decay_exclude = WEIGHT_DECAY_EXCLUDE
     example_name = "images"
 
-    def __init__(self, f, model_dir=None, is_chief=True):
+    config_class = ImageConfig
+
+    def __init__(self, experiment, model_dir=None, is_chief=True):
+        """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is an
+        `ImageConfig` (the task reads its own settings, the run's seed and jit_compile)."""
         del model_dir, is_chief
-        self.f = f
-        if not 0 <= f.label_smoothing < 1:
-            raise cli.TrainerError(f"--label_smoothing must lie in [0, 1), got {f.label_smoothing}")
-        if f.l2_weight_decay < 0:
-            raise cli.TrainerError(f"--l2_weight_decay must be >= 0, got {f.l2_weight_decay}")
-        if f.num_classes < 0:
-            raise cli.TrainerError(f"--num_classes must be >= 0, got {f.num_classes}")
+        c = self.settings = experiment.task
+        self.seed, self.jit_compile = experiment.run.seed, experiment.run.jit_compile
         self.data, self.image_size = image_sources.load_for_model(
-            f.model, f.dataset, f.image_size, f.num_classes, f.seed,
-            tfds_data_dir=f.tfds_data_dir, tfds_manual_dir=f.tfds_manual_dir,
-            train_split=f.train_split, eval_split=f.eval_split,
-            validation_fraction=f.validation_fraction)
-        self.num_classes = f.num_classes or self.data.num_classes
+            c.model, c.dataset, c.image_size, c.num_classes, self.seed,
+            tfds_data_dir=c.tfds_data_dir, tfds_manual_dir=c.tfds_manual_dir,
+            train_split=c.train_split, eval_split=c.eval_split,
+            validation_fraction=c.validation_fraction)
+        self.num_classes = c.num_classes or self.data.num_classes
         if self.num_classes < self.data.num_classes:
-            raise cli.TrainerError(f"--num_classes={f.num_classes} but {f.dataset} has "
+            raise cli.TrainerError(f"--num_classes={c.num_classes} but {c.dataset} has "
                                    f"{self.data.num_classes} classes")
         self.pipelines = images.ImagePipelines(
-            self.data, self.image_size, f.augment, f.seed, f.eval_crop_fraction,
-            f.shuffle_buffer, f.per_host_reads)
-        self.facts = dict(self.data.facts(), model=f.model, image_size=self.image_size,
+            self.data, self.image_size, c.augment, self.seed, c.eval_crop_fraction,
+            c.shuffle_buffer, c.per_host_reads)
+        self.facts = dict(self.data.facts(), model=c.model, image_size=self.image_size,
                           model_classes=self.num_classes, augment=self.pipelines.augment,
-                          label_smoothing=f.label_smoothing, l2_weight_decay=f.l2_weight_decay,
-                          sync_batch_norm=f.sync_batch_norm)
+                          label_smoothing=c.label_smoothing, l2_weight_decay=c.l2_weight_decay,
+                          sync_batch_norm=c.sync_batch_norm)
         print("data: " + ", ".join(f"{k} {v}" for k, v in self.facts.items()), flush=True)
 
     def build_model(self):
-        if self.f.sync_batch_norm:
-            check_sync_batch_norm(self.f.jit_compile)
-        model = resnet_models.build(self.f.model, self.image_size, self.data.channels,
-                                    self.num_classes, self.f.sync_batch_norm)
+        c = self.settings
+        if c.sync_batch_norm:
+            check_sync_batch_norm(self.jit_compile)
+        model = resnet_models.build(c.model, self.image_size, self.data.channels,
+                                    self.num_classes, c.sync_batch_norm)
         excluded = {id(v) for v in common_optimizers.excluded_variables(
             model.trainable_variables, self.weight_decay_exclude)}
         self.decayed = [v for v in model.trainable_variables if id(v) not in excluded]
@@ -70,11 +71,12 @@ class ImageClassificationTask(Task):
     def l2_penalty(self):
         import tensorflow as tf
 
-        if not self.f.l2_weight_decay or not self.decayed:
+        l2 = self.settings.l2_weight_decay
+        if not l2 or not self.decayed:
             return tf.constant(0.0)
         squares = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
                             for v in self.decayed])
-        return 0.5 * self.f.l2_weight_decay * squares
+        return 0.5 * l2 * squares
 
     def forward(self, model, batch, training):
         import tensorflow as tf
@@ -83,7 +85,7 @@ class ImageClassificationTask(Task):
         labels = batch["label"]
         weights = batch["weight"]
         total = tf.reduce_sum(weights)
-        ce = classification_losses(logits, labels, self.f.label_smoothing)
+        ce = classification_losses(logits, labels, self.settings.label_smoothing)
         ranks = top_rank(logits, labels)
         ce_sum = tf.reduce_sum(ce * weights)
         # total * penalty: the loop divides by the global batch's total weight, so

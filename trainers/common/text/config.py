@@ -5,7 +5,7 @@ field (another default, the sizes its model module has)."""
 import dataclasses
 from typing import Optional
 
-from trainers.common.config import Config, option
+from trainers.common.config import Config, StreamingConfig, option
 
 EVAL_SPLITS = ("validation", "test")
 
@@ -23,7 +23,7 @@ class TransformerSizeConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextDataConfig(Config):
+class TextDataConfig(StreamingConfig):
     """A corpus (in memory, or prepared shards), its held-out split and vocabulary."""
     corpus: str = option("wiki", "wiki (the default excerpt), files:GLOB or tfds:NAME.")
     max_documents: int = option(0, "Use only the first N documents (0: all).", minimum=0)
@@ -43,6 +43,3 @@ class TextDataConfig(Config):
         None, "Read sequences prepared by trainers.prepare_pretraining_data from this "
         "directory (streamed per host; --corpus, --max_documents, --eval_fraction and "
         "--vocab_size are then the preparation's).")
-    shuffle_buffer: int = option(
-        10_000, "Examples each input pipeline shuffles in when data is streamed (prepared "
-        "text shards with --data_dir): bounded memory.", minimum=1)
