@@ -21,12 +21,7 @@ from trainers.common import runner
 from trainers.vision.config import ImageConfig
 from trainers.vision.task import ImageClassificationTask
 
-# Model Garden's ImageNet ResNet-50 recipe as the common flags' defaults (sgd's own
-# defaults are momentum 0.9 and lr 0.1, scaled here by global_batch_size / 256).
-RECIPE = dict(
-    optimizer="sgd", global_batch_size=256, lr_scaling_batch=256, lr_schedule="step",
-    train_epochs=90, warmup_epochs=5, lr_decay_epochs=["30", "60", "80"], lr_decay_rate=0.1,
-    steps_per_loop=100, eval_every=5000, checkpoint_every=5000)
+RECIPE = ImageClassificationTask.run_defaults
 common_flags.define_common_flags(**RECIPE)
 config.define_flags(ImageConfig)
 

@@ -20,8 +20,7 @@ from trainers.common import runner
 from trainers.squad.config import SquadConfig
 from trainers.squad.task import SquadTask
 
-common_flags.define_common_flags(global_batch_size=32, train_steps=2000, eval_every=0,
-                                 checkpoint_every=500)
+common_flags.define_common_flags(**SquadTask.run_defaults)
 flags.DEFINE_enum("mode", "train_and_eval", runner.MODES,
                   "train_and_eval, train (no evaluation) or eval (the latest checkpoint).")
 config.define_flags(SquadConfig)

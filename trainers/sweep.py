@@ -48,7 +48,8 @@ from trainers.common import files
 from trainers.common import optimizer_registry as registry
 from trainers.common import sweep as sweep_lib
 from trainers.common import sweep_report
-from trainers.common.reporting import format_duration, read_metrics
+from trainers.common import trials as trials_lib
+from trainers.common.reporting import format_duration
 
 # Flags the sweep sets for each trial; --trainer_flags may not set them.
 CONTROLLED = ("model_dir", "optimizer", "learning_rate", "tau", "seed", "eval_split",
@@ -56,7 +57,7 @@ CONTROLLED = ("model_dir", "optimizer", "learning_rate", "tau", "seed", "eval_sp
 # Programs whose held-out loss is a token cross-entropy (perplexity = exp(loss)).
 LM_PROGRAMS = ("causal_lm", "bert_pretrain")
 DIVERGED_FILE = "diverged.json"  # in a run dir: the trainer exited on a non-finite value
-NON_FINITE = re.compile(r"\b(nan|inf|infinity|non-?finite)\b", re.IGNORECASE)
+NON_FINITE = sweep_lib.NON_FINITE
 
 
 def define_flags(fv=flags.FLAGS):
@@ -264,8 +265,8 @@ class SubprocessRunner:
         self.command = list(command)
         self.model_dir = model_dir
         self.trainer_args = list(trainer_args)
-        self.keys = {"held_out": f"eval_{metric}", "fixed_train": f"fixed_train_{metric}"}
-        self.key = self.keys[objective]
+        self.metric, self.objective = metric, objective
+        self.key = trials_lib.metric_keys(metric)[objective]
         self.calls = 0
 
     def run_dir(self, trial):
@@ -289,20 +290,7 @@ class SubprocessRunner:
 
     def _read(self, trial, run_dir):
         """Curve, clip fraction and train loss of the run's files."""
-        records = (read_metrics(run_dir)
-                   if files.exists(files.join(run_dir, "metrics.jsonl")) else [])
-        if records and not any(self.key in r for r in records):
-            hint = ("set --fixed_train_examples in --trainer_flags"
-                    if self.key.startswith("fixed_train_") else "check --metric")
-            raise cli.TrainerError(f"no {self.key} in {run_dir}/metrics.jsonl ({hint})")
-        curves = {name: [[r["step"], r[key]] for r in records if key in r]
-                  for name, key in self.keys.items()}
-        clips = [r["clip_fraction"] for r in records if "clip_fraction" in r]
-        summary = self._summary(run_dir) or {}
-        return dict(curve=[[r["step"], r[self.key]] for r in records if self.key in r],
-                    held_out_curve=curves["held_out"], fixed_train_curve=curves["fixed_train"],
-                    clip_fraction=clips[-1] if clips else None,
-                    train_loss=(summary.get("train") or {}).get("loss"))
+        return trials_lib.read_curves(run_dir, self.metric, self.objective)
 
     def load(self, trial):
         """The raw result of a finished run (summary.json at the trial's step, or the

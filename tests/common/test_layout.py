@@ -107,7 +107,7 @@ def test_the_file_scan_catches_each_kind_of_call():
 def optimizer_name_literals(path, names):
     """(line, name) of every string constant in `path` that is an optimizer's name, left
     out: docstrings and the values assigned to `optimizer_settings` (a task's measured
-    settings) or `RECIPE` (a program's published recipe)."""
+    settings) or `RECIPE` / `run_defaults` (a program's published recipe)."""
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
     skip = set()
     for node in ast.walk(tree):
@@ -115,7 +115,7 @@ def optimizer_name_literals(path, names):
                 isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
             skip.add(id(node.body[0].value))
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id in ("optimizer_settings", "RECIPE")
+                isinstance(t, ast.Name) and t.id in ("optimizer_settings", "RECIPE", "run_defaults")
                 for t in node.targets):
             skip.update(id(n) for n in ast.walk(node.value))
     return [(node.lineno, node.value) for node in ast.walk(tree)

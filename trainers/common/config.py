@@ -289,6 +289,22 @@ def experiment_from_flags(program, task_cls, flag_values=flags.FLAGS, base=None)
                             from_flags(task_cls, flag_values, base))
 
 
+def experiment_from_args(program, task_class, argv):
+    """The `ExperimentConfig` a program's command line `argv` (a list of ``--name=value``)
+    describes, parsed into flags of its own (not absl's global FLAGS), so that one process
+    can build many runs' configs: the shared flags with the task class's `run_defaults`
+    (its program's recipe), and the task's `config_class`. A bad flag is one error line."""
+    flag_values = flags.FlagValues()
+    defaults = getattr(task_class, "run_defaults", {})
+    for cls in (RunConfig, OptimizerConfig, task_class.config_class):
+        define_flags(cls, flag_values, defaults=defaults, module=program)
+    try:
+        flag_values([program, *argv])
+    except flags.Error as e:
+        raise TrainerError(f"{program}: {e}") from None
+    return experiment_from_flags(program, task_class.config_class, flag_values)
+
+
 def read_record(path):
     """{name: value} of a config.json (`ExperimentConfig.to_dict`'s sections, or an older
     run's ``flags``), flat: the field names are the flag names."""
@@ -337,6 +353,19 @@ class ExperimentConfig:
         flat = flat_record(record)
         return cls(program=record.get("program", ""), run=RunConfig.from_dict(flat),
                    optimizer=OptimizerConfig.from_dict(flat), task=task_cls.from_dict(flat))
+
+    def with_values(self, **values):
+        """The same experiment with fields changed by name, wherever they live
+        (``with_values(learning_rate=0.1, seed=1, eval_split="test")``: the field names
+        are unique across sections, as the flags are); an unknown name is one error line."""
+        sections = {}
+        for name, value in values.items():
+            owner = next((s for s in ("run", "optimizer", "task") if name in
+                          {f.name for f in dataclasses.fields(getattr(self, s))}), None)
+            if owner is None:
+                raise TrainerError(f"{self.program} has no setting --{name}")
+            sections.setdefault(owner, {})[name] = value
+        return self.replace(**sections)
 
     def replace(self, **sections):
         """The same experiment with sections replaced, or fields of them changed:

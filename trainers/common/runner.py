@@ -115,6 +115,7 @@ class Session:
     reporter: Reporter = None
     restored: str = None
     step: int = 0
+    on_evaluation: object = None  # called with each evaluation's record (a sweep's pruner)
 
     @property
     def run(self):
@@ -127,6 +128,12 @@ class Session:
     @property
     def global_batch_size(self):
         return self.run.global_batch_size
+
+    def close(self):
+        """Close the run's files (a run that ends early by an exception)."""
+        if self.reporter is not None:
+            self.reporter.close()
+        self.checkpoints.close()
 
 
 @dataclasses.dataclass
@@ -227,6 +234,8 @@ def evaluate(s, eval_data, eval_steps, step, train_metrics, fixed_train=None):
     if clip is not None and step > 0:
         record["clip_fraction"] = clip
     s.reporter.evaluation(record)
+    if s.on_evaluation is not None:
+        s.on_evaluation(record)
     return record
 
 
@@ -376,7 +385,8 @@ def show_optimizer_settings(task_class, optimizer_config):
     return line
 
 
-def train(task_class, experiment, mode="train_and_eval", flag_values=None):
+def train(task_class, experiment, mode="train_and_eval", flag_values=None,
+          on_evaluation=None):
     """Train the task `experiment` (a `config.ExperimentConfig` whose task is a
     `task_class.config_class`) describes; returns the summary dict. No absl needed: a
     notebook or another program builds the config and calls this.
@@ -386,7 +396,9 @@ def train(task_class, experiment, mode="train_and_eval", flag_values=None):
     ``train_and_eval`` (evaluate at step 0, every `eval_every` and at the end), ``train``
     (no evaluation) or ``eval`` (evaluate the latest checkpoint of model_dir once; no
     training, no checkpoint, no export). `flag_values`: the parsed flags the experiment
-    came from (`run`), recorded as flags.txt.
+    came from (`run`), recorded as flags.txt. `on_evaluation(record)`: called after each
+    evaluation with its metrics.jsonl record; an exception it raises (a sweep's pruner
+    stopping the trial) ends the run, its files closed, and propagates.
     """
     if mode not in MODES:
         raise TrainerError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -394,15 +406,20 @@ def train(task_class, experiment, mode="train_and_eval", flag_values=None):
         raise TrainerError(f"{task_class.__name__} needs a {task_class.config_class.__name__}, "
                            f"got {type(experiment.task).__name__}")
     session = restore(build(task_class, experiment, mode, flag_values))
+    session.on_evaluation = on_evaluation
     with PreemptionWatch(session.strategy) as watch:
         try:
             progress = train_and_evaluate(session, watch)
         except tf.errors.OpError as e:
+            session.close()
             known = (unreadable_file(e)
                      or lost_worker(session.strategy, e, session.checkpoints.latest()))
             if known is None:
                 raise
             raise known from e
+        except BaseException:
+            session.close()
+            raise
     return finish(session, progress)
 
 
@@ -412,7 +429,8 @@ def run(task_class, f=None, mode="train_and_eval"):
     (or, with ``--show_optimizer_settings``, the settings line)."""
     f = f or common_flags.flags.FLAGS
     base = config.read_record(f.config) if f.config else None  # --config: a run's record
+    if f.show_optimizer_settings:  # the optimizer's section alone (no --model_dir needed)
+        return show_optimizer_settings(task_class,
+                                       config.from_flags(config.OptimizerConfig, f, base))
     experiment = config.experiment_from_flags(program_name(), task_class.config_class, f, base)
-    if f.show_optimizer_settings:
-        return show_optimizer_settings(task_class, experiment.optimizer)
     return train(task_class, experiment, mode, f)

@@ -47,12 +47,15 @@ an earlier results.json) or reported finished by `runner.load` is not run again.
 
 import dataclasses
 import math
+import re
 import time
 
 import numpy as np
 
 from trainers.common import optimizer_registry as registry
 
+# A trainer's error that says a value was not finite: the run diverged (not a failure).
+NON_FINITE = re.compile(r"\b(nan|inf|infinity|non-?finite)\b", re.IGNORECASE)
 SPLIT_SELECT = "validation"
 SPLIT_FINAL = "test"
 OBJECTIVES = ("held_out", "fixed_train")

@@ -26,6 +26,11 @@ class Task(abc.ABC):
     #: sweep's choices, docs/evidence.md), used where the flag is not set; an
     #: optimizer absent here keeps the table's defaults (trainers.common.optimizers).
     optimizer_settings = {}
+    #: The task's typed config (a `config.Config` dataclass; its fields make the flags).
+    config_class = None
+    #: {field: value}: the shared settings' defaults for this task (its program's recipe,
+    #: e.g. Model Garden's ResNet-50 schedule), under the flags given and a --config.
+    run_defaults = {}
 
     @abc.abstractmethod
     def build_model(self):

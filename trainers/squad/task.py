@@ -70,6 +70,8 @@ class SquadTask(Task, PredictionEvaluation):
     example_name = "windows"
 
     config_class = SquadConfig
+    run_defaults = dict(global_batch_size=32, train_steps=2000, eval_every=0,
+                        checkpoint_every=500)  # the shared settings' defaults for SQuAD
 
     def __init__(self, experiment, model_dir, is_chief):
         """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is a

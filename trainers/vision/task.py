@@ -19,6 +19,12 @@ class ImageClassificationTask(Task):
     example_name = "images"
 
     config_class = ImageConfig
+    # Model Garden's ImageNet ResNet-50 recipe as the shared settings' defaults (sgd's own
+    # defaults are momentum 0.9 and lr 0.1, scaled here by global_batch_size / 256).
+    run_defaults = dict(
+        optimizer="sgd", global_batch_size=256, lr_scaling_batch=256, lr_schedule="step",
+        train_epochs=90, warmup_epochs=5, lr_decay_epochs=["30", "60", "80"],
+        lr_decay_rate=0.1, steps_per_loop=100, eval_every=5000, checkpoint_every=5000)
 
     def __init__(self, experiment, model_dir=None, is_chief=True):
         """`experiment`: a `trainers.common.config.ExperimentConfig` whose task is an

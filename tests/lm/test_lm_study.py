@@ -1,0 +1,72 @@
+"""A real tiny causal-LM sweep on Optuna, its trials in this process (issue 21): two
+optimizers x two rates, each trial `runner.train` on the base experiment with its values,
+its evaluations reported to the study as they happen."""
+
+import json
+import math
+
+import pytest
+
+from trainers.common import config
+from trainers.common import study
+from trainers.common.trials import InProcessTrials
+from trainers.lm.task import CausalLMTask
+
+STEPS = 8
+BASE = ["--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--intermediate_dim=32",
+        "--seq_length=16", "--global_batch_size=8", "--steps_per_loop=4", "--eval_every=4",
+        "--eval_batches=2", "--fixed_train_examples=16", "--vocab_size=200", "--dropout=0",
+        "--checkpoint_every=0", "--noexport", "--strategy=one_device",
+        "--lr_schedule=linear_decay", f"--train_steps={STEPS}"]
+GRIDS = {"sgd": [0.25, 0.5], "adam": [2e-3, 4e-3]}
+
+
+def test_a_tiny_lm_sweep_runs_in_process_on_a_study(tmp_path, small_corpus):
+    base = config.experiment_from_args(
+        "trainers.causal_lm", CausalLMTask,
+        [f"--model_dir={tmp_path}/base", f"--corpus={small_corpus}", *BASE])
+    assert base.task.hidden_dim == 16 and base.run.train_steps == STEPS
+    trials = InProcessTrials(CausalLMTask, base, str(tmp_path / "trials"), objective="fixed_train")
+    reported = []
+    for name, grid in GRIDS.items():
+        def train(settings, report, name=name):
+            def traced(step, value):
+                reported.append((name, settings["learning_rate"], step, value))
+                report(step, value)
+            return trials.run(f"{name}/lr{settings['learning_rate']:g}",
+                              dict(settings, optimizer=name), traced)
+
+        result = study.run_grid(study.open_study(name, model_dir=str(tmp_path)), grid, train,
+                                budget=STEPS, max_extensions=0)
+        records = result["records"]
+        assert [r["learning_rate"] for r in records] == grid
+        for r in records:
+            assert r["state"] == "COMPLETE" and not r["diverged"]
+            assert [s for s, _ in r["curve"]] == [0, 4, STEPS]
+            assert [s for s, _ in r["held_out_curve"]] == [0, 4, STEPS]
+            assert r["final_loss"] == r["curve"][-1][1] < r["curve"][0][1]  # it trained
+            # The run on disk is the trial: its settings and its fixed-train curve.
+            run_dir = tmp_path / "trials" / name / f"lr{r['learning_rate']:g}"
+            recorded = json.loads((run_dir / "config.json").read_text())
+            assert recorded["optimizer"]["optimizer"] == name
+            assert recorded["optimizer"]["learning_rate"] == r["learning_rate"]
+            assert recorded["task"]["hidden_dim"] == 16
+            metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text()
+                       .splitlines()]
+            assert [[m["step"], m["fixed_train_loss"]] for m in metrics] == r["curve"]
+        best = min(records, key=lambda r: r["score"])
+        assert result["best"] == best["learning_rate"]
+    # Every evaluation reached the study as it happened (what a pruner reads).
+    assert len(reported) == 4 * 3 and all(math.isfinite(v) for *_, v in reported)
+    assert trials.calls == 4
+
+
+def test_a_bad_trainer_setting_is_one_line():
+    with pytest.raises(config.TrainerError, match="trainers.causal_lm: .*no_such_flag"):
+        config.experiment_from_args("trainers.causal_lm", CausalLMTask,
+                                    ["--model_dir=x", "--no_such_flag=1"])
+    base = config.experiment_from_args("trainers.causal_lm", CausalLMTask, ["--model_dir=x"])
+    with pytest.raises(config.TrainerError, match="has no setting --no_such_setting"):
+        base.with_values(no_such_setting=1)
+    assert base.with_values(learning_rate=0.5, seed=3, eval_split="test") == base.replace(
+        optimizer={"learning_rate": 0.5}, run={"seed": 3}, task={"eval_split": "test"})
