@@ -7,34 +7,30 @@ import numpy as np
 
 
 def parse_flags(*args):
-    """Reset absl's FLAGS and parse the ResNet trainer's flags from `args`, with the
-    trainer's recipe as the common flags' defaults (as on its command line, even when
-    another trainer defined the common flags first in this process)."""
+    """absl's FLAGS parsed from a fresh ResNet trainer command line (`args`)."""
     from absl import flags
 
-    from trainers.resnet_imagenet import RECIPE
+    from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 
     f = flags.FLAGS
     f.unparse_flags()
-    for name, value in RECIPE.items():
-        f.set_default(name, value)
     f(["resnet_imagenet", *args])
     return f
 
 
 def experiment(f):
-    """The `ExperimentConfig` of parsed flags, as the runner builds it."""
+    """The `ExperimentConfig` of parsed flags, as the runner builds it (the task's
+    recipe under the flags given)."""
     from trainers.common import config
-    from trainers.vision.config import ImageConfig
+    from trainers.vision.task import ImageClassificationTask
 
-    return config.experiment_from_flags("trainers.resnet_imagenet", ImageConfig, f)
+    return config.experiment_from_flags("trainers.resnet_imagenet", ImageClassificationTask, f)
 
 
 def configs(f):
     """(RunConfig, OptimizerConfig) of parsed flags, as the runner builds them."""
-    from trainers.common import config
-
-    return config.from_flags(config.RunConfig, f), config.from_flags(config.OptimizerConfig, f)
+    e = experiment(f)
+    return e.run, e.optimizer
 
 
 def plan_and_optimizer(f, task, variables=()):
@@ -49,18 +45,11 @@ def plan_and_optimizer(f, task, variables=()):
 
 
 def restore_flag_defaults():
-    """Generator fixture body: put the common flags' defaults back after a test, so that
-    another trainer's tests in the same process still see their own defaults."""
+    """Generator fixture body: leave absl's FLAGS unparsed after a test."""
     from absl import flags
 
-    from trainers.resnet_imagenet import RECIPE
-
-    f = flags.FLAGS
-    saved = {name: f[name].default for name in RECIPE}
     yield
-    f.unparse_flags()
-    for name, value in saved.items():
-        f.set_default(name, value)
+    flags.FLAGS.unparse_flags()
 
 
 def write_png(path, array):

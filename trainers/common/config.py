@@ -254,11 +254,14 @@ def _default(field):
 
 
 def from_flags(config_cls, flag_values=flags.FLAGS, base=None):
-    """`config_cls` from parsed flags: a flag given on the command line, else `base`'s
-    value ({name: value}, e.g. a config.json's, `--config`), else the flag's default (a
-    field without a flag in this process: the field's default). Of a steps/epochs pair
-    (`LENGTH_PAIRS`), the one given on the command line replaces the other's default (a
-    program's recipe may default to epochs); both given is one error line."""
+    """`config_cls` from parsed flags: a flag given on the command line (or in a
+    --flagfile), else `base`'s value ({name: value}: a program's recipe, then a
+    config.json's on top, `--config`), else the field's default. A flag's own default
+    only shows in --help: in a process that imports several programs, the first one to
+    define a shared flag sets its default, so values not given never come from it. Of a
+    steps/epochs pair (`LENGTH_PAIRS`), the one given on the command line replaces the
+    other's default (a program's recipe may default to epochs); both given is one error
+    line."""
     base = base or {}
 
     def given(name):
@@ -267,10 +270,8 @@ def from_flags(config_cls, flag_values=flags.FLAGS, base=None):
     values = {}
     for field in dataclasses.fields(config_cls):
         name = field.name
-        if given(name) or (name in flag_values and name not in base):
-            values[name] = flag_values[name].value
-        else:
-            values[name] = base.get(name, _default(field))
+        values[name] = (flag_values[name].value if given(name)
+                        else base.get(name, _default(field)))
     for steps, epochs in LENGTH_PAIRS:
         if steps not in values or epochs not in values:
             continue
@@ -282,11 +283,14 @@ def from_flags(config_cls, flag_values=flags.FLAGS, base=None):
     return config_cls(**values)
 
 
-def experiment_from_flags(program, task_cls, flag_values=flags.FLAGS, base=None):
-    """The `ExperimentConfig` of parsed flags (and `base`, see `from_flags`)."""
+def experiment_from_flags(program, task_class, flag_values=flags.FLAGS, record=None):
+    """The `ExperimentConfig` of parsed flags for `task_class` (its `config_class`): the
+    flags given, over `record` ({name: value}, a config.json's: `--config`), over the
+    task's `run_defaults` (its program's recipe), over the fields' defaults."""
+    base = dict(getattr(task_class, "run_defaults", {}), **(record or {}))
     return ExperimentConfig(program, from_flags(RunConfig, flag_values, base),
                             from_flags(OptimizerConfig, flag_values, base),
-                            from_flags(task_cls, flag_values, base))
+                            from_flags(task_class.config_class, flag_values, base))
 
 
 def experiment_from_args(program, task_class, argv):
@@ -302,7 +306,7 @@ def experiment_from_args(program, task_class, argv):
         flag_values([program, *argv])
     except flags.Error as e:
         raise TrainerError(f"{program}: {e}") from None
-    return experiment_from_flags(program, task_class.config_class, flag_values)
+    return experiment_from_flags(program, task_class, flag_values)
 
 
 def read_record(path):

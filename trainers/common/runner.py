@@ -430,7 +430,8 @@ def run(task_class, f=None, mode="train_and_eval"):
     f = f or common_flags.flags.FLAGS
     base = config.read_record(f.config) if f.config else None  # --config: a run's record
     if f.show_optimizer_settings:  # the optimizer's section alone (no --model_dir needed)
+        base = dict(task_class.run_defaults, **(base or {}))
         return show_optimizer_settings(task_class,
                                        config.from_flags(config.OptimizerConfig, f, base))
-    experiment = config.experiment_from_flags(program_name(), task_class.config_class, f, base)
+    experiment = config.experiment_from_flags(program_name(), task_class, f, base)
     return train(task_class, experiment, mode, f)
