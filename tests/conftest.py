@@ -117,15 +117,30 @@ def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, ch
     return proc
 
 
+PORT_BLOCK = 400  # ports per pytest-xdist worker, below Linux's ephemeral range (32768-)
+_next_port = [0]
+
+
 def free_ports(n):
-    """`n` TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG workers)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    """`n` TCP ports on 127.0.0.1, free when drawn (for TF_CONFIG workers), that no other
+    test process hands out: each pytest-xdist worker (gw0, gw1, ...) draws from its own
+    block of `PORT_BLOCK` ports from 20000 on, in turn, skipping any in use; the kernel
+    gives ports of this range to no one who does not ask for them by number."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    first = 20000 + PORT_BLOCK * int(worker[2:] or 0)
+    ports = []
+    for _ in range(PORT_BLOCK):
+        port = first + _next_port[0] % PORT_BLOCK
+        _next_port[0] += 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (by a test's worker still shutting down, or anyone)
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports in {first}-{first + PORT_BLOCK - 1}")
 
 
 def model_weights(model_dir):
