@@ -20,6 +20,7 @@ TRAINER_LIBRARIES = {
     "tensorboard": "tensorboard",
     "matplotlib": "matplotlib",
     "sklearn": "scikit-learn",
+    "optuna": "optuna",
 }
 
 PROGRAMS = (

@@ -122,6 +122,16 @@ def test_the_test_extra_holds_the_trainers_and_plots_extras():
     assert {"pytest", "jax"} <= {_name(r) for r in test}
 
 
+def test_a_script_can_name_every_library_of_the_trainers_extra():
+    """`_console.TRAINER_LIBRARIES` (import name -> distribution) covers the [trainers]
+    extra, so a light install's script names whichever of them is missing."""
+    from acclip_tf import _console
+
+    extras = _config()["options.extras_require"]
+    trainers = set(_requirements(extras["trainers"]))
+    assert trainers <= set(_console.TRAINER_LIBRARIES.values()), trainers
+
+
 def test_keras_and_tensorflow_are_not_capped_below_the_next_major():
     requires = _config()["options"]["install_requires"]
     assert re.search(r"^\s*keras>=3\.15,<4\s*$", requires, re.M), requires

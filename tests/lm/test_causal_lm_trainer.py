@@ -197,12 +197,11 @@ def test_a_run_repeats_from_its_config_json(runs, tmp_path):
 
 
 TRAIN_FROM_PYTHON = """
-import json, sys
+import sys
 from trainers.common import config, runner
 from trainers.lm.config import LMConfig
 from trainers.lm.task import CausalLMTask
-record = json.load(open(sys.argv[1]))
-experiment = config.ExperimentConfig.from_dict(record, LMConfig).replace(
+experiment = config.ExperimentConfig.from_json(sys.argv[1], LMConfig).replace(
     run={"model_dir": sys.argv[2], "export": False})
 summary = runner.train(CausalLMTask, experiment)
 print("sha256", summary["weights_sha256"])

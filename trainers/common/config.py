@@ -358,6 +358,15 @@ class ExperimentConfig:
         return cls(program=record.get("program", ""), run=RunConfig.from_dict(flat),
                    optimizer=OptimizerConfig.from_dict(flat), task=task_cls.from_dict(flat))
 
+    @classmethod
+    def from_json(cls, path, task_cls):
+        """A run's config.json (`from_dict` of its record; local, gs://, ram://, ...)."""
+        import json
+
+        from trainers.common import files
+
+        return cls.from_dict(json.loads(files.read_text(path)), task_cls)
+
     def with_values(self, **values):
         """The same experiment with fields changed by name, wherever they live
         (``with_values(learning_rate=0.1, seed=1, eval_split="test")``: the field names
