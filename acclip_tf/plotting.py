@@ -54,12 +54,16 @@ __all__ = [
 
 
 def _check_path(path):
+    """`path` as a string (a local path or any filesystem TensorFlow knows: gs://, ram://),
+    its folder made."""
+    import tensorflow as tf
+
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"`path` must end with .png; received {path!r}.")
-    directory = os.path.dirname(path)
+    directory = path.rsplit("/", 1)[0] if "/" in path else ""
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        tf.io.gfile.makedirs(directory)
     return path
 
 
@@ -70,9 +74,17 @@ def _check_samples(samples, name):
 
 
 def _save(fig, path):
+    """Write the figure as PNG through tf.io.gfile (so gs:// and ram:// paths work)."""
+    import io
+
+    import tensorflow as tf
+
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    with tf.io.gfile.GFile(path, "wb") as out:
+        out.write(png.getvalue())
     return path
 
 
