@@ -17,7 +17,7 @@ BASE = ["--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--intermediate_di
         "--seq_length=16", "--global_batch_size=8", "--steps_per_loop=4", "--eval_every=4",
         "--eval_batches=2", "--fixed_train_examples=16", "--vocab_size=200", "--dropout=0",
         "--checkpoint_every=0", "--noexport", "--strategy=one_device",
-        "--lr_schedule=linear_decay", f"--train_steps={STEPS}"]
+        "--lr_schedule=linear_decay", "--deterministic", f"--train_steps={STEPS}"]
 GRIDS = {"sgd": [0.25, 0.5], "adam": [2e-3, 4e-3]}
 
 
@@ -59,6 +59,11 @@ def test_a_tiny_lm_sweep_runs_in_process_on_a_study(tmp_path, small_corpus):
     # Every evaluation reached the study as it happened (what a pruner reads).
     assert len(reported) == 4 * 3 and all(math.isfinite(v) for *_, v in reported)
     assert trials.calls == 4
+    # --deterministic held for each trial only: the process is as before (Keras refuses
+    # jit_compile under op determinism, which broke a later test in the same process).
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
 
 
 def test_a_bad_trainer_setting_is_one_line():

@@ -405,6 +405,20 @@ def train(task_class, experiment, mode="train_and_eval", flag_values=None,
     if not isinstance(experiment.task, task_class.config_class):
         raise TrainerError(f"{task_class.__name__} needs a {task_class.config_class.__name__}, "
                            f"got {type(experiment.task).__name__}")
+    # --deterministic is process-wide TF state: put it back after the run, so a later run
+    # or model in this process (a sweep's next in-process trial, a notebook's Keras
+    # fit(jit_compile=True), which Keras refuses under op determinism) is unaffected.
+    from tensorflow.python.framework import config as tf_config  # public API: enable only
+
+    deterministic_before = tf_config.is_op_determinism_enabled()
+    try:
+        return _train(task_class, experiment, mode, flag_values, on_evaluation)
+    finally:
+        if not deterministic_before:
+            tf_config.disable_op_determinism()
+
+
+def _train(task_class, experiment, mode, flag_values, on_evaluation):
     session = restore(build(task_class, experiment, mode, flag_values))
     session.on_evaluation = on_evaluation
     with PreemptionWatch(session.strategy) as watch:
