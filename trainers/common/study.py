@@ -40,6 +40,7 @@ pruner stops the trial. Every trial trains the full budget's schedule; pruning o
 early.
 """
 
+import dataclasses
 import math
 import time
 import warnings
@@ -385,3 +386,88 @@ def steps_saved(study, budget):
                 full_steps=full, run_steps=run, saved_steps=full - run,
                 saved_fraction=(full - run) / full if full else 0.0)
 
+
+STAGE_PARAMS = {"lr": "learning_rate", "tau": "tau", "final": "seed"}  # what a stage searches
+
+
+def study_name(trial, param):
+    """The study of one search: the optimizer, the setting searched and every fixed one
+    (`trial`, a sweep.Trial, holds them; its `param` is ignored), and the split."""
+    fixed = dict(learning_rate=trial.learning_rate, tau=trial.tau, seed=trial.seed,
+                 **dict(trial.options))
+    return (f"{trial.optimizer}: {param} at " + ", ".join(
+        f"{k}={v:g}" for k, v in fixed.items() if k != param and v is not None)
+        + f" ({trial.split})")
+
+
+class Searches:
+    """sweep.Comparison's `search` and `seeds` as studies, one per search (`study_name`),
+    the screens with `pruner`, the seeds never pruned. `open_study(name, pruner)` opens a
+    study of the sweep's storage; `run_trial(trial, report)` trains one sweep.Trial and
+    returns the trainer's raw result; `on_trial(record)` gets the trial record of each
+    trial this worker ran."""
+
+    def __init__(self, config, open_study, run_trial, pruner=None, on_trial=None):
+        self.config, self.open_study, self.run_trial = config, open_study, run_trial
+        self.pruner = pruner or optuna.pruners.NopPruner()
+        self.on_trial = on_trial
+        self.screens = {}  # name -> the study of a screen search (for the steps saved)
+
+    def _study(self, base, param):
+        name = study_name(base, param)
+        if param == "seed":
+            return self.open_study(name, optuna.pruners.NopPruner())
+        self.screens[name] = self.open_study(name, self.pruner)
+        return self.screens[name]
+
+    def _engine_args(self, base, param, stage):
+        """run_grid's / run_points' train and on_trial for the trials of `base` x `param`."""
+        def train(settings, report):
+            return self.run_trial(dataclasses.replace(base, **settings), report)
+
+        def done(result):
+            self.on_trial(self._record(base, param, stage, result))
+
+        return dict(train=train, on_trial=done if self.on_trial else None,
+                    budget=self.config.train_steps, param=param,
+                    margin=self.config.divergence_margin)
+
+    def _record(self, base, param, stage, result):
+        return sweep.trial_record(dataclasses.replace(base, **{param: result[param]}), stage,
+                                  result)
+
+    def search(self, optimizer, options, stage, fixed, param, grid, can_extend=None,
+               known=()):
+        base = sweep.Trial(optimizer, fixed.get("learning_rate"), fixed.get("tau"), 0,
+                           sweep.SPLIT_SELECT, self.config.train_steps, options)
+        study = self._study(base, param)
+        for result in known:
+            add_finished(study, param, result)
+        found = run_grid(study, grid, max_extensions=self.config.max_extensions,
+                         can_extend=can_extend, **self._engine_args(base, param, stage))
+        return dict(found, records=[self._record(base, param, stage, r)
+                                    for r in found["records"]])
+
+    def seeds(self, optimizer, selection):
+        base = sweep.Trial(optimizer, selection["learning_rate"], selection["tau"], 0,
+                           sweep.SPLIT_FINAL, self.config.train_steps,
+                           sweep.as_options(selection.get("options")))
+        found = run_points(self._study(base, "seed"), range(self.config.seeds),
+                           **self._engine_args(base, "seed", "final"))
+        return [self._record(base, "seed", "final", r) for r in found["records"]]
+
+    def add(self, records):
+        """Trial records of a results.json (a sweep of the same settings run elsewhere)
+        added to their studies as finished trials: they are not run again."""
+        for r in records:
+            param = STAGE_PARAMS[r["stage"]]
+            add_finished(self._study(sweep.trial_from_dict(r), param), param, r)
+
+    def pruning(self):
+        """`steps_saved` over the screens' studies (the seeds are never pruned)."""
+        saved = [steps_saved(s, self.config.train_steps) for s in self.screens.values()]
+        total = {k: sum(s[k] for s in saved) for k in ("trials", "pruned", "full_steps",
+                                                       "run_steps", "saved_steps")}
+        total["saved_fraction"] = (total["saved_steps"] / total["full_steps"]
+                                   if total["full_steps"] else 0.0)
+        return total
