@@ -346,7 +346,7 @@ def check_meta(study, meta, where):
 
 def import_results(searches, path, meta):
     """Add the trials of the results.json `path` to the studies when it is a sweep of the
-    same settings; returns how many (0 and a note when it is not)."""
+    same settings (those of this budget); returns how many (0 and a note when it is not)."""
     doc = sweep_report.load_results(path)
     old = dict({"objective": "held_out"}, **doc.get("meta", {}))  # older sweeps: held_out
     differs = [key for key in META_KEYS if old.get(key) != meta[key]]
@@ -354,8 +354,7 @@ def import_results(searches, path, meta):
         print(f"note: {path} is a sweep with other {', '.join(differs)}: its trials are not "
               "used", flush=True)
         return 0
-    searches.add(doc.get("trials", []))
-    return len(doc.get("trials", []))
+    return searches.add(doc.get("trials", []))
 
 
 def progress_line(record, done, planned, seconds, metric):
@@ -434,7 +433,7 @@ def run_sweep(f, command=None):
                   + "".join(f" | arm {dict(o)}" for o in cfg.arms(name) if o))
         return None
     files.makedirs(f.model_dir)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say it
     storage = study_lib.make_storage(f.storage, f.model_dir)
 
     def open_study(name, study_pruner):

@@ -240,7 +240,9 @@ def test_a_rerun_runs_nothing_and_a_results_json_seeds_a_fresh_study(run, tmp_pa
     path = tmp_path / "results.json"
     sweep_report.write_results(str(path), state, meta(cfg))
     previous = sweep_report.load_results(str(path))["trials"]
-    seeded, calls3 = run(cfg, fn, records=previous)
+    # An older sweep's truncated screen (another budget) is not one of this sweep's trials.
+    truncated = dict(previous[0], steps=50, curve=[[0, 6.0], [50, 0.5]], final_loss=0.5)
+    seeded, calls3 = run(cfg, fn, records=[truncated] + previous)
     assert calls3 == []
     assert as_json(seeded["selections"]) == as_json(state["selections"])
     assert as_json(seeded["finals"]) == as_json(state["finals"])

@@ -458,10 +458,14 @@ class Searches:
 
     def add(self, records):
         """Trial records of a results.json (a sweep of the same settings run elsewhere)
-        added to their studies as finished trials: they are not run again."""
+        added to their studies as finished trials: they are not run again. A record of
+        another budget (an older sweep's truncated screen) is not this sweep's trial.
+        Returns how many were added."""
+        records = [r for r in records if r["steps"] == self.config.train_steps]
         for r in records:
             param = STAGE_PARAMS[r["stage"]]
             add_finished(self._study(sweep.trial_from_dict(r), param), param, r)
+        return len(records)
 
     def pruning(self):
         """`steps_saved` over the screens' studies (the seeds are never pruned)."""
