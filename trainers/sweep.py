@@ -278,12 +278,11 @@ def task_class(program):
 def family_settings(task, base, optimizers):
     """{optimizer: (learning rate, tau or None)}: what the trainer runs for each optimizer
     when the sweep sets neither (the task class's family settings, then the flags)."""
-    from trainers.common import optimizers as common_optimizers
+    from trainers.common.optimizers import run_settings
 
     out = {}
     for name in optimizers:
-        settings = common_optimizers.used_settings(name, common_optimizers.config_settings(
-            base.optimizer.replace(optimizer=name), task.optimizer_settings))
+        settings = run_settings(base.optimizer.replace(optimizer=name), task.optimizer_settings)
         out[name] = (float(settings["learning_rate"]),
                      settings.get("tau") if name in sweep_lib.TAU_GRIDS else None)
     return out
