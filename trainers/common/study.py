@@ -34,7 +34,7 @@ a study, so two optimizers, arms or stages in one study would prune each other.
 
 A trainer is ``train(settings, report) -> curve`` (``[[step, value], ...]``, the
 objective's curve) or a dict with ``curve`` and other fields (``exit_code``, ``message``,
-``clip_fraction``, ...: the raw result of sweep.py's runners, kept as user attributes);
+``clip_fraction``, ...: the raw result of trials.py's runners, kept as user attributes);
 ``report(step, value)`` records one evaluation and raises ``optuna.TrialPruned`` when the
 pruner stops the trial. Every trial trains the full budget's schedule; pruning only ends it
 early.

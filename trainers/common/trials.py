@@ -117,7 +117,6 @@ class SubprocessTrials:
         self.trainer_args = list(trainer_args)
         self.metric, self.objective, self.poll_seconds = metric, objective, poll_seconds
         self.key = metric_keys(metric)[objective]
-        self.calls = 0
 
     def run_dir(self, name):
         return files.join(self.model_dir, name)
@@ -151,7 +150,6 @@ class SubprocessTrials:
     def run(self, name, values, report=None):
         """Run the trial `name` with `values`; the raw result (see the module's docstring).
         A trainer that fails for another reason than a non-finite value is a TrainerError."""
-        self.calls += 1
         run_dir = self.run_dir(name)
         files.makedirs(run_dir, "a trial's directory")
         before = read_curves(run_dir, self.metric, self.objective)["curve"]
