@@ -344,9 +344,7 @@ def _run(study, decide, distribution, train, budget, param, margin, on_trial,
 
 
 # The trainer's fields a finished trial keeps (user attributes), also when it is copied.
-RESULT_FIELDS = ("curve", "held_out_curve", "fixed_train_curve", "exit_code", "message",
-                 "wall_seconds", "train_seconds", "steps_trained", "clip_fraction",
-                 "train_loss", "divergence_reason")
+RESULT_FIELDS = sweep.RAW_FIELDS + ("divergence_reason",)
 
 
 def add_finished(study, param, result):
