@@ -507,23 +507,22 @@ def done_path(runs, stage):
     return os.path.join(runs, f"{stage.name}.done.json")
 
 
-def seed_from_figures(stage, runs):
-    """A sweep's results.json committed under docs/figures/evidence (a stage interrupted on
-    another machine, or finished there) seeds the sweep's directory when it has none: the
-    sweep then reuses its trials instead of running them again."""
+def with_committed_trials(argv, stage, runs):
+    """`argv`, a command of `stage`; a sweep whose results.json is committed under
+    docs/figures/evidence (a stage interrupted on another machine, or finished there) gets
+    ``--import_results`` of it: its trials join the sweep's studies as finished trials
+    (when it is a sweep of the same settings) and are not run again."""
     for src, dst in stage.outputs:
         committed = os.path.join(FIGURES, dst)
-        target = os.path.join(runs, src)
-        if src.endswith("/results.json") and os.path.exists(committed) \
-                and not os.path.exists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(committed, target)
-            print(f"  (reusing the trials of {committed})", flush=True)
+        model_dir = os.path.join(runs, os.path.dirname(src))
+        if (src.endswith("/results.json") and os.path.exists(committed)
+                and "trainers.sweep" in argv and f"--model_dir={model_dir}" in argv):
+            return argv + [f"--import_results={committed}"]
+    return argv
 
 
 def run_stage(stage, runs, log):
-    seed_from_figures(stage, runs)
-    commands = stage.commands(runs)
+    commands = [with_committed_trials(argv, stage, runs) for argv in stage.commands(runs)]
     start = time.time()
     for argv in commands:
         print("  $ " + shlex.join(argv), flush=True)

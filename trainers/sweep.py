@@ -1,51 +1,54 @@
 """Tuned, seeded optimizer comparison: learning-rate (and tau) grids chosen on the
 validation split, the chosen settings rerun with several seeds on the test split.
 
-    python -m trainers.sweep --program=causal_lm --model_dir=runs/sweep \\
-        --optimizers=sgd,gclip,cclip,acclip,acclip_norm,adam \\
-        --trainer_flags="--model_size=tiny --train_steps=1000 --fixed_train_examples=512" \\
+    python -m trainers.sweep --program=causal_lm --model_dir=runs/sweep \
+        --optimizers=sgd,gclip,cclip,acclip,acclip_norm,adam \
+        --trainer_flags="--model_size=tiny --train_steps=1000 --fixed_train_examples=512" \
         --objective=fixed_train --lr_factor=2 --lr_points=4 --seeds=3
 
-Every trial is its own trainer process, ``python -m trainers.<program>
---model_dir=MODEL_DIR/<optimizer>/<trial> --optimizer=... --learning_rate=...
-[--tau=...] --seed=... --eval_split=validation|test <trainer_flags> [<arm options>]
---train_steps=<steps>``, its output in ``<trial>/trainer.log``; its curves (held-out
-``eval_<metric>`` and, when the trainer has --fixed_train_examples, the fixed training
-examples' ``fixed_train_<metric>``) are read from the run's metrics.jsonl. Every run,
-screen or seed, trains the full budget with the same schedule. ``--objective`` says
-which metric the claim is about and chooses: ``held_out`` (generalisation) or
-``fixed_train`` (optimisation speed); the report shows both side by side. The rules (grids, their extension,
-the tau search, selection, seeds, divergence) are in trainers/common/sweep.py.
+The rules (grids and their extension, the tau search, arms, selection, seeds, ties,
+divergence) are trainers/common/sweep.py's; the engine is Optuna (trainers/common/study.py):
+each search (a rate grid, a tau grid, the chosen setting's seeds) is a study in
+``--storage`` (default ``<model_dir>/study.journal``). Every run, screen or seed, trains
+the full budget with the same schedule; ``--objective`` (held_out or fixed_train) chooses
+and ranks, and the report shows both metrics.
 
-Outputs in model_dir: ``results.json`` (every trial, the selections, the seed
-aggregates; rewritten after each trial), ``results.md`` (the table) and
-``results.png`` (held-out loss vs step, one mean line and min-max band per
-optimizer over its seeds). A rerun skips the trials that results.json or a
-finished run (summary.json at the requested step) already has, so an
-interrupted sweep resumes; the trainers resume an unfinished run themselves.
-A trial the trainer stopped on a non-finite value leaves ``diverged.json`` in
-its directory and is not repeated either. ``--dry_run`` prints the plan.
+* **Workers**: the same command started N times (with ``--storage=postgresql://...`` and a
+  shared --model_dir across machines) shares the trials; a killed worker's trial is retried
+  by another. **Resume**: rerun the command. Watch: ``optuna-dashboard <storage URL or
+  journal path>`` (pip install optuna-dashboard).
+* **Trials** (``--trials``): ``in_process`` (`trials.InProcessTrials`: no process start-up,
+  data loaded once) or ``subprocess`` (``python -m trainers.<program>
+  --model_dir=<model_dir>/<optimizer>/<trial> <trainer_flags> --optimizer=...
+  --learning_rate=... [--tau=...] --seed=... --eval_split=... [<arm options>]``, its
+  metrics.jsonl read as it grows); ``auto``: in-process for a program of `TASKS` whose
+  trainer flags ask for one device. Output: ``<trial>/trainer.log``, curves from its
+  metrics.jsonl (``eval_<metric>``, ``fixed_train_<metric>``): set ``--eval_every``.
+* **Pruning** (``--pruner=halving|hyperband``, first rung ``--pruner_min_steps``): a screen
+  behind the others of its search at a rung stops; the seeds are never pruned. The steps
+  saved vs full screens are in results.json's meta and the summary.
 
-The curves (and the plot) have one point per evaluation: set ``--eval_every``
-in --trainer_flags. A one-point grid fixes a value (``--lr_grid=adam=1e-3``);
-``--family_settings`` fixes each optimizer at the trainer's own setting for the
-model family (the values an earlier sweep measured, e.g. ``CausalLMTask.optimizer_settings``),
-which ``make demo`` uses. Validation screens skip the model export (``--noexport``).
+Outputs in model_dir: ``results.json``, ``results.md``, ``results.png`` (see
+sweep_report.py). ``--dry_run`` prints the plan; ``--import_results`` adds another
+machine's trials of the same sweep; ``--family_settings`` runs each optimizer at the task
+class's `optimizer_settings` (``make demo``). Screens skip the model export.
 """
 
+import importlib
 import itertools
-import json
 import re
 import shlex
-import subprocess
 import sys
 import time
 
+import optuna
 from absl import flags
 
 from trainers.common import cli
+from trainers.common import config as config_lib
 from trainers.common import files
 from trainers.common import optimizer_registry as registry
+from trainers.common import study as study_lib
 from trainers.common import sweep as sweep_lib
 from trainers.common import sweep_report
 from trainers.common import trials as trials_lib
@@ -56,8 +59,13 @@ CONTROLLED = ("model_dir", "optimizer", "learning_rate", "tau", "seed", "eval_sp
               "train_epochs")
 # Programs whose held-out loss is a token cross-entropy (perplexity = exp(loss)).
 LM_PROGRAMS = ("causal_lm", "bert_pretrain")
-DIVERGED_FILE = "diverged.json"  # in a run dir: the trainer exited on a non-finite value
-NON_FINITE = sweep_lib.NON_FINITE
+# The programs whose trials can run in-process (and whose family settings the sweep reads):
+# program -> its task class.
+TASKS = {"causal_lm": "trainers.lm.task:CausalLMTask",
+         "bert_pretrain": "trainers.bert.task:BertPretrainTask",
+         "squad_finetune": "trainers.squad.task:SquadTask",
+         "resnet_imagenet": "trainers.vision.task:ImageClassificationTask"}
+TRIAL_MODES = ("auto", "in_process", "subprocess")
 
 
 def define_flags(fv=flags.FLAGS):
@@ -116,8 +124,26 @@ def define_flags(fv=flags.FLAGS):
                       f"Report exp(loss); auto: for {', '.join(LM_PROGRAMS)}.", **kw)
     flags.DEFINE_bool("family_settings", False,
                       "No search: each optimizer at the trainer's own setting for this model "
-                      "family (what it runs without --learning_rate/--tau; the program's "
-                      "--show_optimizer_settings), --seeds seeds on the test split.", **kw)
+                      "family (what it runs without --learning_rate/--tau: the task class's "
+                      "optimizer_settings), --seeds seeds on the test split.", **kw)
+    flags.DEFINE_string("storage", None,
+                        "The studies' storage: a database URL (postgresql://..., mysql://...: "
+                        "workers on several machines) or a journal file path; default: "
+                        f"<model_dir>/{study_lib.STUDY_FILE}.", **kw)
+    flags.DEFINE_enum("pruner", "none", study_lib.PRUNERS,
+                      "Stop a screen behind the others of its search at a rung: successive "
+                      "halving or Hyperband (Optuna's); the seeds are never pruned.", **kw)
+    flags.DEFINE_integer("pruner_min_steps", 0,
+                         "The pruner's first rung, in steps (after the point where curves may "
+                         "still cross); 0: a third of --train_steps.", **kw)
+    flags.DEFINE_enum("trials", "auto", TRIAL_MODES,
+                      "in_process: each trial in this process; subprocess: each trial a "
+                      "trainer process; auto: in-process for a program of TASKS on one "
+                      "device.", **kw)
+    flags.DEFINE_string("import_results", None,
+                        "A results.json of a sweep of the same program, trainer flags, metric "
+                        "and objective (run elsewhere): its trials join the studies first and "
+                        "are not run again.", **kw)
     flags.DEFINE_bool("dry_run", False,
                       "Print the trials and steps planned before any grid extension; run nothing.",
                       **kw)
@@ -127,6 +153,15 @@ def program_module(program):
     return program if "." in program else f"trainers.{program}"
 
 
+def parse_numbers(values, flag):
+    """``v1/v2/...`` -> sorted numbers (an integer stays one: --warmup_steps=25)."""
+    try:
+        return sorted(int(v) if re.fullmatch(r"\s*[+-]?\d+\s*", v) else float(v)
+                      for v in values.split("/") if v.strip())
+    except ValueError:
+        raise cli.TrainerError(f"--{flag}: {values!r} is not a /-separated list of numbers")
+
+
 def parse_grids(items, flag):
     """``name=v1/v2/...`` items -> {name: [floats]}."""
     grids = {}
@@ -134,10 +169,7 @@ def parse_grids(items, flag):
         name, sep, values = item.partition("=")
         if not sep:
             raise cli.TrainerError(f"--{flag} item {item!r} is not optimizer=v1/v2/...")
-        try:
-            grid = sorted(float(v) for v in values.split("/") if v.strip())
-        except ValueError:
-            raise cli.TrainerError(f"--{flag}: {values!r} is not a /-separated list of numbers")
+        grid = [float(v) for v in parse_numbers(values, flag)]
         if not grid or min(grid) <= 0:
             raise cli.TrainerError(f"--{flag}: the {name} grid must hold values > 0")
         grids[name.strip()] = grid
@@ -178,26 +210,6 @@ def optimizer_list(f):
     return optimizers
 
 
-def family_settings(command, trainer_args, optimizers):
-    """{optimizer: (learning rate, tau or None)}: what the trainer runs for each optimizer
-    when the sweep sets neither (asked with --show_optimizer_settings)."""
-    out = {}
-    for name in optimizers:
-        cmd = list(command) + [f"--optimizer={name}", "--show_optimizer_settings"] + trainer_args
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        if p.returncode or not lines:
-            errors = [line for line in (p.stderr + p.stdout).splitlines()
-                      if line.startswith("error:")]
-            raise cli.TrainerError(
-                f"--family_settings: the trainer did not give its {name} settings"
-                + (f" ({errors[-1]})" if errors else f" (exit code {p.returncode})"))
-        settings = json.loads(lines[-1])
-        tau = settings.get("tau") if name in sweep_lib.TAU_GRIDS else None
-        out[name] = (float(settings["learning_rate"]), tau)
-    return out
-
-
 def parse_option_grids(items):
     """``optimizer:flag=v1/v2`` items -> {optimizer: [{flag: value, ...}, ...]} (the cross
     product of each optimizer's option grids)."""
@@ -210,11 +222,7 @@ def parse_option_grids(items):
         option = option.strip()
         if option in CONTROLLED or option in ("train_steps", "tau"):
             raise cli.TrainerError(f"--option_grid may not set --{option}: the sweep sets it")
-        try:
-            grid = sorted(float(v) for v in values.split("/") if v.strip())
-        except ValueError:
-            raise cli.TrainerError(f"--option_grid: {values!r} is not a /-separated list of "
-                                   "numbers")
+        grid = parse_numbers(values, "option_grid")
         if not grid:
             raise cli.TrainerError(f"--option_grid: no value for {item!r}")
         per.setdefault(name.strip(), {})[option] = grid
@@ -258,129 +266,121 @@ def make_config(f, train_steps, fixed=None):
         option_grids=option_grids, objective=f.objective)
 
 
-class SubprocessRunner:
-    """Runs a trial as ``command + trial flags`` in model_dir/<optimizer>/<trial name>."""
-
-    def __init__(self, command, model_dir, trainer_args, metric="loss", objective="held_out"):
-        self.command = list(command)
-        self.model_dir = model_dir
-        self.trainer_args = list(trainer_args)
-        self.metric, self.objective = metric, objective
-        self.key = trials_lib.metric_keys(metric)[objective]
-        self.calls = 0
-
-    def run_dir(self, trial):
-        return files.join(self.model_dir, trial.optimizer, trial.name)
-
-    def argv(self, trial):
-        args = [f"--model_dir={self.run_dir(trial)}", f"--optimizer={trial.optimizer}",
-                f"--learning_rate={trial.learning_rate!r}", f"--seed={trial.seed}",
-                f"--eval_split={trial.split}"]
-        if trial.split == sweep_lib.SPLIT_SELECT:
-            args.append("--noexport")  # a screen's model is never loaded: skip its export
-        if trial.tau is not None:
-            args.append(f"--tau={trial.tau!r}")
-        options = [f"--{k}={v:g}" for k, v in trial.options]  # an arm's settings win
-        return (self.command + args + self.trainer_args + options
-                + [f"--train_steps={trial.steps}"])
-
-    def _summary(self, run_dir):
-        path = files.join(run_dir, "summary.json")
-        return json.loads(files.read_text(path)) if files.exists(path) else None
-
-    def _read(self, trial, run_dir):
-        """Curve, clip fraction and train loss of the run's files."""
-        return trials_lib.read_curves(run_dir, self.metric, self.objective)
-
-    def load(self, trial):
-        """The raw result of a finished run (summary.json at the trial's step, or the
-        diverged.json of a run the trainer stopped), else None."""
-        run_dir = self.run_dir(trial)
-        stopped = files.join(run_dir, DIVERGED_FILE)
-        if files.exists(stopped):
-            return dict(json.loads(files.read_text(stopped)), steps_trained=0)
-        summary = self._summary(run_dir)
-        if not summary or summary.get("final_step", 0) < trial.steps:
-            return None
-        raw = self._read(trial, run_dir)
-        raw.update(exit_code=0, message="", wall_seconds=summary.get("train_seconds_this_run"),
-                   steps_trained=0)
-        return raw
-
-    def run(self, trial):
-        self.calls += 1
-        run_dir = self.run_dir(trial)
-        files.makedirs(run_dir, "a trial's directory")
-        before = self._read(trial, run_dir)["curve"]
-        start_step = before[-1][0] if before else 0
-        log_path = files.join(run_dir, "trainer.log")
-        cmd = self.argv(trial)
-        start = time.time()
-        code = run_logged(cmd, log_path)
-        wall = time.time() - start
-        message = ""
-        if code:
-            tail = files.read_text(log_path, errors="replace")[-4000:]
-            lines = [line for line in tail.splitlines() if line.strip()]
-            if not NON_FINITE.search(tail):
-                raise cli.TrainerError(
-                    f"trial {trial.optimizer}/{trial.name} failed (exit {code}): "
-                    f"{lines[-1] if lines else 'no output'}; its log: {log_path}")
-            message = next((line for line in reversed(lines) if NON_FINITE.search(line)), "")
-        raw = self._read(trial, run_dir)
-        if not code and not raw["curve"]:
-            raise cli.TrainerError(f"trial {trial.optimizer}/{trial.name} recorded no held-out "
-                                   f"{self.key} in {run_dir}/metrics.jsonl; its log: {log_path}")
-        raw.update(exit_code=code, message=message.strip()[:300], wall_seconds=wall,
-                   steps_trained=max(trial.steps - start_step, 0))
-        if code:  # the trainer stopped on a non-finite value: a rerun does not repeat it
-            files.write_text_atomically(files.join(run_dir, DIVERGED_FILE),
-                                  json.dumps(sweep_report.jsonable(raw)))
-        return raw
+def task_class(program):
+    """The task class of `program` (TASKS), or None."""
+    found = TASKS.get(program)
+    if isinstance(found, str):
+        module, name = found.split(":")
+        found = getattr(importlib.import_module(module), name)
+    return found
 
 
-def progress_line(record, sweep, metric):
-    done = len(sweep.records)
-    total = done + sweep.pending_trials()
-    tau = "" if record["tau"] is None else f" tau {record['tau']:g}"
-    tau += "".join(f" {k} {v:g}" for k, v in sorted((record.get("options") or {}).items()))
-    result = f"{sweep.config.objective} {metric} {record['final_loss']:.4f}"
-    if record["diverged"]:
-        result = f"DIVERGED ({record['divergence_reason']})"
-    when = ("done before" if record["reused"]
-            else format_duration(record.get("wall_seconds")))
-    rate = sweep.seconds_per_step()
-    return (f"[{done}/{total}] {record['optimizer']} lr {record['learning_rate']:g}{tau} "
-            f"seed {record['seed']} {record['split']} {record['steps']} steps: {result} | "
-            f"{when} | {f'{rate:.3g} s/step' if rate else 's/step ?'} | "
-            f"sweep ETA {format_duration(sweep.eta_seconds())}")
+def family_settings(task, base, optimizers):
+    """{optimizer: (learning rate, tau or None)}: what the trainer runs for each optimizer
+    when the sweep sets neither (the task class's family settings, then the flags)."""
+    from trainers.common.optimizers import run_settings
+
+    out = {}
+    for name in optimizers:
+        settings = run_settings(base.optimizer.replace(optimizer=name), task.optimizer_settings)
+        out[name] = (float(settings["learning_rate"]),
+                     settings.get("tau") if name in sweep_lib.TAU_GRIDS else None)
+    return out
 
 
-def run_logged(cmd, log_path):
-    """Run `cmd`, its output (stdout and stderr, line by line) appended to `log_path`
-    after the command line; returns the exit code."""
-    with files.open_file(log_path, "a") as log:
-        log.write(f"$ {shlex.join(cmd)}\n")
-        log.flush()
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-            for line in proc.stdout:
-                log.write(line.decode("utf-8", "replace"))
-                log.flush()
-        return proc.returncode
+def one_device(run):
+    """Whether the trainer settings `run` (a RunConfig) ask for one device."""
+    if run.tpu or (run.num_devices or 1) > 1:
+        return False
+    if run.strategy == "auto":
+        from trainers.common import strategy
+
+        return strategy.resolve_name("auto") == "one_device"
+    return run.strategy == "one_device"
 
 
-def previous_trials(path, meta):
-    """The trials of an earlier results.json of the same program and trainer flags."""
-    if not files.exists(path):
-        return []
+def in_process(f, task, base, command):
+    """Whether the trials run in this process (--trials)."""
+    if f.trials == "subprocess" or (f.trials == "auto" and (task is None or command)):
+        return False
+    if task is None or command:
+        raise cli.TrainerError(f"--trials=in_process needs a program with a task class "
+                               f"({', '.join(TASKS)}), not {f.program}")
+    if one_device(base.run):
+        return True
+    if f.trials == "in_process":
+        raise cli.TrainerError("--trials=in_process runs one device's trials; the trainer "
+                               "flags ask for more (--strategy, --tpu, --num_devices): use "
+                               "--trials=subprocess")
+    return False
+
+
+def trial_values(trial):
+    """The trainer settings of a sweep.Trial ({setting: value}); an arm's options last."""
+    values = dict(optimizer=trial.optimizer, learning_rate=trial.learning_rate,
+                  seed=trial.seed, eval_split=trial.split)
+    if trial.tau is not None:
+        values["tau"] = trial.tau
+    if trial.split == sweep_lib.SPLIT_SELECT:
+        values["export"] = False  # a screen's model is never loaded: skip its export
+    values.update(trial.options)
+    return values
+
+
+META_KEYS = ("program", "trainer_flags", "metric", "objective")  # what makes trials reusable
+
+
+def check_meta(study, meta, where):
+    """One storage, one sweep: the first worker records its settings in `study`; a rerun
+    or another worker with other ones is one error line."""
+    old = study.user_attrs.get("meta")
+    if old is None:
+        study.set_user_attr("meta", {k: meta[k] for k in META_KEYS})
+        return
+    for key in META_KEYS:
+        if old.get(key) != meta[key]:
+            raise cli.TrainerError(f"{where} holds a sweep with {key}={old.get(key)!r}, not "
+                                   f"{meta[key]!r}; use another --model_dir (or --storage)")
+
+
+def import_results(searches, path, meta):
+    """Add the trials of the results.json `path` to the studies when it is a sweep of the
+    same settings (those of this budget); returns how many (0 and a note when it is not)."""
     doc = sweep_report.load_results(path)
     old = dict({"objective": "held_out"}, **doc.get("meta", {}))  # older sweeps: held_out
-    for key in ("program", "trainer_flags", "metric", "objective"):
-        if old.get(key) != meta[key]:
-            raise cli.TrainerError(
-                f"{path} is a sweep with {key}={old.get(key)!r}, not {meta[key]!r}; "
-                "use another --model_dir (or move that results.json away)")
-    return doc.get("trials", [])
+    differs = [key for key in META_KEYS if old.get(key) != meta[key]]
+    if differs:
+        print(f"note: {path} is a sweep with other {', '.join(differs)}: its trials are not "
+              "used", flush=True)
+        return 0
+    return searches.add(doc.get("trials", []))
+
+
+def progress_line(record, done, planned, seconds, metric):
+    tau = "" if record["tau"] is None else f" tau {record['tau']:g}"
+    tau += "".join(f" {k} {v:g}" for k, v in sorted((record.get("options") or {}).items()))
+    result = f"{metric} {record['final_loss']:.4f}"
+    if record["diverged"]:
+        result = f"DIVERGED ({record['divergence_reason']})"
+    elif record["pruned"]:
+        result = f"PRUNED at step {record['steps_trained']} ({result})"
+    eta = seconds / done * max(planned - done, 0)
+    return (f"[{done}/{planned}] {record['optimizer']} lr {record['learning_rate']:g}{tau} "
+            f"seed {record['seed']} {record['split']} {record['steps']} steps: {result} | "
+            f"{format_duration(record.get('wall_seconds'))} | this worker's ETA "
+            f"{format_duration(eta)} (before grid extensions)")
+
+
+def overhead_line(records):
+    """The mean per-trial time outside training (start-up, data, compilation, evaluation,
+    export) of the trials this worker ran to the end."""
+    gaps = [r["wall_seconds"] - r["train_seconds"] for r in records
+            if r.get("wall_seconds") is not None and r.get("train_seconds") is not None
+            and not r["pruned"]]
+    if not gaps:
+        return ""
+    return (f"per-trial overhead (wall - training): mean {sum(gaps) / len(gaps):.1f} s over "
+            f"{len(gaps)} trials")
 
 
 def title(meta, cfg):
@@ -389,64 +389,100 @@ def title(meta, cfg):
 
 
 def run_sweep(f, command=None):
-    """The sweep the flag values `f` describe; `command` (argv prefix of a trial)
-    defaults to ``python -m trainers.<program>``. Returns results.json's document."""
+    """The sweep the flag values `f` describe; `command` (argv prefix of a trial, run as a
+    subprocess) defaults to ``python -m trainers.<program>``. Returns results.json's
+    document."""
     if not f.program:
         raise cli.TrainerError("--program is required (e.g. causal_lm)")
     if not f.model_dir:
         raise cli.TrainerError("--model_dir is required")
     trainer_args, train_steps = parse_trainer_flags(f.trainer_flags)
-    command = command or [sys.executable, "-m", program_module(f.program)]
+    task, base = task_class(f.program), None
+    if task and (f.family_settings or f.trials != "subprocess"):  # the trainer's settings
+        base = config_lib.experiment_from_args(
+            program_module(f.program), task, [f"--model_dir={f.model_dir}", *trainer_args])
+    here = in_process(f, task, base, command)
     fixed = None
     if f.family_settings:
         if f.lr_grid or f.lr_centres or f.tau_grid:
             raise cli.TrainerError("--family_settings fixes every optimizer's setting; drop "
                                    "--lr_grid, --lr_centres and --tau_grid")
-        fixed = family_settings(command, trainer_args, optimizer_list(f))
+        if task is None:
+            raise cli.TrainerError(f"--family_settings reads the settings of the program's "
+                                   f"task class ({', '.join(TASKS)}), not {f.program}'s")
+        fixed = family_settings(task, base, optimizer_list(f))
     cfg = make_config(f, train_steps, fixed)
     perplexity = (f.perplexity == "yes" or (
         f.perplexity == "auto" and f.program in LM_PROGRAMS and f.metric == "loss"))
+    min_steps = f.pruner_min_steps or max(train_steps // 3, 1)
+    pruner = study_lib.make_pruner(f.pruner, train_steps, min_steps)
     meta = dict(program=f.program, trainer_flags=f.trainer_flags, metric=f.metric,
-                objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy())
-    files.makedirs(f.model_dir)
-    results_path = files.join(f.model_dir, "results.json")
-    previous = previous_trials(results_path, meta)
-    runner = SubprocessRunner(command, f.model_dir, trainer_args, f.metric, cfg.objective)
-
-    def on_record(record, sweep):
-        print(progress_line(record, sweep, f.metric), flush=True)
-        sweep_report.write_results(results_path, sweep.state(), meta)
-
-    start = time.time()
-    sweep = sweep_lib.Sweep(runner, cfg, previous, on_record)
+                objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy(),
+                trials="in_process" if here else "subprocess",
+                pruner=dict(kind=f.pruner, min_steps=min_steps if f.pruner != "none" else None))
+    planned = sum(cfg.planned_trials(name) for name in cfg.optimizers)
     if f.dry_run:
-        sweep.plan()
-        print(f"dry run: {sweep.pending_trials()} trials, {sweep.pending_steps()} steps planned "
-              f"before any grid extension ({len(previous)} trials already in results.json); "
-              f"every run {cfg.train_steps} steps, {cfg.seeds} seeds; objective {cfg.objective}")
+        print(f"dry run: {planned} trials, {planned * cfg.train_steps} steps planned before any "
+              f"grid extension; every run {cfg.train_steps} steps, {cfg.seeds} seeds; "
+              f"objective {cfg.objective}; trials {meta['trials']}")
         for name in cfg.optimizers:
             taus = cfg.taus(name)
             print(f"  {name}: lr " + "/".join(f"{v:g}" for v in cfg.lr_grids[name])
                   + (" tau " + "/".join(f"{v:g}" for v in taus) if taus else "")
                   + "".join(f" | arm {dict(o)}" for o in cfg.arms(name) if o))
         return None
+    files.makedirs(f.model_dir)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say it
+    storage = study_lib.make_storage(f.storage, f.model_dir)
+
+    def open_study(name, study_pruner):
+        return study_lib.open_study(name, storage, pruner=study_pruner)
+
+    check_meta(open_study("sweep", optuna.pruners.NopPruner()), meta,
+               f.storage or files.join(f.model_dir, study_lib.STUDY_FILE))
+    if here:
+        runner = trials_lib.InProcessTrials(task, base, f.model_dir, f.metric, cfg.objective)
+    else:
+        runner = trials_lib.SubprocessTrials(
+            command or [sys.executable, "-m", program_module(f.program)], f.model_dir,
+            trainer_args, f.metric, cfg.objective)
+    ran = []
+    start = time.time()
+
+    def on_trial(record):
+        ran.append(record)
+        print(progress_line(record, len(ran), planned, time.time() - start, f.metric),
+              flush=True)
+
+    searches = study_lib.Searches(
+        cfg, open_study,
+        lambda t, report: runner.run(f"{t.optimizer}/{t.name}", trial_values(t), report),
+        pruner, on_trial)
+    if f.import_results:
+        count = import_results(searches, f.import_results, meta)
+        print(f"{count} trials of {f.import_results} joined the studies", flush=True)
     print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; "
           f"every run {cfg.train_steps} steps (screens and seeds alike), {cfg.seeds} seeds; "
-          f"chosen and ranked on {cfg.objective} {f.metric}; "
-          f"trials in {f.model_dir}/<optimizer>/", flush=True)
-    state = sweep.run()
+          f"chosen and ranked on {cfg.objective} {f.metric}; trials {meta['trials']} in "
+          f"{f.model_dir}/<optimizer>/; pruner {f.pruner}", flush=True)
+    state = sweep_lib.Comparison(cfg, searches.search, searches.seeds).run()
+    meta["pruning"] = searches.pruning()
+    results_path = files.join(f.model_dir, "results.json")
     doc = sweep_report.write_results(results_path, state, meta)
     head = title(meta, cfg)
-    table = sweep_report.markdown_table(doc, head)
     table_path = files.join(f.model_dir, "results.md")
-    files.write_text_atomically(table_path, table)
+    files.write_text_atomically(table_path, sweep_report.markdown_table(doc, head))
     plot_path = sweep_report.plot_bands(doc, files.join(f.model_dir, "results.png"), head)
-    print("\n" + table)
+    print("\n" + files.read_text(table_path))
     print(f"results:  {files.display(results_path)}")
     print(f"table:    {files.display(table_path)}")
     print(f"plot:     {files.display(plot_path)}")
-    print(f"sweep time: {format_duration(time.time() - start)} ({runner.calls} runs made, "
-          f"{len(state['trials']) - runner.calls} reused)")
+    print(sweep_report.pruning_line(meta["pruning"], f.pruner))
+    overhead = overhead_line(ran)
+    if overhead:
+        print(overhead)
+    print(f"sweep time: {format_duration(time.time() - start)} ({len(ran)} trials run by this "
+          f"worker, {len(state['trials']) - len(ran)} from the study)")
     return doc
 
 

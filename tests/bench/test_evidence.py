@@ -78,6 +78,23 @@ def test_axes_change_only_their_own_axis(evidence, tmp_path):
     assert "--tokenizer=wordpiece" in pieces
 
 
+def test_a_committed_sweep_joins_its_stages_studies(evidence, tmp_path, monkeypatch):
+    """A stage whose sweep's results.json is committed under docs/figures/evidence imports
+    its trials (--import_results); its other commands, and stages without one, do not."""
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "lm_ladder.json").write_text("{}")
+    runs = str(tmp_path / "runs")
+    stages = {s.name: s for s in evidence.STAGES}
+    [ladder] = stages["lm_ladder"].commands(runs)
+    assert evidence.with_committed_trials(ladder, stages["lm_ladder"], runs) == ladder + [
+        f"--import_results={tmp_path}/figures/lm_ladder.json"]
+    [quick] = stages["lm_ladder_quick"].commands(runs)
+    assert evidence.with_committed_trials(quick, stages["lm_ladder_quick"], runs) == quick
+    rates = stages["rates"].commands(runs)[0]
+    assert evidence.with_committed_trials(rates, stages["rates"], runs) == rates
+
+
 def test_stage_names_and_output_names_are_unique(evidence):
     names = [s.name for s in evidence.STAGES]
     assert len(names) == len(set(names))

@@ -235,14 +235,15 @@ def test_bad_flag_values_fail_in_one_line_in_process(capsys):
 
 def test_sweep_runs_the_real_trainer_at_its_family_setting(tmp_path, small_corpus, small_vocab):
     """`trainers.sweep --family_settings` (what replaced trainers.compare) on the real BERT
-    trainer: it asks the trainer for its BERT-family rate, runs it on the test split and
-    writes the table and the plot from the run's own metrics."""
+    trainer, its trial a trainer process: the BERT-family rate of the task class, run on
+    the test split, the table and the plot from the run's own metrics."""
     from trainers.bert.task import BertPretrainTask
 
     trainer_flags = " ".join([f"--corpus={small_corpus}", f"--vocab_file={small_vocab}", *TINY,
                               f"--train_steps={STEPS}", "--eval_every=10", "--eval_fraction=0.4"])
     args = [f"--model_dir={tmp_path}", "--program=bert_pretrain", "--optimizers=acclip",
-            "--family_settings", "--seeds=1", f"--trainer_flags={trainer_flags}"]
+            "--family_settings", "--seeds=1", "--trials=subprocess",
+            f"--trainer_flags={trainer_flags}"]
     run_trainer(args, module="trainers.sweep", timeout=600)
     lr = BertPretrainTask.optimizer_settings["acclip"]["learning_rate"]
     [trial] = [d for d in (tmp_path / "acclip").iterdir() if (d / "summary.json").exists()]

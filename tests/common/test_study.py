@@ -253,13 +253,16 @@ def fake_curve(lr, optimum, diverge_above):
 ])
 def test_the_study_chooses_what_the_current_sweep_chooses(tmp_path, grid, optimum,
                                                           diverge_above, max_extensions):
-    def runner_fn(trial):
-        return fake_curve(trial.learning_rate, optimum, diverge_above)
+    # The reference: sweep.search_grid on the curves themselves (the pre-Optuna sweep's
+    # loop: each point's score its final loss, +inf when sweep.classify calls it diverged).
+    reasons = {}
 
-    config = sweep.Config(optimizers=["adam"], lr_grids={"adam": grid}, train_steps=100,
-                          seeds=1, max_extensions=max_extensions)
-    state = sweep.Sweep(sweep.FunctionRunner(runner_fn), config).run()
-    old = state["selections"]["adam"]
+    def evaluate(lr):
+        curve = fake_curve(lr, optimum, diverge_above)
+        diverged, reasons[lr] = sweep.classify(curve)
+        return (math.inf if diverged else curve[-1][1]), None
+
+    old = sweep.search_grid(evaluate, grid, max_extensions)
 
     def train(settings, report):
         return fake_curve(settings["learning_rate"], optimum, diverge_above)
@@ -267,16 +270,57 @@ def test_the_study_chooses_what_the_current_sweep_chooses(tmp_path, grid, optimu
     new = S.run_grid(S.open_study("eq", model_dir=tmp_path), grid, train, budget=100,
                      max_extensions=max_extensions)
     keys = ("values", "scores", "best", "extensions", "at_edge", "bound_hit", "stopped")
-    assert {k: new[k] for k in keys} == {k: old["lr_search"][k] for k in keys}
-    chosen = old["chosen"]["learning_rate"] if old["chosen"] else None
-    assert new["best"] == chosen
+    assert {k: new[k] for k in keys} == {k: old[k] for k in keys}
     # Divergence is a FAILED trial with its reason, as the old records say.
-    old_reasons = {t["learning_rate"]: t["divergence_reason"] for t in state["trials"]
-                   if t["stage"] == "lr" and t["diverged"]}
     new_reasons = {r["learning_rate"]: r["divergence_reason"] for r in new["records"]
                    if r["diverged"]}
-    assert new_reasons == old_reasons
+    assert new_reasons == {lr: reason for lr, reason in reasons.items() if reason}
     assert all(r["state"] == "FAIL" for r in new["records"] if r["diverged"])
+
+
+# --- fixed points (a setting's seeds) and trials run elsewhere ----------------------------
+
+def test_fixed_points_run_once_each_and_a_diverged_one_is_recorded(tmp_path):
+    runs = []
+
+    def train(settings, report):
+        seed = settings["seed"]
+        runs.append(seed)
+        return [[0, 6.0], [100, math.nan if seed == 1 else 2.0 + seed]]
+
+    study = S.open_study("seeds", model_dir=tmp_path)
+    seen = []
+    result = S.run_points(study, range(3), train, budget=100, on_trial=seen.append)
+    assert runs == [0, 1, 2] and [r["seed"] for r in seen] == [0, 1, 2]
+    assert [(r["seed"], r["state"], r["final_loss"]) for r in result["records"]] == [
+        (0, "COMPLETE", 2.0), (1, "FAIL", None), (2, "COMPLETE", 4.0)]
+    assert result["records"][1]["divergence_reason"] == "final held-out loss is nan"
+    # Rerun (resume), and fewer seeds: nothing runs, only the seeds asked for come back.
+    again = S.run_points(study, range(2), train, budget=100)
+    assert runs == [0, 1, 2] and [r["seed"] for r in again["records"]] == [0, 1]
+
+
+def test_a_finished_trial_added_counts_in_the_search_not_in_the_steps_saved(tmp_path):
+    study = S.open_study("added", model_dir=tmp_path)
+    elsewhere = [dict(learning_rate=1.0, curve=[[0, 6.0], [100, 2.0]], clip_fraction=0.5),
+                 dict(learning_rate=3.0, curve=[[0, 6.0], [100, None]], diverged=True,
+                      divergence_reason="final held-out loss is nan")]
+    for result in elsewhere + elsewhere:  # twice: a point the study has is not added again
+        S.add_finished(study, "learning_rate", result)
+    assert [(t.state.name, t.params, t.user_attrs["reused"]) for t in study.get_trials()] == [
+        ("COMPLETE", {"learning_rate": 1.0}, True), ("FAIL", {"learning_rate": 3.0}, True)]
+    runs = []
+
+    def train(settings, report):
+        runs.append(settings["learning_rate"])
+        return [[0, 6.0], [100, 2.5]]
+
+    result = S.run_grid(study, [1.0, 2.0, 3.0], train, budget=100, max_extensions=0)
+    assert runs == [2.0]
+    assert result["scores"] == [2.0, 2.5, math.inf] and result["best"] == 1.0
+    assert result["records"][0]["clip_fraction"] == 0.5
+    assert result["records"][2]["divergence_reason"] == "final held-out loss is nan"
+    assert S.steps_saved(study, 100)["trials"] == 1  # only the trial run here
 
 
 # --- storages ------------------------------------------------------------------------

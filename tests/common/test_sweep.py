@@ -1,22 +1,29 @@
-"""The sweep (trainers/common/sweep.py, sweep_report.py, the program trainers/sweep.py)
-on cheap objectives: a pure Python trial function instead of a trainer, and a
-tiny fake trainer script (plain Python, the real metrics.jsonl/summary.json
-format) for the subprocess path. No TensorFlow is run here."""
+"""The sweep (trainers/common/sweep.py's protocol on trainers/common/study.py's studies,
+sweep_report.py, the program trainers/sweep.py) on cheap objectives: a pure Python trial
+function instead of a trainer, and a tiny fake trainer script (plain Python, the real
+metrics.jsonl/summary.json format) for the subprocess path. No TensorFlow is run here."""
 
+import dataclasses
+import itertools
 import json
 import math
 import os
 import sys
 import textwrap
+import time
 
 import numpy as np
+import optuna
 import pytest
 from absl import flags
 
 from trainers import sweep as sweep_program
 from trainers.common import cli
+from trainers.common import config as config_lib
+from trainers.common import study
 from trainers.common import sweep as S
 from trainers.common import sweep_report
+from trainers.common import trials as trials_lib
 
 OPTIMA = {"sgd": 0.05, "adam": 3e-3, "gclip": 0.3, "cclip": 0.2}
 
@@ -43,10 +50,30 @@ def config(optimizers=("sgd", "adam"), **kw):
     return S.Config(optimizers=list(optimizers), **kw)
 
 
-def run(cfg, fn=objective, previous=()):
-    runner = S.FunctionRunner(fn)
-    sweep = S.Sweep(runner, cfg, previous)
-    return sweep, sweep.run(), runner
+@pytest.fixture
+def run(tmp_path):
+    """run(cfg, fn, storage=None, records=()) -> (state, trials run): the protocol on studies
+    in a fresh journal (or `storage`, to rerun on one), each trial ``fn(trial)``; `records`
+    (a results.json's trials) join the studies first."""
+    fresh = itertools.count()
+
+    def run(cfg, fn=objective, storage=None, records=()):
+        if storage is None:
+            (tmp_path / f"s{next(fresh)}").mkdir()
+            storage = study.make_storage(None, str(tmp_path / f"s{next(fresh) - 1}"))
+        calls = []
+
+        def run_trial(trial, report):
+            calls.append(trial)
+            out = fn(trial)
+            return dict(out) if isinstance(out, dict) else {"curve": out}
+
+        searches = study.Searches(cfg, lambda name, pruner: study.open_study(
+            name, storage, pruner=pruner), run_trial)
+        searches.add(records)
+        return S.Comparison(cfg, searches.search, searches.seeds).run(), calls
+
+    return run
 
 
 def test_log_grid_is_centred_and_log_spaced():
@@ -56,9 +83,9 @@ def test_log_grid_is_centred_and_log_spaced():
     assert S.geometric_centre([10, 0.1, 1]) == 1
 
 
-def test_extension_moves_the_best_inside_the_grid():
+def test_extension_moves_the_best_inside_the_grid(run):
     cfg = config(["adam"], lr_grids={"adam": [1e-2, 3.162e-2, 0.1, 0.3162]})
-    sweep, state, _ = run(cfg, lambda t: objective(t, optima={"adam": 1e-3}))
+    state, _ = run(cfg, lambda t: objective(t, optima={"adam": 1e-3}))
     search = state["selections"]["adam"]["lr_search"]
     # 3.163e-3, 1e-3 (still the edge), then 3.162e-4 (worse): 1e-3 is inside.
     assert search["extensions"] == 3
@@ -67,32 +94,32 @@ def test_extension_moves_the_best_inside_the_grid():
     assert not search["at_edge"] and not search["bound_hit"]
 
 
-def test_extension_bound_is_recorded():
+def test_extension_bound_is_recorded(run):
     cfg = config(["adam"], max_extensions=2, divergence_margin=100.0)
-    _, state, _ = run(cfg, lambda t: objective(t, optima={"adam": 1e-9}))
+    state, _ = run(cfg, lambda t: objective(t, optima={"adam": 1e-9}))
     search = state["selections"]["adam"]["lr_search"]
     assert search["extensions"] == 2 and search["bound_hit"] and search["at_edge"]
     assert search["best"] == search["values"][0] == S.round_sig(1e-4 / 10)
 
 
-def test_a_one_point_grid_is_fixed():
+def test_a_one_point_grid_is_fixed(run):
     cfg = config(["gclip"], lr_grids={"gclip": [0.1]}, tau_grids={"gclip": (5.0,)})
-    _, state, runner = run(cfg)
+    state, calls = run(cfg)
     sel = state["selections"]["gclip"]
     assert sel["chosen"]["learning_rate"] == 0.1 and sel["chosen"]["tau"] == 5.0
     # Nothing to choose: no validation run, only the seeds on the test split.
     assert sel["chosen"]["fixed"] and sel["chosen"]["validation_loss"] is None
     assert sel["lr_search"] is None and sel["tau_search"] is None
-    assert runner.calls == 3
+    assert len(calls) == 3
     doc = sweep_report.results_document(state, meta(cfg))
     assert "| 0.1 (fixed) | 5 (fixed) |" in sweep_report.markdown_table(doc, "t")
 
 
-def test_selection_uses_validation_not_test():
+def test_selection_uses_validation_not_test(run):
     # The test split prefers another rate; the choice must follow validation.
     test_optima = {"sgd": 1.0, "adam": 1e-4}
     cfg = config()
-    _, state, _ = run(cfg, lambda t: objective(t, test_optima=test_optima))
+    state, _ = run(cfg, lambda t: objective(t, test_optima=test_optima))
     assert state["selections"]["sgd"]["chosen"]["learning_rate"] == 0.03162  # nearest 0.05
     assert state["selections"]["adam"]["chosen"]["learning_rate"] == 3.162e-3
     grid = [t for t in state["trials"] if t["stage"] == "lr"]
@@ -104,9 +131,9 @@ def test_selection_uses_validation_not_test():
     assert sorted(t["seed"] for t in finals if t["optimizer"] == "sgd") == [0, 1, 2]
 
 
-def test_seed_aggregates_match_numpy():
+def test_seed_aggregates_match_numpy(run):
     cfg = config(["sgd"], seeds=4)
-    _, state, _ = run(cfg)
+    state, _ = run(cfg)
     final = state["finals"]["sgd"]
     losses = [t["final_loss"] for t in state["trials"] if t["stage"] == "final"]
     assert len(losses) == 4 and final["n"] == 4 and final["diverged"] == 0
@@ -115,7 +142,7 @@ def test_seed_aggregates_match_numpy():
     assert final["sd"] > 0
 
 
-def test_diverged_runs_are_recorded_and_never_selected():
+def test_diverged_runs_are_recorded_and_never_selected(run):
     # Loss falls with the rate up to the divergence point: the best finite point
     # is just below it. Three kinds of divergence: NaN, a loss above the initial
     # loss + margin, and a trainer that stopped on a non-finite value.
@@ -130,7 +157,7 @@ def test_diverged_runs_are_recorded_and_never_selected():
         return [[0, 6.0], [t.steps, 2.0 - lr]]
 
     cfg = config(["sgd"], lr_grids={"sgd": [0.01, 0.03162, 0.1, 0.3162, 1.0]})
-    _, state, _ = run(cfg, fn)
+    state, _ = run(cfg, fn)
     chosen = state["selections"]["sgd"]["chosen"]
     assert chosen["learning_rate"] == 0.1
     diverged = {t["learning_rate"]: t["divergence_reason"] for t in state["trials"]
@@ -142,21 +169,21 @@ def test_diverged_runs_are_recorded_and_never_selected():
     assert state["finals"]["sgd"]["diverged"] == 0
 
 
-def test_all_diverged_extends_downwards_then_reports_no_choice():
+def test_all_diverged_extends_downwards_then_reports_no_choice(run):
     cfg = config(["sgd"], max_extensions=2)
-    _, state, runner = run(cfg, lambda t: [[0, 6.0], [t.steps, float("nan")]])
+    state, calls = run(cfg, lambda t: [[0, 6.0], [t.steps, float("nan")]])
     search = state["selections"]["sgd"]["lr_search"]
     assert search["best"] is None and search["bound_hit"] and search["extensions"] == 2
     assert search["values"][0] == S.round_sig(0.01 / 10)
     assert state["selections"]["sgd"]["chosen"] is None and state["finals"]["sgd"] is None
-    assert runner.calls == 5 + 2  # no seeds for a setting that does not exist
+    assert len(calls) == 5 + 2  # no seeds for a setting that does not exist
     doc = sweep_report.results_document(state, meta(cfg))
     assert "all diverged" in sweep_report.markdown_table(doc, "t")
 
 
-def test_tau_stage_search_at_the_chosen_rate():
+def test_tau_stage_search_at_the_chosen_rate(run):
     cfg = config(["gclip"])
-    _, state, _ = run(cfg)
+    state, _ = run(cfg)
     sel = state["selections"]["gclip"]
     assert sel["tau_search"] is not None
     # The rate search ran at the tau grid's centre, the tau search at the chosen rate.
@@ -170,7 +197,7 @@ def test_tau_stage_search_at_the_chosen_rate():
                if t["stage"] == "final")
 
 
-def test_tau_grid_not_grown_past_a_tau_that_clipped_nothing():
+def test_tau_grid_not_grown_past_a_tau_that_clipped_nothing(run):
     cfg = config(["gclip"], tau_grids={"gclip": (1.0, 3.0, 10.0)})
 
     def fn(t):  # loss falls with tau: clipping only hurts here
@@ -179,54 +206,67 @@ def test_tau_grid_not_grown_past_a_tau_that_clipped_nothing():
             out["curve"][-1][1] = out["curve"][-1][1] - 0.1 * t.tau
         return out
 
-    _, state, _ = run(cfg, fn)
+    state, _ = run(cfg, fn)
     tau = state["selections"]["gclip"]["tau_search"]
     assert tau["best"] == 10.0 and tau["extensions"] == 0
     assert "clipped nothing" in tau["stopped"]
 
 
-def test_tau_cross_search_finds_the_joint_optimum():
+def test_tau_cross_search_finds_the_joint_optimum(run):
     cfg = config(["gclip"], tau_search="cross", tau_grids={"gclip": (0.03, 0.3, 3.0)})
-    _, state, _ = run(cfg)
+    state, _ = run(cfg)
     chosen = state["selections"]["gclip"]["chosen"]
     assert chosen["tau"] == 0.3 and chosen["learning_rate"] == 0.3162
     lr_taus = {t["tau"] for t in state["trials"] if t["stage"] == "lr"}
     assert lr_taus == {0.03, 0.3, 3.0}
 
 
-def test_rerun_reuses_finished_trials(tmp_path):
+def test_a_rerun_runs_nothing_and_a_results_json_seeds_a_fresh_study(run, tmp_path):
     cfg = config(["sgd", "gclip"])
-    sweep, state, runner = run(cfg)
-    assert runner.calls == len(state["trials"]) > 10
+    fn = lambda t: objective(t, diverge_above=0.5)  # noqa: E731 - sgd 1.0 diverges
+    (tmp_path / "first").mkdir()
+    storage = study.make_storage(None, str(tmp_path / "first"))
+    state, calls = run(cfg, fn, storage=storage)
+    # Every trial once: the tau stage's centre is the rate search's trial, not run again.
+    assert len(calls) == len(state["trials"]) > 10
+    assert len({(t.optimizer, t.name) for t in calls}) == len(calls)
+    assert any(t["diverged"] for t in state["trials"])
+    again, calls2 = run(cfg, fn, storage=storage)  # the same command again: resumed, done
+    assert calls2 == []
+    as_json = lambda x: json.loads(json.dumps(sweep_report.jsonable(x)))  # noqa: E731
+    assert as_json(again["selections"]) == as_json(state["selections"])
+    # A fresh machine with the sweep's results.json: its trials join the studies, none runs,
+    # and the protocol decides exactly what it decided.
     path = tmp_path / "results.json"
     sweep_report.write_results(str(path), state, meta(cfg))
     previous = sweep_report.load_results(str(path))["trials"]
-    again, state2, runner2 = run(cfg, previous=previous)
-    assert runner2.calls == 0
-    assert all(t["reused"] for t in state2["trials"])
-    assert state2["selections"] == json.loads(json.dumps(sweep_report.jsonable(
-        state["selections"])))
-    assert state2["finals"]["sgd"]["mean"] == pytest.approx(state["finals"]["sgd"]["mean"])
+    # An older sweep's truncated screen (another budget) is not one of this sweep's trials.
+    truncated = dict(previous[0], steps=50, curve=[[0, 6.0], [50, 0.5]], final_loss=0.5)
+    seeded, calls3 = run(cfg, fn, records=[truncated] + previous)
+    assert calls3 == []
+    assert as_json(seeded["selections"]) == as_json(state["selections"])
+    assert as_json(seeded["finals"]) == as_json(state["finals"])
+    assert all(t["reused"] for t in seeded["trials"])
     # Half a sweep (the first optimizer's trials only): the rest runs, nothing twice.
     half = [t for t in previous if t["optimizer"] == "sgd"]
-    _, _, runner3 = run(cfg, previous=half)
-    assert runner3.calls == len(previous) - len(half)
+    _, calls4 = run(cfg, fn, records=half)
+    assert len(calls4) == len(previous) - len(half)
 
 
-def test_eta_counts_the_planned_steps():
-    cfg = config(["sgd"], seeds=3)
-    etas = []
-
-    def fn(t):
-        return {"curve": objective(t)["curve"], "wall_seconds": 0.01 * t.steps}
-
-    sweep = S.Sweep(S.FunctionRunner(fn), cfg,
-                    on_record=lambda r, s: etas.append((s.pending_steps(), s.eta_seconds())))
-    sweep.run()
-    # After the first trial: 4 more grid points + 3 seeds, all of the full 100 steps.
-    assert etas[0][0] == 4 * 100 + 3 * 100
-    assert etas[0][1] == pytest.approx(0.01 * etas[0][0])
-    assert etas[-1] == (0, 0.0)
+def test_the_planned_trials_are_the_runs_of_a_search_without_extensions(run):
+    arms = [dict(beta_2=0.95), dict(beta_2=0.999)]
+    cfg = config(["sgd", "adam", "gclip"], seeds=2, option_grids={"adam": arms})
+    assert [cfg.planned_trials(n) for n in cfg.optimizers] == [5 + 2, 2 * 5 + 2, 5 + 2 + 2]
+    cross = config(["gclip"], tau_search="cross")
+    assert cross.planned_trials("gclip") == 3 * 5 + 3
+    state, calls = run(cfg, lambda t: objective(t, optima=dict(OPTIMA, adam=1e-3)))
+    for name in cfg.optimizers:
+        sel = state["selections"][name]
+        searches = [a for a in (sel["lr_search"], sel["tau_search"]) if a]
+        extensions = sum(a["extensions"] for a in searches)
+        if sel["arms"]:  # the other arm's extensions too
+            extensions = sum(a["trials"] for a in sel["arms"]) - len(arms) * 5
+        assert sum(t.optimizer == name for t in calls) == cfg.planned_trials(name) + extensions
 
 
 def meta(cfg, perplexity=True):
@@ -234,9 +274,9 @@ def meta(cfg, perplexity=True):
                 objective=cfg.objective, perplexity=perplexity, config=vars(cfg).copy())
 
 
-def test_outputs_json_table_and_plot(tmp_path):
+def test_outputs_json_table_and_plot(tmp_path, run):
     cfg = config(["sgd", "adam", "gclip"])
-    _, state, _ = run(cfg, lambda t: objective(t, diverge_above=0.5))
+    state, _ = run(cfg, lambda t: objective(t, diverge_above=0.5))
     doc = sweep_report.write_results(str(tmp_path / "results.json"), state, meta(cfg))
     text = (tmp_path / "results.json").read_text()
     assert "NaN" not in text and "Infinity" not in text  # strict JSON
@@ -287,24 +327,18 @@ def test_focus_limits_leave_out_only_a_far_initial_evaluation():
 
 FAKE_TRAINER = textwrap.dedent('''
     """A stand-in trainer: writes metrics.jsonl and summary.json as trainers do."""
-    import argparse, json, math, os, sys
+    import argparse, json, math, os, sys, time
     p = argparse.ArgumentParser()
     for name in ("model_dir", "optimizer", "eval_split", "corpus"):
         p.add_argument("--" + name)
     for name in ("learning_rate", "tau", "beta_2"):
         p.add_argument("--" + name, type=float)
     p.add_argument("--fixed_train_examples", type=int, default=0)
-    for name in ("seed", "train_steps"):
-        p.add_argument("--" + name, type=int)
+    for name in ("seed", "train_steps", "eval_every"):
+        p.add_argument("--" + name, type=int, default=0)
+    p.add_argument("--eval_seconds", type=float, default=0.0)  # the time one evaluation takes
     p.add_argument("--noexport", dest="export", action="store_false")
-    p.add_argument("--show_optimizer_settings", action="store_true")
     a = p.parse_args()
-    if a.show_optimizer_settings:  # the fake family's settings: off the sweeps' optima
-        if a.optimizer not in ("sgd", "gclip"):
-            print("error: unknown optimizer " + a.optimizer, file=sys.stderr); sys.exit(1)
-        print(json.dumps({"optimizer": a.optimizer, "learning_rate": 0.2, "momentum": 0.9,
-                          **({"tau": 3.0} if a.optimizer == "gclip" else {})}))
-        sys.exit(0)
     if a.corpus == "missing":
         print("error: no corpus", file=sys.stderr); sys.exit(1)
     os.makedirs(a.model_dir, exist_ok=True)
@@ -319,14 +353,21 @@ FAKE_TRAINER = textwrap.dedent('''
     train += 0.2 * (a.beta_2 or 0.999) - 0.19
     if a.eval_split == "test":
         loss += 0.1
+    # Evaluations at 0, every --eval_every steps and at the end; each loss falls from 6
+    # towards its final value (time constant 10 steps).
+    steps = sorted(set(range(0, a.train_steps, a.eval_every or a.train_steps)) | {a.train_steps})
     with open(os.path.join(a.model_dir, "metrics.jsonl"), "w") as f:
-        for step, value, fixed in ((0, 6.0, 6.1), (a.train_steps, loss, train)):
-            rec = {"step": step, "examples_seen": step * 8, "eval_loss": value}
+        for step in steps:
+            decay = math.exp(-step / 10) if step < a.train_steps else 0.0
+            rec = {"step": step, "examples_seen": step * 8,
+                   "eval_loss": loss + (6.0 - loss) * decay}
             if a.fixed_train_examples:
-                rec["fixed_train_loss"] = fixed
+                rec["fixed_train_loss"] = train + (6.1 - train) * decay
             if a.tau is not None and step:
                 rec["clip_fraction"] = 0.25
             f.write(json.dumps(rec) + "\\n")
+            f.flush()
+            time.sleep(a.eval_seconds)
     with open(os.path.join(a.model_dir, "summary.json"), "w") as f:
         json.dump({"final_step": a.train_steps, "train": {"loss": loss},
                    "eval": {"loss": loss}, "train_seconds_this_run": 0.1,
@@ -372,25 +413,54 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
                 for t in doc["trials"] if not t.get("diverged")}
     assert exported == {"validation": False, "test": True}
     lines = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(lines) == len(doc["trials"]) and "sweep ETA" in lines[0]
+    assert len(lines) == len(doc["trials"]) and "ETA" in lines[0]
+    assert doc["meta"]["trials"] == "subprocess" and "pruning: off" in out
     for name in ("results.json", "results.md", "results.png"):
         assert (model_dir / name).exists()
     assert "test perplexity" not in (model_dir / "results.md").read_text()  # not an LM
+    assert (model_dir / study.STUDY_FILE).exists()
 
-    # A rerun runs nothing: results.json has every trial.
+    # A rerun runs nothing: the study has every trial (results.json is only an output).
     calls_before = sum(1 for _ in model_dir.rglob("calls.txt"))
-    doc2 = sweep_program.run_sweep(sweep_flags(model_dir), command=fake)
-    assert "0 runs made" in capsys.readouterr().out
-    assert doc2["selections"] == doc["selections"]
-    # Without results.json the finished runs' summary.json are found: still nothing runs.
     os.remove(model_dir / "results.json")
-    sweep_program.run_sweep(sweep_flags(model_dir), command=fake)
-    assert "0 runs made" in capsys.readouterr().out
+    doc2 = sweep_program.run_sweep(sweep_flags(model_dir), command=fake)
+    assert f"(0 trials run by this worker, {len(doc['trials'])} from the study)" in \
+        capsys.readouterr().out
+    assert doc2["selections"] == doc["selections"] and doc2["finals"] == doc["finals"]
     assert sum(1 for _ in model_dir.rglob("calls.txt")) == calls_before
     assert all(p.read_text() == "x\n" for p in model_dir.rglob("calls.txt"))
 
+    # Another machine with this results.json: its trials join a fresh study, none runs.
+    other = tmp_path / "other"
+    doc3 = sweep_program.run_sweep(sweep_flags(other, f"--import_results={model_dir}/"
+                                               "results.json"), command=fake)
+    assert f"(0 trials run by this worker" in capsys.readouterr().out
+    assert doc3["selections"] == doc["selections"] and doc3["finals"] == doc["finals"]
+    # ... but not the trials of a sweep of other trainer flags (they are run).
+    sweep_program.run_sweep(sweep_flags(tmp_path / "third", "--optimizers=sgd", "--seeds=1",
+                                        "--trainer_flags=--train_steps=30",
+                                        f"--import_results={model_dir}/results.json"),
+                            command=fake)
+    out = capsys.readouterr().out
+    assert "is a sweep with other trainer_flags: its trials are not used" in out
+    assert "(4 trials run by this worker, 0 from the study)" in out
 
-def test_family_settings_run_the_trainers_own_values_without_a_search(tmp_path, fake):
+
+class FakeTask:
+    """A task class for the fake trainer: its model family's settings, off the optima."""
+
+    @dataclasses.dataclass(frozen=True)
+    class config_class(config_lib.Config):
+        corpus: str = config_lib.option("", "The corpus.")
+
+    run_defaults = {}
+    optimizer_settings = {"sgd": {"learning_rate": 0.2}, "gclip": {"learning_rate": 0.2,
+                                                                   "tau": 3.0}}
+
+
+def test_family_settings_are_the_task_classes_and_run_without_a_search(tmp_path, fake,
+                                                                        monkeypatch):
+    monkeypatch.setitem(sweep_program.TASKS, "fake", FakeTask)
     base = ["--program=fake", "--optimizers=sgd,gclip", "--trainer_flags=--train_steps=40",
             "--seeds=2", "--family_settings"]
     fv = flags.FlagValues()
@@ -403,14 +473,63 @@ def test_family_settings_run_the_trainers_own_values_without_a_search(tmp_path, 
         assert sorted(t["seed"] for t in runs) == [0, 1]
         assert all(t["learning_rate"] == 0.2 and t["tau"] == tau for t in runs)
         assert doc["finals"][name]["n"] == 2
-    # A grid beside it, or an optimizer the trainer refuses: one error line each.
+    # A grid beside it, an unknown optimizer, a program without a task class: one line each.
     for extra, message in ((["--optimizers=sgd", "--lr_grid=sgd=0.1"], "drop --lr_grid"),
-                           (["--optimizers=adam"], "unknown optimizer adam")):
+                           (["--optimizers=lion"], "--optimizer must be one of .*'lion'"),
+                           (["--program=other"], "task class .*not other's")):
         fv = flags.FlagValues()
         sweep_program.define_flags(fv)
         fv(["sweep", f"--model_dir={tmp_path / 'other'}", *base, *extra])
         with pytest.raises(cli.TrainerError, match=message):
             sweep_program.run_sweep(fv, command=fake)
+
+
+def test_pruning_through_the_program_reports_the_steps_saved(tmp_path, fake, capsys):
+    # Evaluations every 10 of 90 steps; halving with its first rung at step 30 (reduction
+    # factor 3: the next rung, 90, is the budget, where nothing is pruned). Each curve falls
+    # from 6 towards (log10 lr - log10 0.05)^2 + 1, so the order at step 30 is the final one.
+    # Grid order 0.005, 0.0158, 0.05, 0.158: at step 30, 0.005 is alone (goes on), 0.0158 is
+    # the best of 2 (goes on), 0.05 the best of 3 (goes on), 0.158 (1.25) is not in the best
+    # 4 // 3 = 1 of 4 (stopped). Saved: 90 - 30 = 60 of 4 x 90 screen steps.
+    fv = sweep_flags(tmp_path / "p", "--optimizers=sgd", "--lr_grid=sgd=0.005/0.0158/0.05/0.158",
+                     "--seeds=1", "--max_extensions=0", "--pruner=halving",
+                     "--pruner_min_steps=30", "--trainer_flags=--train_steps=90 --eval_every=10")
+    doc = sweep_program.run_sweep(fv, command=fake)
+    out = capsys.readouterr().out
+    pruned = {t["learning_rate"]: t["steps_trained"] for t in doc["trials"] if t["pruned"]}
+    assert pruned == {0.158: 30}
+    assert doc["selections"]["sgd"]["chosen"]["learning_rate"] == 0.05
+    assert doc["meta"]["pruning"] == dict(trials=4, pruned=1, full_steps=360, run_steps=300,
+                                          saved_steps=60, saved_fraction=60 / 360)
+    assert "pruning (halving): 1 of 4 screens stopped early; they trained 300 of 360 steps " \
+           "(60 saved, 17 %)" in out
+    assert "PRUNED at step 30" in out
+    assert "Pruning (halving): 1 of 4" in (tmp_path / "p" / "results.md").read_text()
+
+
+def test_a_pruned_subprocess_trial_is_stopped_while_it_runs(tmp_path, fake):
+    # 20 evaluations 0.2 s apart (4 s): the report raises at step 30 (the 4th), the parent
+    # sees it within a poll (0.1 s) and kills the trainer, which writes no more.
+    trials = trials_lib.SubprocessTrials(fake, str(tmp_path), ["--train_steps=200",
+                                                               "--eval_every=10",
+                                                               "--eval_seconds=0.2"],
+                                         poll_seconds=0.1)
+    seen = []
+
+    def report(step, value):
+        seen.append(step)
+        if step >= 30:
+            raise optuna.TrialPruned()
+
+    start = time.time()
+    with pytest.raises(optuna.TrialPruned):
+        trials.run("sgd/t", dict(optimizer="sgd", learning_rate=0.1, seed=0), report)
+    assert seen == [0, 10, 20, 30] and time.time() - start < 3.0
+    time.sleep(0.5)  # a trainer still running would write on
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "sgd" / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:4] == [0, 10, 20, 30] and len(steps) <= 6
+    assert not (tmp_path / "sgd" / "t" / "summary.json").exists()
 
 
 def test_program_dry_run_counts_the_plan(tmp_path, fake, capsys):
@@ -435,6 +554,13 @@ def test_program_reports_a_failed_trial_and_bad_flags(tmp_path, fake):
                                             "--seed=3"), command=fake)
     with pytest.raises(cli.TrainerError, match="no default learning-rate centre for lion"):
         sweep_program.run_sweep(sweep_flags(tmp_path / "d", "--optimizers=lion"), command=fake)
+    with pytest.raises(cli.TrainerError, match="in_process needs a program with a task class"):
+        sweep_program.run_sweep(sweep_flags(tmp_path / "d", "--trials=in_process"), command=fake)
+    with pytest.raises(cli.TrainerError, match="neither a database URL"):
+        sweep_program.run_sweep(sweep_flags(tmp_path / "d", "--storage=redis://x"), command=fake)
+    with pytest.raises(cli.TrainerError, match="min_resource <= 40"):
+        sweep_program.run_sweep(sweep_flags(tmp_path / "d", "--pruner=halving",
+                                            "--pruner_min_steps=50"), command=fake)
     sweep_program.run_sweep(sweep_flags(tmp_path / "e", "--optimizers=sgd", "--seeds=1"),
                             command=fake)
     with pytest.raises(cli.TrainerError, match="trainer_flags="):
@@ -442,17 +568,17 @@ def test_program_reports_a_failed_trial_and_bad_flags(tmp_path, fake):
                                             "--trainer_flags=--train_steps=80"), command=fake)
 
 
-def test_seed_counts_are_per_optimizer_when_trial_names_coincide():
+def test_seed_counts_are_per_optimizer_when_trial_names_coincide(run):
     # sgd and adam at the same fixed rate give trials of the same name; each row
     # counts only its own optimizer's seeds.
     cfg = config(["sgd", "adam"], lr_grids={"sgd": [1e-3], "adam": [1e-3]}, seeds=2)
-    _, state, _ = run(cfg)
+    state, _ = run(cfg)
     doc = sweep_report.results_document(state, meta(cfg))
     rows = {r["optimizer"]: r for r in sweep_report.table_rows(doc)}
     assert rows["sgd"]["seed_runs"] == 2 and rows["adam"]["seed_runs"] == 2
 
 
-def test_full_budget_screens_choose_the_budgets_best_rate():
+def test_full_budget_screens_choose_the_budgets_best_rate(run):
     # The best rate depends on the budget (1 / steps): a 20-step screen would pick 0.05,
     # the 100-step budget wants 0.01. Every screen runs the full budget, so 0.01 wins.
     def fn(t):
@@ -460,12 +586,12 @@ def test_full_budget_screens_choose_the_budgets_best_rate():
         return [[0, 6.0], [t.steps, loss + 0.001 * t.seed]]
 
     cfg = config(["sgd"], lr_grids={"sgd": [0.0025, 0.005, 0.01, 0.02, 0.04]}, train_steps=100)
-    _, state, _ = run(cfg, fn)
+    state, _ = run(cfg, fn)
     assert state["selections"]["sgd"]["chosen"]["learning_rate"] == 0.01
     assert {t["steps"] for t in state["trials"]} == {100}
 
 
-def test_a_flat_grid_is_reported_as_a_tie_and_a_peaked_one_is_not():
+def test_a_flat_grid_is_reported_as_a_tie_and_a_peaked_one_is_not(run):
     # Seed noise 0.05 per seed: sd of seeds 0..2 = 0.05. Flat: the grid's scores differ
     # by < 0.01; peaked: by >= 0.25.
     def make(scale):
@@ -475,12 +601,12 @@ def test_a_flat_grid_is_reported_as_a_tie_and_a_peaked_one_is_not():
         return fn
 
     cfg = config(["sgd"], lr_grids={"sgd": [0.01, 0.03, 0.1]})
-    _, flat, _ = run(cfg, make(0.02))
+    flat, _ = run(cfg, make(0.02))
     assert flat["finals"]["sgd"]["sd"] == pytest.approx(0.05)
     assert flat["selections"]["sgd"]["tied_learning_rates"] == [0.01, 0.03, 0.1]
     doc = sweep_report.results_document(flat, meta(cfg))
     assert "**tie: 0.01 .. 0.1 within 1 seed sd**" in sweep_report.markdown_table(doc, "t")
-    _, peaked, _ = run(cfg, make(1.0))
+    peaked, _ = run(cfg, make(1.0))
     assert peaked["selections"]["sgd"]["tied_learning_rates"] == [0.03]
     doc = sweep_report.results_document(peaked, meta(cfg))
     assert "tie:" not in sweep_report.markdown_table(doc, "t")
@@ -495,7 +621,7 @@ def test_ranking_marks_optimizers_within_one_sd_as_tied():
     assert "cclip 5.8000 (+0.3000)" in line
 
 
-def test_arms_each_get_a_rate_search_and_the_best_arm_wins():
+def test_arms_each_get_a_rate_search_and_the_best_arm_wins(run):
     def fn(t):
         opts = dict(t.options)
         out = objective(t)
@@ -504,7 +630,7 @@ def test_arms_each_get_a_rate_search_and_the_best_arm_wins():
 
     arms = [dict(beta_2=b, warmup_steps=w) for b in (0.95, 0.999) for w in (0, 50)]
     cfg = config(["adam"], option_grids={"adam": arms})
-    _, state, _ = run(cfg, fn)
+    state, _ = run(cfg, fn)
     sel = state["selections"]["adam"]
     assert sel["chosen"]["options"] == {"beta_2": 0.95, "warmup_steps": 0}
     assert sel["chosen"]["learning_rate"] == 3.162e-3

@@ -75,3 +75,46 @@ def test_a_bad_trainer_setting_is_one_line():
         base.with_values(no_such_setting=1)
     assert base.with_values(learning_rate=0.5, seed=3, eval_split="test") == base.replace(
         optimizer={"learning_rate": 0.5}, run={"seed": 3}, task={"eval_split": "test"})
+
+
+def test_the_sweep_program_runs_a_tiny_lm_sweep_in_process(tmp_path, small_corpus, capsys):
+    """trainers.sweep end to end with --trials=in_process: 2 optimizers x 2 rates on the
+    validation split, the chosen rate's seed on the test split, every trial a run of this
+    process written where a subprocess trial would write it."""
+    from absl import flags
+
+    from trainers import sweep as sweep_program
+
+    fv = flags.FlagValues()
+    sweep_program.define_flags(fv)
+    grid = ",".join(f"{name}={'/'.join(f'{v:g}' for v in values)}"
+                    for name, values in GRIDS.items())
+    fv(["sweep", "--program=causal_lm", f"--model_dir={tmp_path}", "--optimizers=sgd,adam",
+        f"--lr_grid={grid}", "--max_extensions=0", "--seeds=1", "--trials=in_process",
+        "--objective=fixed_train", "--trainer_flags=" + " ".join([f"--corpus={small_corpus}",
+                                                                   *BASE])])
+    doc = sweep_program.run_sweep(fv)
+    out = capsys.readouterr().out
+    assert doc["meta"]["trials"] == "in_process"
+    assert "(6 trials run by this worker, 0 from the study)" in out
+    assert "per-trial overhead (wall - training)" in out
+    for name, grid in GRIDS.items():
+        screens = sorted((t for t in doc["trials"] if t["optimizer"] == name
+                          and t["split"] == "validation"), key=lambda t: t["learning_rate"])
+        assert [t["learning_rate"] for t in screens] == grid
+        best = min(screens, key=lambda t: t["final_loss"])
+        assert doc["selections"][name]["chosen"]["learning_rate"] == best["learning_rate"]
+        [seed] = [t for t in doc["trials"] if t["optimizer"] == name and t["split"] == "test"]
+        assert seed["learning_rate"] == best["learning_rate"] and seed["seed"] == 0
+        for t in screens + [seed]:
+            run_dir = tmp_path / name / t["name"]
+            metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text()
+                       .splitlines()]
+            assert [[m["step"], m["fixed_train_loss"]] for m in metrics] == t["curve"]
+            assert [s for s, _ in t["curve"]] == [0, 4, STEPS]
+            recorded = json.loads((run_dir / "config.json").read_text())
+            assert recorded["optimizer"]["learning_rate"] == t["learning_rate"]
+            assert recorded["task"]["eval_split"] == t["split"]
+            assert "step" in (run_dir / "trainer.log").read_text()  # the trainer's lines
+        assert doc["finals"][name]["n"] == 1
+    assert (tmp_path / "results.md").exists() and (tmp_path / "results.png").exists()

@@ -158,6 +158,12 @@ def used_settings(name, settings):
     return {k: v for k, v in settings.items() if k in OPTIMIZERS[name].defaults}
 
 
+def run_settings(config, family_settings=None):
+    """The settings an `OptimizerConfig`'s optimizer runs with and reads (what
+    --show_optimizer_settings prints and a sweep's --family_settings runs)."""
+    return used_settings(config.optimizer, config_settings(config, family_settings))
+
+
 def build(config, plan, global_batch_size, variables=(), exclude_from_weight_decay=(),
           family_settings=None):
     """(optimizer, schedule, settings) of an `OptimizerConfig`.

@@ -376,11 +376,9 @@ def finish(s, progress):
 def show_optimizer_settings(task_class, optimizer_config):
     """--show_optimizer_settings: one JSON line {"optimizer": ..., <setting>: value}; the
     family's settings are the task class's `optimizer_settings` (nothing is built)."""
-    family = getattr(task_class, "optimizer_settings", None)
-    name = optimizer_config.optimizer
-    settings = common_optimizers.used_settings(
-        name, common_optimizers.config_settings(optimizer_config, family))
-    line = {"optimizer": name, **settings}
+    settings = common_optimizers.run_settings(
+        optimizer_config, getattr(task_class, "optimizer_settings", None))
+    line = {"optimizer": optimizer_config.optimizer, **settings}
     print(json.dumps(line), flush=True)
     return line
 

@@ -34,12 +34,13 @@ a study, so two optimizers, arms or stages in one study would prune each other.
 
 A trainer is ``train(settings, report) -> curve`` (``[[step, value], ...]``, the
 objective's curve) or a dict with ``curve`` and other fields (``exit_code``, ``message``,
-``clip_fraction``, ...: the raw result of sweep.py's runners, kept as user attributes);
+``clip_fraction``, ...: the raw result of trials.py's runners, kept as user attributes);
 ``report(step, value)`` records one evaluation and raises ``optuna.TrialPruned`` when the
 pruner stops the trial. Every trial trains the full budget's schedule; pruning only ends it
 early.
 """
 
+import dataclasses
 import math
 import time
 import warnings
@@ -132,8 +133,10 @@ def make_storage(storage=None, model_dir=None, heartbeat_interval=HEARTBEAT_SECO
 def open_study(name, storage=None, model_dir=None, pruner=None, **storage_kw):
     """The study `name` (created by the first worker, loaded by the others), minimising.
     Every worker of a sweep must open it with the same pruner (Optuna keeps none in the
-    storage); `storage_kw` go to `make_storage`."""
-    storage = make_storage(storage, model_dir, **storage_kw)
+    storage); `storage_kw` go to `make_storage`; `storage` may also be one it made (one storage
+    for the many studies of a sweep)."""
+    if storage is None or isinstance(storage, str):
+        storage = make_storage(storage, model_dir, **storage_kw)
     return optuna.create_study(study_name=name, storage=storage, direction="minimize",
                                pruner=pruner, load_if_exists=True)
 
@@ -173,6 +176,8 @@ def record(trial, param):
     attrs = dict(trial.user_attrs)
     diverged = trial.state == TrialState.FAIL and "divergence_reason" in attrs
     pruned = trial.state == TrialState.PRUNED
+    if "curve" not in attrs:  # a pruned trial: its curve is what it reported
+        attrs["curve"] = [[s, v] for s, v in sorted(trial.intermediate_values.items())]
     return dict(attrs, number=trial.number, state=trial.state.name, final_loss=trial.value,
                 diverged=diverged, pruned=pruned,
                 score=trial.value if trial.state == TrialState.COMPLETE else math.inf,
@@ -275,23 +280,50 @@ class _Objective:
 
 
 def run_grid(study, grid, train, budget=None, param="learning_rate", max_extensions=3,
-             margin=1.0, can_extend=None, poll_seconds=5.0, max_retry=MAX_RETRY):
+             margin=1.0, can_extend=None, on_trial=None, **loop_kw):
     """Search `param` over `grid` (with sweep.search_grid's edge extension) in `study`, one
     claimed trial after another, until the search is decided; N workers running this on the
     same study share its trials. `budget`: every trial's steps (a report at it is never
-    pruned). Returns search_grid's dict plus ``records`` (every finished trial's `record`,
-    by value)."""
-    distribution = point_distribution(grid, max_extensions)
+    pruned); `on_trial(record)` after each trial this worker ran. Returns search_grid's dict
+    plus ``records`` (every finished trial's `record`, by value)."""
+    return _run(study, lambda done: next_points(done, grid, max_extensions, can_extend),
+                point_distribution(grid, max_extensions), train, budget, param, margin,
+                on_trial, **loop_kw)
+
+
+def run_points(study, values, train, budget=None, param="seed", margin=1.0, on_trial=None,
+               **loop_kw):
+    """Run `param` at each of the fixed integer `values` (a setting's seeds) in `study`,
+    each claimed once, never extended (run_grid's log-spaced range cannot hold seed 0).
+    Returns {"records": the finished trials' `record`s, in the order of `values`}."""
+    values = [int(v) for v in values]
+
+    def decide(done):
+        missing = [v for v in values if v not in done]
+        return (missing, None) if missing else ([], {})
+
+    result = _run(study, decide, optuna.distributions.IntDistribution(min(values), max(values)),
+                  train, budget, param, margin, on_trial, **loop_kw)
+    return dict(records=[r for r in result["records"] if r[param] in values])
+
+
+def _run(study, decide, distribution, train, budget, param, margin, on_trial,
+         poll_seconds=5.0, max_retry=MAX_RETRY):
+    """The worker loop: `decide(done)` -> (the points still wanted, None) or ([], result)."""
     objective = _Objective(study, param, train, margin, budget)
+    callbacks = []
+    if on_trial is not None:
+        callbacks.append(lambda _, t: None if t.params.get(param) is None
+                         or "duplicate_of" in t.user_attrs else on_trial(record(t, param)))
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         done, alive, lost, failed = _points(trials, param)
-        wanted, search = next_points(done, grid, max_extensions, can_extend)
-        if search is not None:
-            return dict(search, records=[done[v] for v in sorted(done)])
+        wanted, result = decide(done)
+        if result is not None:
+            return dict(result, records=[done[v] for v in sorted(done)])
         # One point per claim: workers that decide at the same moment enqueue it twice at
         # most once each (the duplicate is found when claimed), not the whole grid twice.
         todo = [v for v in wanted if v not in alive]
@@ -306,19 +338,138 @@ def run_grid(study, grid, train, budget=None, param="learning_rate", max_extensi
             study.add_trial(optuna.trial.create_trial(
                 state=TrialState.WAITING, params={param: v}, distributions={param: distribution}))
         if todo or any(t.state == TrialState.WAITING for t in trials):
-            study.optimize(objective, n_trials=1)
+            study.optimize(objective, n_trials=1, callbacks=callbacks)
         else:  # the rest runs elsewhere: wait for it (or for its worker's heartbeat to stop)
             time.sleep(poll_seconds)
 
 
+# The trainer's fields a finished trial keeps (user attributes), also when it is copied.
+RESULT_FIELDS = sweep.RAW_FIELDS + ("divergence_reason",)
+
+
+def add_finished(study, param, result):
+    """A trial run elsewhere (the same point of another search, or a committed results.json)
+    added to `study` as finished at ``result[param]``, unless the study has that point: a
+    diverged one failed with its reason, a pruned one pruned, else complete with its curve's
+    final value; its curve as its reports (what a pruner compares). Marked ``reused``: it
+    counts in the search, not in `steps_saved`."""
+    value = result[param]
+    if value in _points(study.get_trials(deepcopy=False), param)[0]:
+        return
+    curve = [[int(s), v] for s, v in result.get("curve") or []]
+    state = (TrialState.FAIL if result.get("diverged") else
+             TrialState.PRUNED if result.get("pruned") else TrialState.COMPLETE)
+    attrs = {k: result.get(k) for k in RESULT_FIELDS if result.get(k) is not None}
+    if state == TrialState.FAIL:
+        attrs.setdefault("divergence_reason", "diverged")
+    distribution = (optuna.distributions.IntDistribution(value, value) if isinstance(value, int)
+                    else optuna.distributions.FloatDistribution(value, value, log=True))
+    study.add_trial(optuna.trial.create_trial(
+        state=state, value=curve[-1][1] if state == TrialState.COMPLETE else None,
+        params={param: value}, distributions={param: distribution},
+        user_attrs=dict(attrs, reused=True),
+        intermediate_values={s: v for s, v in curve if v is not None and math.isfinite(v)}))
+
+
 def steps_saved(study, budget):
     """The steps the trials of `study` trained vs every one of them training `budget`
-    steps: pruned trials stop early; lost trials and duplicates are not counted."""
+    steps: pruned trials stop early; lost trials, duplicates and reused trials are not
+    counted."""
     measured = [t for t in study.get_trials(deepcopy=False)
-                if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                or "divergence_reason" in t.user_attrs]
+                if (t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                    or "divergence_reason" in t.user_attrs) and not t.user_attrs.get("reused")]
     run = sum(int(t.user_attrs.get("steps_trained", budget)) for t in measured)
     full = budget * len(measured)
     return dict(trials=len(measured), pruned=sum(t.state == TrialState.PRUNED for t in measured),
                 full_steps=full, run_steps=run, saved_steps=full - run,
                 saved_fraction=(full - run) / full if full else 0.0)
+
+
+STAGE_PARAMS = {"lr": "learning_rate", "tau": "tau", "final": "seed"}  # what a stage searches
+
+
+def study_name(trial, param):
+    """The study of one search: the optimizer, the setting searched and every fixed one
+    (`trial`, a sweep.Trial, holds them; its `param` is ignored), and the split."""
+    fixed = dict(learning_rate=trial.learning_rate, tau=trial.tau, seed=trial.seed,
+                 **dict(trial.options))
+    return (f"{trial.optimizer}: {param} at " + ", ".join(
+        f"{k}={v:g}" for k, v in fixed.items() if k != param and v is not None)
+        + f" ({trial.split})")
+
+
+class Searches:
+    """sweep.Comparison's `search` and `seeds` as studies, one per search (`study_name`),
+    the screens with `pruner`, the seeds never pruned. `open_study(name, pruner)` opens a
+    study of the sweep's storage; `run_trial(trial, report)` trains one sweep.Trial and
+    returns the trainer's raw result; `on_trial(record)` gets the trial record of each
+    trial this worker ran."""
+
+    def __init__(self, config, open_study, run_trial, pruner=None, on_trial=None):
+        self.config, self.open_study, self.run_trial = config, open_study, run_trial
+        self.pruner = pruner or optuna.pruners.NopPruner()
+        self.on_trial = on_trial
+        self.screens = {}  # name -> the study of a screen search (for the steps saved)
+
+    def _study(self, base, param):
+        name = study_name(base, param)
+        if param == "seed":
+            return self.open_study(name, optuna.pruners.NopPruner())
+        self.screens[name] = self.open_study(name, self.pruner)
+        return self.screens[name]
+
+    def _engine_args(self, base, param, stage):
+        """run_grid's / run_points' train and on_trial for the trials of `base` x `param`."""
+        def train(settings, report):
+            return self.run_trial(dataclasses.replace(base, **settings), report)
+
+        def done(result):
+            self.on_trial(self._record(base, param, stage, result))
+
+        return dict(train=train, on_trial=done if self.on_trial else None,
+                    budget=self.config.train_steps, param=param,
+                    margin=self.config.divergence_margin)
+
+    def _record(self, base, param, stage, result):
+        return sweep.trial_record(dataclasses.replace(base, **{param: result[param]}), stage,
+                                  result)
+
+    def search(self, optimizer, options, stage, fixed, param, grid, can_extend=None,
+               known=()):
+        base = sweep.Trial(optimizer, fixed.get("learning_rate"), fixed.get("tau"), 0,
+                           sweep.SPLIT_SELECT, self.config.train_steps, options)
+        study = self._study(base, param)
+        for result in known:
+            add_finished(study, param, result)
+        found = run_grid(study, grid, max_extensions=self.config.max_extensions,
+                         can_extend=can_extend, **self._engine_args(base, param, stage))
+        return dict(found, records=[self._record(base, param, stage, r)
+                                    for r in found["records"]])
+
+    def seeds(self, optimizer, selection):
+        base = sweep.Trial(optimizer, selection["learning_rate"], selection["tau"], 0,
+                           sweep.SPLIT_FINAL, self.config.train_steps,
+                           sweep.as_options(selection.get("options")))
+        found = run_points(self._study(base, "seed"), range(self.config.seeds),
+                           **self._engine_args(base, "seed", "final"))
+        return [self._record(base, "seed", "final", r) for r in found["records"]]
+
+    def add(self, records):
+        """Trial records of a results.json (a sweep of the same settings run elsewhere)
+        added to their studies as finished trials: they are not run again. A record of
+        another budget (an older sweep's truncated screen) is not this sweep's trial.
+        Returns how many were added."""
+        records = [r for r in records if r["steps"] == self.config.train_steps]
+        for r in records:
+            param = STAGE_PARAMS[r["stage"]]
+            add_finished(self._study(sweep.trial_from_dict(r), param), param, r)
+        return len(records)
+
+    def pruning(self):
+        """`steps_saved` over the screens' studies (the seeds are never pruned)."""
+        saved = [steps_saved(s, self.config.train_steps) for s in self.screens.values()]
+        total = {k: sum(s[k] for s in saved) for k in ("trials", "pruned", "full_steps",
+                                                       "run_steps", "saved_steps")}
+        total["saved_fraction"] = (total["saved_steps"] / total["full_steps"]
+                                   if total["full_steps"] else 0.0)
+        return total

@@ -39,16 +39,15 @@ trainer exited non-zero saying something was not finite. Diverged runs stay in
 the results with their settings; in the selection they score +inf, so they are
 never chosen.
 
-Trials are run by a *runner* (`load(trial)` / `run(trial)`): the program
-`trainers.sweep` runs each trial as a trainer subprocess; tests inject a pure
-Python objective (`FunctionRunner`). A trial found in `previous` (the trials of
-an earlier results.json) or reported finished by `runner.load` is not run again.
+`Comparison` is this protocol over a search engine: ``search(...)`` runs one grid search
+and ``seeds(...)`` one setting's seeds. trainers/common/study.py runs them as Optuna
+studies (shared by N workers, resumed by rerunning the command, pruned); here only the
+rules: what is searched, in which order, what is chosen and how it is reported.
 """
 
 import dataclasses
 import math
 import re
-import time
 
 import numpy as np
 
@@ -113,12 +112,6 @@ class Trial:
         return (f"lr{self.learning_rate:g}{tau}{opts}_seed{self.seed}_{self.split}_"
                 f"{self.steps}steps")
 
-    @property
-    def key(self):
-        return (self.optimizer, float(self.learning_rate),
-                None if self.tau is None else float(self.tau), int(self.seed), self.split,
-                int(self.steps), tuple((k, float(v)) for k, v in self.options))
-
     def as_dict(self):
         d = dataclasses.asdict(self)
         d["options"] = dict(self.options)
@@ -126,8 +119,10 @@ class Trial:
 
 
 def as_options(mapping):
-    """{flag: value} -> the sorted tuple a Trial holds."""
-    return tuple(sorted((str(k), float(v)) for k, v in (mapping or {}).items()))
+    """{flag: value} -> the sorted tuple a Trial holds (an integer stays one: a flag such as
+    --warmup_steps takes it as given)."""
+    return tuple(sorted((str(k), v if isinstance(v, int) else float(v))
+                        for k, v in (mapping or {}).items()))
 
 
 def trial_from_dict(d):
@@ -157,58 +152,36 @@ def classify(curve, exit_code=0, message="", margin=1.0):
 
 
 RAW_FIELDS = ("curve", "held_out_curve", "fixed_train_curve", "exit_code", "message",
-              "wall_seconds", "steps_trained", "clip_fraction", "train_loss")
+              "wall_seconds", "train_seconds", "steps_trained", "clip_fraction", "train_loss")
 
 
 def _curve(points):
     return [[int(s), (float(v) if v is not None else float("nan"))] for s, v in points or []]
 
 
-def make_record(trial, raw, margin, stage, reused):
-    """The trial's record (what results.json keeps) from a runner's raw result.
+def trial_record(trial, stage, result):
+    """results.json's record of `trial` from its result (the trainer's raw fields with the
+    engine's verdict: ``diverged``, ``divergence_reason``, ``pruned``, ``score``, ``reused``).
 
     `curve` is the objective's curve (scored, tested for divergence); `held_out_curve`
     and `fixed_train_curve` (when the runner read them) give both metrics' finals."""
-    curve = _curve(raw.get("curve"))
-    diverged, reason = classify(curve, raw.get("exit_code", 0), raw.get("message", ""),
-                                margin)
-    final = curve[-1][1] if curve else float("nan")
+    curve = _curve(result.get("curve"))
     record = trial.as_dict()
-    record.update({k: raw.get(k) for k in RAW_FIELDS})
+    record.update({k: result.get(k) for k in RAW_FIELDS})
     finals = {}
     for metric in OBJECTIVES:
-        points = _curve(raw.get(f"{metric}_curve"))
+        points = _curve(result.get(f"{metric}_curve"))
         record[f"{metric}_curve"] = points or None
         finals[f"{metric}_final"] = points[-1][1] if points else None
     record.update(
-        name=trial.name, stage=stage, curve=curve, final_loss=final,
+        name=trial.name, stage=stage, curve=curve,
+        final_loss=curve[-1][1] if curve else float("nan"),
         initial_loss=curve[0][1] if curve and curve[0][0] == 0 else None,
-        diverged=diverged, divergence_reason=reason,
-        score=math.inf if diverged else final, reused=reused, **finals)
+        diverged=bool(result.get("diverged")),
+        divergence_reason=result.get("divergence_reason") or "",
+        pruned=bool(result.get("pruned")), score=result["score"],
+        reused=bool(result.get("reused")), **finals)
     return record
-
-
-class FunctionRunner:
-    """A runner around a pure function: ``fn(trial)`` returns the held-out curve
-    ([[step, loss], ...]) or a raw-result dict (see `RAW_FIELDS`). For tests and
-    cheap objectives; nothing is stored on disk (`previous` does the skipping)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.calls = 0
-
-    def load(self, trial):
-        return None
-
-    def run(self, trial):
-        self.calls += 1
-        start = time.perf_counter()
-        out = self.fn(trial)
-        raw = dict(out) if isinstance(out, dict) else {"curve": out}
-        raw.setdefault("exit_code", 0)
-        raw.setdefault("wall_seconds", time.perf_counter() - start)
-        raw.setdefault("steps_trained", trial.steps)
-        return raw
 
 
 def search_grid(evaluate, grid, max_extensions, can_extend=None):
@@ -352,96 +325,54 @@ class Config:
         return (len(self.lr_grids[optimizer]) == 1 and len(self.taus(optimizer)) <= 1
                 and len(self.arms(optimizer)) == 1)
 
+    def planned_trials(self, optimizer):
+        """The trials of `optimizer` known before any result (no grid extension): each
+        arm's screens (the rate grid, then the tau grid but its centre; with the cross
+        search the rate grid at each tau), then the seeds."""
+        taus, lrs = self.taus(optimizer), len(self.lr_grids[optimizer])
+        per_arm = (len(taus) * lrs if taus and self.tau_search == "cross"
+                   else lrs + max(len(taus) - 1, 0))
+        screens = 0 if self.is_fixed(optimizer) else per_arm * len(self.arms(optimizer))
+        return screens + self.seeds
 
-class Sweep:
-    """Runs the sweep of `config` with `runner`; `previous`: records of an earlier
-    results.json (reused, not rerun); `on_record(record, sweep)` after each trial."""
 
-    def __init__(self, runner, config, previous=(), on_record=None):
-        self.runner = runner
-        self.config = config
-        self.on_record = on_record
-        self.previous = {trial_from_dict(r).key: r for r in previous}
-        self.records = {}  # key -> record, in run order
+def _summary(search):
+    """A search as the selections keep it: its values and scores (the trials are listed
+    once, in results.json's trials)."""
+    return {k: v for k, v in search.items() if k != "records"} if search else search
+
+
+class Comparison:
+    """The sweep of `config` on a search engine:
+
+    * ``search(optimizer, options, stage, fixed, param, grid, can_extend=None, known=())``
+      searches `param` over `grid` (search_grid's rules) with the `fixed` settings
+      ({"tau": ...} or {"learning_rate": ...}), seed 0 on the validation split; `known`:
+      trial records of the same points already run (the tau stage's centre). Returns
+      search_grid's dict plus ``records`` (trial records, by value).
+    * ``seeds(optimizer, selection)`` runs the chosen setting's seeds on the test split and
+      returns their trial records.
+    """
+
+    def __init__(self, config, search, seeds):
+        self.config, self.search, self.seeds = config, search, seeds
+        self.records = {}  # (optimizer, trial name) -> trial record, first seen first
         self.selections = {}
         self.finals = {}
-        self.run_seconds = 0.0  # wall time of the runs made by this process
-        self.run_steps = 0
-        self._pending = {}  # key -> steps
-        self._placeholders = {}  # (optimizer, stage) -> (count, steps)
 
-    # -- planning (for the ETA) -------------------------------------------------
-    def screen(self, name, lr, tau, options):
-        """The validation run (seed 0, the full budget) of one grid point."""
-        return Trial(name, lr, tau, 0, SPLIT_SELECT, self.config.train_steps, options)
+    def _keep(self, result):
+        for r in result["records"]:
+            self.records.setdefault((r["optimizer"], r["name"]), r)
+        return result
 
-    def plan(self):
-        """Register the trials known before any result (for the ETA; `run` calls it)."""
-        c = self.config
-        for name in c.optimizers:
-            taus = c.taus(name)
-            lr_grid = c.lr_grids[name]
-            keys = []
-            if not c.is_fixed(name):
-                for opts in c.arms(name):
-                    if taus and c.tau_search == "cross":
-                        keys += [self.screen(name, lr, t, opts) for t in taus for lr in lr_grid]
-                    else:
-                        tau = geometric_centre(taus) if taus else None
-                        keys += [self.screen(name, lr, tau, opts) for lr in lr_grid]
-                if taus and c.tau_search != "cross":
-                    self._placeholders[(name, "tau")] = (len(taus) - 1, c.train_steps)
-            for t in keys:
-                self._expect(t)
-            self._placeholders[(name, "final")] = (c.seeds, c.train_steps)
-
-    def _expect(self, trial):
-        if trial.key not in self.records and trial.key not in self.previous:
-            self._pending[trial.key] = trial.steps
-
-    def pending_steps(self):
-        steps = sum(self._pending.values())
-        steps += sum(n * s for n, s in self._placeholders.values())
-        return steps
-
-    def pending_trials(self):
-        return len(self._pending) + sum(n for n, _ in self._placeholders.values())
-
-    def seconds_per_step(self):
-        return self.run_seconds / self.run_steps if self.run_steps else None
-
-    def eta_seconds(self):
-        rate = self.seconds_per_step()
-        return rate * self.pending_steps() if rate is not None else None
-
-    # -- running --------------------------------------------------------------
-    def trial(self, trial, stage):
-        """The record of `trial`: reused if known, else run."""
-        if trial.key in self.records:
-            return self.records[trial.key]
-        self._pending.pop(trial.key, None)
-        margin = self.config.divergence_margin
-        if trial.key in self.previous:
-            raw, reused = self.previous[trial.key], True
-        else:
-            raw = self.runner.load(trial)
-            reused = raw is not None
-            if raw is None:
-                raw = self.runner.run(trial)
-                self.run_seconds += raw.get("wall_seconds") or 0.0
-                self.run_steps += raw.get("steps_trained", trial.steps) or 0
-        record = make_record(trial, raw, margin, stage, reused)
-        self.records[trial.key] = record
-        if self.on_record:
-            self.on_record(record, self)
-        return record
+    def _screen(self, name, lr, tau, opts):
+        """The record of the validation run of one point (seed 0, the full budget)."""
+        trial = Trial(name, lr, tau, 0, SPLIT_SELECT, self.config.train_steps, opts)
+        return self.records[(name, trial.name)]
 
     def _lr_search(self, name, tau, opts):
-        def evaluate(lr):
-            r = self.trial(self.screen(name, lr, tau, opts), "lr")
-            return r["score"], r
-
-        return search_grid(evaluate, self.config.lr_grids[name], self.config.max_extensions)
+        return self._keep(self.search(name, opts, "lr", {"tau": tau}, "learning_rate",
+                                      self.config.lr_grids[name]))
 
     def _select_arm(self, name, opts):
         """(lr, tau, lr_search, tau_search) of one arm of `name` on the validation split."""
@@ -452,32 +383,24 @@ class Sweep:
             per_tau = {}
 
             def evaluate(tau):
-                for lr in c.lr_grids[name]:
-                    self._expect(self.screen(name, lr, tau, opts))
-                per_tau[tau] = self._lr_search(name, tau, opts)
-                best = per_tau[tau]["best"]
-                rec = (self.records[self.screen(name, best, tau, opts).key]
-                       if best is not None else None)
-                return per_tau[tau]["best_score"], rec
+                per_tau[tau] = found = self._lr_search(name, tau, opts)
+                best = found["best"]
+                return found["best_score"], (self._screen(name, best, tau, opts)
+                                             if best is not None else None)
 
             tau_search = search_grid(evaluate, taus, c.max_extensions, _clipping_active)
             tau = tau_search["best"]
             lr_search = per_tau[tau] if tau is not None else per_tau[min(per_tau)]
             lr = lr_search["best"]
-            tau_search["lr_searches"] = {f"{t:g}": s for t, s in per_tau.items()}
+            tau_search["lr_searches"] = {f"{t:g}": _summary(s) for t, s in per_tau.items()}
         else:
             tau = geometric_centre(taus) if taus else None
             lr_search = self._lr_search(name, tau, opts)
             lr = lr_search["best"]
             if taus and lr is not None:
-                for t in taus:
-                    self._expect(self.screen(name, lr, t, opts))
-
-                def evaluate(t):
-                    r = self.trial(self.screen(name, lr, t, opts), "tau")
-                    return r["score"], r
-
-                tau_search = search_grid(evaluate, taus, c.max_extensions, _clipping_active)
+                tau_search = self._keep(self.search(
+                    name, opts, "tau", {"learning_rate": lr}, "tau", taus, _clipping_active,
+                    known=[self._screen(name, lr, tau, opts)]))
                 if tau_search["best"] is not None:
                     tau = tau_search["best"]
         return lr, tau, lr_search, tau_search
@@ -496,21 +419,19 @@ class Sweep:
         arms = []
         for opts in c.arms(name):
             lr, tau, lr_search, tau_search = self._select_arm(name, opts)
-            score = (self.records[self.screen(name, lr, tau, opts).key]["score"]
-                     if lr is not None else math.inf)
+            score = self._screen(name, lr, tau, opts)["score"] if lr is not None else math.inf
             arms.append(dict(options=opts, learning_rate=lr, tau=tau, score=score,
                              lr_search=lr_search, tau_search=tau_search))
-        self._placeholders.pop((name, "tau"), None)
         best = min(arms, key=lambda a: a["score"])
         selection = None
         if best["learning_rate"] is not None:
-            chosen = self.records[self.screen(name, best["learning_rate"], best["tau"],
-                                              best["options"]).key]
+            chosen = self._screen(name, best["learning_rate"], best["tau"], best["options"])
             selection = dict(learning_rate=best["learning_rate"], tau=best["tau"],
                              options=dict(best["options"]), validation_loss=chosen["final_loss"],
                              steps=c.train_steps, split=SPLIT_SELECT)
         self.selections[name] = dict(
-            chosen=selection, lr_search=best["lr_search"], tau_search=best["tau_search"],
+            chosen=selection, lr_search=_summary(best["lr_search"]),
+            tau_search=_summary(best["tau_search"]),
             arms=[dict(options=dict(a["options"]), learning_rate=a["learning_rate"], tau=a["tau"],
                        score=a["score"], trials=len(a["lr_search"]["values"]) + (
                            len(a["tau_search"]["values"]) if a["tau_search"] else 0))
@@ -520,17 +441,12 @@ class Sweep:
         return selection
 
     def final(self, name, selection):
-        c = self.config
-        self._placeholders.pop((name, "final"), None)
         if selection is None:
             self.finals[name] = None
             return None
-        opts = as_options(selection.get("options"))
-        trials = [Trial(name, selection["learning_rate"], selection["tau"], seed, SPLIT_FINAL,
-                        c.train_steps, opts) for seed in range(c.seeds)]
-        for t in trials:
-            self._expect(t)
-        records = [self.trial(t, "final") for t in trials]
+        records = self.seeds(name, selection)
+        for r in records:
+            self.records.setdefault((r["optimizer"], r["name"]), r)
         self.finals[name] = aggregate(records)
         # A grid flat within one seed sd of the chosen setting: a tie, not a winner.
         sel = self.selections.get(name) or {}
@@ -538,7 +454,6 @@ class Sweep:
         return self.finals[name]
 
     def run(self):
-        self.plan()
         for name in self.config.optimizers:
             self.final(name, self.select(name))
         return self.state()

@@ -5,12 +5,15 @@ No TensorFlow here (matplotlib with the Agg backend for the plot).
 results.json::
 
     {"meta": {"program", "trainer_flags", "config": {...}, "metric", "objective",
-              "perplexity", "updated"},
+              "perplexity", "trials" (in_process/subprocess), "pruner": {kind, min_steps},
+              "pruning": {trials, pruned, full_steps, run_steps, saved_steps,
+                          saved_fraction} (the screens), "updated"},
      "trials": [{optimizer, learning_rate, tau, options, seed, split, steps, name, stage,
                  final_loss, initial_loss, curve: [[step, objective], ...],
                  held_out_curve, fixed_train_curve, held_out_final, fixed_train_final,
-                 diverged, divergence_reason, score, wall_seconds, steps_trained,
-                 clip_fraction, train_loss, exit_code, message, reused}, ...],
+                 diverged, divergence_reason, pruned, score, wall_seconds, train_seconds,
+                 steps_trained, clip_fraction, train_loss, exit_code, message,
+                 reused (added from another search or sweep, not run here)}, ...],
      "selections": {optimizer: {"chosen": {learning_rate, tau, options, validation_loss,
                                            steps, split} or null,
                                 "lr_search": {values, scores, best, best_score,
@@ -63,6 +66,15 @@ def write_results(path, state, meta):
 
 def load_results(path):
     return json.loads(files.read_text(path))
+
+
+def pruning_line(pruning, kind):
+    """The pruner's report: the screens it stopped and the steps saved vs full screens."""
+    if kind == "none" or not pruning or not pruning.get("trials"):
+        return f"pruning: {'off' if kind == 'none' else 'no screen run here'}"
+    return (f"pruning ({kind}): {pruning['pruned']} of {pruning['trials']} screens stopped "
+            f"early; they trained {pruning['run_steps']} of {pruning['full_steps']} steps "
+            f"({pruning['saved_steps']} saved, {100 * pruning['saved_fraction']:.0f} %)")
 
 
 def _num(value, spec=".4f"):
@@ -219,8 +231,13 @@ def markdown_table(doc, title):
         "gets its own rate search; the best arm is chosen.",
         "Clip fraction: the final clip fraction of the chosen setting's seeds (mean), for the "
         "clipping optimizers.",
-        "",
     ]
+    pruner = meta.get("pruner") or {}
+    if pruner.get("kind", "none") != "none":
+        notes.append(pruning_line(meta.get("pruning"), pruner["kind"]).capitalize() + f"; "
+                     f"first rung at step {pruner['min_steps']}; a stopped screen is never "
+                     "chosen.")
+    notes.append("")
     return "\n".join(lines + notes)
 
 
