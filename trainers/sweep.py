@@ -140,10 +140,10 @@ def define_flags(fv=flags.FLAGS):
                       "in_process: each trial in this process; subprocess: each trial a "
                       "trainer process; auto: in-process for a program of TASKS on one "
                       "device.", **kw)
-    flags.DEFINE_string("import_results", None,
-                        "A results.json of a sweep of the same program, trainer flags, metric "
-                        "and objective (run elsewhere): its trials join the studies first and "
-                        "are not run again.", **kw)
+    flags.DEFINE_multi_string("import_results", [],
+                              "A results.json of a sweep of the same program, trainer flags, "
+                              "metric and objective (run elsewhere): its trials join the "
+                              "studies first and are not run again. Repeatable.", **kw)
     flags.DEFINE_bool("dry_run", False,
                       "Print the trials and steps planned before any grid extension; run nothing.",
                       **kw)
@@ -458,9 +458,9 @@ def run_sweep(f, command=None):
         cfg, open_study,
         lambda t, report: runner.run(f"{t.optimizer}/{t.name}", trial_values(t), report),
         pruner, on_trial)
-    if f.import_results:
-        count = import_results(searches, f.import_results, meta)
-        print(f"{count} trials of {f.import_results} joined the studies", flush=True)
+    for path in f.import_results or ():
+        count = import_results(searches, path, meta)
+        print(f"{count} trials of {path} joined the studies", flush=True)
     print(f"sweep: {', '.join(cfg.optimizers)}; gclip/cclip tau search: {cfg.tau_search}; "
           f"every run {cfg.train_steps} steps (screens and seeds alike), {cfg.seeds} seeds; "
           f"chosen and ranked on {cfg.objective} {f.metric}; trials {meta['trials']} in "

@@ -178,9 +178,11 @@ def test_crossover_summary_tables_every_finished_cell(tmp_path):
     assert (tmp_path / "lm_crossover.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_larger_batches_keep_the_small_batchs_arm_and_scale_its_rate(evidence, tmp_path):
+def test_larger_batches_keep_the_small_batchs_arm_and_scale_its_rate(evidence, tmp_path,
+                                                                     monkeypatch):
     runs = str(tmp_path)
-    with pytest.raises(SystemExit, match="run its stage first"):
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    with pytest.raises(SystemExit, match="run its stage .lm_crossover_b16. first"):
         evidence._crossover(64, base_batch=16)(runs)
     fake_crossover_results(tmp_path / "lm_crossover_b16", 16, (5.6, 0.01), (5.5, 0.01))
     (argv,) = evidence._crossover(64, base_batch=16)(runs)
@@ -193,6 +195,63 @@ def test_larger_batches_keep_the_small_batchs_arm_and_scale_its_rate(evidence, t
                                          "--eval_batches=2", "--eval_batches=8"}
     assert flag(argv, "objective") == "fixed_train"
     assert "--fixed_train_examples=256" in trainer and "--train_steps=200" in trainer
+
+
+def test_a_committed_cell_seeds_the_next_batchs_search(evidence, tmp_path, monkeypatch):
+    """On a machine without the smaller cell's runs, its committed results.json gives
+    the next cell's search (the cell finished elsewhere); the local one wins."""
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    fake_crossover_results(tmp_path / "committed", 16, (5.6, 0.01), (5.5, 0.01))
+    os.makedirs(tmp_path / "figures")
+    os.rename(tmp_path / "committed" / "results.json",
+              tmp_path / "figures" / "lm_crossover_b16.json")
+    runs = str(tmp_path / "runs")
+    assert flag(evidence._crossover(64, base_batch=16)(runs)[0], "lr_grid") == \
+        "sgd=0.1/0.2/0.4,adam=0.1/0.2/0.4"
+    fake_crossover_results(tmp_path / "runs" / "lm_crossover_b16", 16, (5.6, 0.01), (5.5, 0.01))
+    with open(tmp_path / "runs" / "lm_crossover_b16" / "results.json") as f:
+        doc = json.load(f)
+    doc["selections"]["sgd"]["chosen"]["learning_rate"] = 0.4
+    with open(tmp_path / "runs" / "lm_crossover_b16" / "results.json", "w") as f:
+        json.dump(doc, f)
+    assert flag(evidence._crossover(64, base_batch=16)(runs)[0], "lr_grid").startswith(
+        "sgd=0.4/0.8/1.6,")
+
+
+def test_figure3a_reuses_the_16k_cells_sgd_and_adam_and_makes_clipping_act(
+        evidence, tmp_path, monkeypatch):
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    runs = str(tmp_path)
+    with pytest.raises(SystemExit, match="lm_crossover_b256"):
+        evidence._figure3a(runs)
+    fake_crossover_results(tmp_path / "lm_crossover_b64", 64, (5.6, 0.01), (5.5, 0.01))
+    with open(tmp_path / "lm_crossover_b64" / "results.json") as f:
+        doc = json.load(f)
+    for c in doc["selections"].values():
+        c["chosen"]["options"]["warmup_steps"] = 50
+    with open(tmp_path / "lm_crossover_b64" / "results.json", "w") as f:
+        json.dump(doc, f)
+    fake_crossover_results(tmp_path / "lm_crossover_b256", 256, (5.6, 0.01), (5.4, 0.01))
+    (argv,) = evidence._figure3a(runs)
+    (b256,) = evidence._crossover(256, base_batch=64)(runs)
+    # The same trainer flags as the 16k cell, whose trials join the studies: SGD's and
+    # Adam's searches are that cell's (nothing of theirs runs again).
+    assert flag(argv, "trainer_flags") == flag(b256, "trainer_flags")
+    assert flag(argv, "import_results") == f"{tmp_path}/lm_crossover_b256/results.json"
+    assert flag(argv, "lr_grid").startswith(flag(b256, "lr_grid") + ",")
+    assert flag(argv, "option_grid").startswith(flag(b256, "option_grid") + ",")
+    assert flag(argv, "objective") == "fixed_train" and flag(argv, "seeds") == "3"
+    assert flag(argv, "optimizers").split(",") == ["sgd", "adam", "acclip_norm", "acclip",
+                                                    "gclip", "cclip"]
+    arms = flag(argv, "option_grid").split(",")
+    for name in ("acclip", "acclip_norm"):  # clipping from the first step
+        assert f"{name}:acclip_initial_tau=1e-6" in arms and f"{name}:epsilon=1e-6" in arms
+    for name in ("acclip", "acclip_norm", "gclip", "cclip"):  # the baselines' warm-up
+        assert f"{name}:warmup_steps=50" in arms
+    lr_grids = dict(g.split("=") for g in flag(argv, "lr_grid").split(","))
+    assert all(len(lr_grids[n].split("/")) == 3 for n in lr_grids)  # same trials each
+    assert set(dict(g.split("=") for g in flag(argv, "tau_grid").split(","))) == {"gclip",
+                                                                                "cclip"}
 
 
 def test_every_stage_of_issue_19_chooses_on_the_training_loss(evidence, tmp_path):

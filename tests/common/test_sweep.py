@@ -445,6 +445,19 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     assert "is a sweep with other trainer_flags: its trials are not used" in out
     assert "(4 trials run by this worker, 0 from the study)" in out
 
+    # Two results.json, one per optimizer (--import_results repeats): a sweep of both
+    # runs nothing and chooses as the sweep that ran them all.
+    for name in ("sgd", "gclip"):
+        part = dict(doc, trials=[t for t in doc["trials"] if t["optimizer"] == name])
+        (tmp_path / f"{name}.json").write_text(json.dumps(part))
+    doc4 = sweep_program.run_sweep(sweep_flags(tmp_path / "fourth",
+                                               f"--import_results={tmp_path}/sgd.json",
+                                               f"--import_results={tmp_path}/gclip.json"),
+                                   command=fake)
+    out = capsys.readouterr().out
+    assert "(0 trials run by this worker" in out and out.count("joined the studies") == 2
+    assert doc4["selections"] == doc["selections"] and doc4["finals"] == doc["finals"]
+
 
 class FakeTask:
     """A task class for the fake trainer: its model family's settings, off the optima."""
