@@ -288,3 +288,39 @@ def test_frequency_bucket_summary_reads_the_seeds_curves(tmp_path):
     # bucket 0: sgd 9.5 -> 8.5, adam 7.5 -> 6.5 (mean over the two seeds), gap +2.
     assert "| 0 | 9.500 | 8.500 | 7.500 | 6.500 | +2.000 |" in table
     assert (tmp_path / "frequency_buckets.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_demo_runs_the_1k_cell_at_its_tuned_settings(evidence, tmp_path):
+    """`make demo` is the crossover's cheapest separating cell (1k tokens/step): its trainer
+    flags are that cell's but for the evaluation cadence, --deterministic and the dropped
+    frequency buckets, and SGD's and Adam's settings are what its sweep chose."""
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    lines = out.replace("\\\n", " ").splitlines()  # the recipe's continuation lines
+    [command] = [line for line in lines if "trainers.sweep" in line]
+    argv = shlex.split(command)
+    (b16,) = evidence._crossover(16)(str(tmp_path))
+    ours, cell = set(shlex.split(flag(argv, "trainer_flags"))), set(shlex.split(
+        flag(b16, "trainer_flags")))
+    assert {f.split("=")[0] for f in ours ^ cell} == {
+        "--steps_per_loop", "--eval_every", "--checkpoint_every", "--frequency_buckets",
+        "--deterministic"}
+    assert flag(argv, "objective") == "fixed_train" and flag(argv, "seeds") == "1"
+    rates = dict(item.split("=") for item in flag(argv, "lr_grid").split(","))
+    options = {}
+    for item in flag(argv, "option_grid").split(","):
+        name, _, setting = item.partition(":")
+        key, _, value = setting.partition("=")
+        options.setdefault(name, {})[key] = float(value)
+    with open(os.path.join(ROOT, "docs", "figures", "evidence", "lm_crossover_b16.json")) as f:
+        selections = json.load(f)["selections"]
+    for name in ("sgd", "adam"):
+        chosen = selections[name]["chosen"]
+        assert float(rates[name]) == pytest.approx(chosen["learning_rate"])
+        assert options[name] == pytest.approx(chosen["options"])
+    # ACClip(normalize): Adam's rate and warm-up, clipping from the first step.
+    assert float(rates["acclip_norm"]) == float(rates["adam"])
+    assert options["acclip_norm"] == {"acclip_initial_tau": 1e-6, "epsilon": 1e-6,
+                                      "warmup_steps": options["adam"]["warmup_steps"]}
