@@ -478,6 +478,11 @@ def run_sweep(f, command=None):
     print(f"table:    {files.display(table_path)}")
     print(f"plot:     {files.display(plot_path)}")
     print(sweep_report.pruning_line(meta["pruning"], f.pruner))
+    if f.pruner != "none":
+        screens = sweep_report.plot_screens(searches.screens, files.join(f.model_dir, "optuna"))
+        if screens:
+            print(f"screens:  {files.display(files.join(f.model_dir, 'optuna'))}/ (Optuna's "
+                  f"intermediate-value plots, {len(screens)} studies)")
     overhead = overhead_line(ran)
     if overhead:
         print(overhead)

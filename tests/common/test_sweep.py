@@ -419,6 +419,7 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
         assert (model_dir / name).exists()
     assert "test perplexity" not in (model_dir / "results.md").read_text()  # not an LM
     assert (model_dir / study.STUDY_FILE).exists()
+    assert not (model_dir / "optuna").exists()  # no pruner: results.png says it all
 
     # A rerun runs nothing: the study has every trial (results.json is only an output).
     calls_before = sum(1 for _ in model_dir.rglob("calls.txt"))
@@ -518,6 +519,9 @@ def test_pruning_through_the_program_reports_the_steps_saved(tmp_path, fake, cap
            "(60 saved, 17 %)" in out
     assert "PRUNED at step 30" in out
     assert "Pruning (halving): 1 of 4" in (tmp_path / "p" / "results.md").read_text()
+    # Optuna's view of the pruned screen search: every trial's curve, one PNG per study.
+    [png] = (tmp_path / "p" / "optuna").iterdir()
+    assert png.name.startswith("sgd_learning_rate_at_") and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_pruned_subprocess_trial_is_stopped_while_it_runs(tmp_path, fake):

@@ -34,7 +34,9 @@ file is strict JSON.
 import datetime
 import json
 import math
+import re
 import textwrap
+import warnings
 
 from trainers.common import files
 from trainers.common.files import write_text_atomically
@@ -336,3 +338,38 @@ def plot_bands(doc, path, title):
         fig.savefig(fh, dpi=120, format="png")
     plt.close(fig)
     return path
+
+
+def plot_screens(studies, directory):
+    """Optuna's own view of each screen search under a pruner: every trial's reported
+    curve (`optuna.visualization.matplotlib.plot_intermediate_values`; a pruned trial's
+    curve ends at its rung), one PNG per study in `directory`, named after the study.
+    Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    paths = []
+    for name, study in sorted(studies.items()):
+        if not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
+        labels = {f"Trial{t.number}": ", ".join(f"{k} {v:g}" for k, v in t.params.items())
+                  + (" (pruned)" if t.state == optuna.trial.TrialState.PRUNED else "")
+                  for t in study.get_trials(deepcopy=False)}
+        for line in ax.get_lines():
+            line.set_label(labels.get(line.get_label(), line.get_label()))
+        ax.legend(fontsize=7)
+        ax.set_title(name, fontsize=8)
+        ax.set(xlabel="step", ylabel="reported loss")
+        path = files.join(directory, re.sub(r"[^A-Za-z0-9.=_-]+", "_", name).strip("_") + ".png")
+        files.makedirs(directory)
+        with files.open_file(path, "wb") as fh:
+            ax.figure.savefig(fh, dpi=100, format="png")
+        plt.close(ax.figure)
+        paths.append(path)
+    return paths
