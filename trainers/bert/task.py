@@ -5,13 +5,13 @@ from trainers.bert import mlm
 from trainers.bert import model as bert_model
 from trainers.bert.config import BertConfig
 from trainers.common import cli
-from trainers.common.task import Task
+from trainers.common.task import DataObjectTask
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
 
 
-class BertPretrainTask(Task):
+class BertPretrainTask(DataObjectTask):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "sequences"
     # The BERT family's settings without --learning_rate/--tau (trainers.sweep
@@ -111,21 +111,6 @@ class BertPretrainTask(Task):
             self.model, self.backbone = bert_model.build_masked_lm(
                 self.config, len(self.vocab), self.settings.seq_length, self.settings.dropout)
         return self.model
-
-    def train_dataset(self, input_context, global_batch_size, start_batch):
-        return self.data.train_dataset(input_context, global_batch_size, start_batch)
-
-    def eval_dataset(self, input_context, global_batch_size):
-        return self.data.eval_dataset(input_context, global_batch_size)
-
-    def eval_steps(self, global_batch_size):
-        return self.data.eval_steps(global_batch_size)
-
-    def fixed_train_dataset(self, input_context, global_batch_size, count):
-        return self.data.fixed_train_dataset(input_context, global_batch_size, count)
-
-    def fixed_train_steps(self, global_batch_size, count):
-        return self.data.fixed_train_steps(global_batch_size, count)
 
     def forward(self, model, batch, training):
         import tensorflow as tf

@@ -89,6 +89,27 @@ class Task(abc.ABC):
         return {}
 
 
+class DataObjectTask(Task):
+    """A Task whose examples all come from one data object, ``self.data``, that has the
+    Task's data methods under the same names (the text tasks' data classes): they are
+    forwarded to it."""
+
+    def train_dataset(self, input_context, global_batch_size, start_batch):
+        return self.data.train_dataset(input_context, global_batch_size, start_batch)
+
+    def eval_dataset(self, input_context, global_batch_size):
+        return self.data.eval_dataset(input_context, global_batch_size)
+
+    def eval_steps(self, global_batch_size):
+        return self.data.eval_steps(global_batch_size)
+
+    def fixed_train_dataset(self, input_context, global_batch_size, count):
+        return self.data.fixed_train_dataset(input_context, global_batch_size, count)
+
+    def fixed_train_steps(self, global_batch_size, count):
+        return self.data.fixed_train_steps(global_batch_size, count)
+
+
 class PredictionEvaluation(abc.ABC):
     """An optional capability a task declares by inheriting it next to `Task`
     (``class SquadTask(Task, PredictionEvaluation)``): evaluation by per-example

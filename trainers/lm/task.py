@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import acclip_tf
 from trainers.common.errors import TrainerError
-from trainers.common.task import Task
+from trainers.common.task import DataObjectTask
 from trainers.common.text import corpus as corpus_lib
 from trainers.common.text import shards as shards_lib
 from trainers.common.text import vocab as vocab_lib
@@ -38,7 +38,7 @@ def bucket_losses(ce, weights, targets, buckets, k):
     return {f"loss_bucket{i}": (sums[i], counts[i]) for i in range(k)}
 
 
-class CausalLMTask(Task):
+class CausalLMTask(DataObjectTask):
     weight_decay_exclude = acclip_tf.BERT_WEIGHT_DECAY_EXCLUDE
     example_name = "sequences"
     # The tuned ladder's choices (docs/evidence.md, section 0, 2026-11-30: the tiny
@@ -121,21 +121,6 @@ class CausalLMTask(Task):
         self.model, self.backbone = lm_model.build_causal_lm(
             self.config, len(self.vocab), self.settings.seq_length, self.settings.dropout)
         return self.model
-
-    def train_dataset(self, input_context, global_batch_size, start_batch):
-        return self.data.train_dataset(input_context, global_batch_size, start_batch)
-
-    def eval_dataset(self, input_context, global_batch_size):
-        return self.data.eval_dataset(input_context, global_batch_size)
-
-    def eval_steps(self, global_batch_size):
-        return self.data.eval_steps(global_batch_size)
-
-    def fixed_train_dataset(self, input_context, global_batch_size, count):
-        return self.data.fixed_train_dataset(input_context, global_batch_size, count)
-
-    def fixed_train_steps(self, global_batch_size, count):
-        return self.data.fixed_train_steps(global_batch_size, count)
 
     def steps_per_epoch(self, global_batch_size):
         if isinstance(self.data, lm_data.ShardedCausalLMData):
