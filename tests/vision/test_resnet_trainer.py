@@ -111,6 +111,86 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
 
 
+@pytest.fixture
+def metadata_server(monkeypatch):
+    """A Compute Engine metadata server on 127.0.0.1 that answers the maintenance-event
+    path (with the header the real one requires) with `.state`; $GCE_METADATA_HOST
+    points at it."""
+    import http.server
+    import threading
+
+    from trainers.common import preemption
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        state = "NONE"
+
+        def do_GET(self):
+            ok = (self.path == preemption.MAINTENANCE_PATH
+                  and self.headers.get("Metadata-Flavor") == "Google")
+            body = (Handler.state if ok else "not found").encode()
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GCE_METADATA_HOST", f"127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(preemption, "MAINTENANCE_POLL_S", 0.05)
+    yield Handler
+    server.shutdown()
+
+
+def test_a_maintenance_notice_stops_the_run_like_sigterm(tmp_path, monkeypatch,
+                                                         metadata_server):
+    """--maintenance_events=on: the VM's metadata turns to TERMINATE_ON_HOST_MAINTENANCE
+    once step 4 of 8 is reported; the run stops after that loop with a checkpoint at step
+    4 and `Preempted` (exit 42), as on SIGTERM (whose test checks the bit-exact resume)."""
+    import time
+
+    from trainers.common.preemption import EXIT_CODE, Preempted
+    from trainers.common.reporting import Reporter
+
+    report = Reporter.loop
+
+    def loop_then_notice(self, step, *args, **kwargs):
+        report(self, step, *args, **kwargs)
+        if step == 4:
+            metadata_server.state = "TERMINATE_ON_HOST_MAINTENANCE"
+            time.sleep(1.0)  # 20 polls
+
+    monkeypatch.setattr(Reporter, "loop", loop_then_notice)
+    with eagerly(), pytest.raises(Preempted, match=r"stopped by a maintenance notice "
+                                  r"\(TERMINATE_ON_HOST_MAINTENANCE\) at step 4 of 8") as info:
+        train(tmp_path, DIGITS_RUN[0], "--model=resnet8", "--global_batch_size=16",
+              "--steps_per_loop=2", "--eval_batches=1", "--checkpoint_every=0",
+              "--eval_every=0", "--train_steps=8", "--maintenance_events=on")
+    assert info.value.exit_code == EXIT_CODE
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["preempted"]["step"] == 4
+    assert summary["preempted"]["checkpoint"].endswith("ckpt-4")
+
+
+def test_maintenance_watch_is_on_where_asked_and_quiet_where_nobody_answers(
+        metadata_server, monkeypatch, capsys):
+    from trainers.common import preemption
+
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert preemption.PreemptionWatch(one_device, "auto")._maintenance is None  # not a TPU
+    assert preemption.PreemptionWatch(one_device, "off")._maintenance is None
+    with preemption.PreemptionWatch(one_device, "on") as watch:  # the server says NONE
+        watch._maintenance._thread.join(0.5)  # ten polls
+        assert watch._maintenance._thread.is_alive() and watch.signal is None
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # nothing listens
+    stops = []
+    watch = preemption.MaintenanceWatch(stops.append).start()
+    watch._thread.join(10)
+    assert not watch._thread.is_alive() and stops == []
+    assert "no Compute Engine metadata server answered" in capsys.readouterr().out
+
+
 def test_an_unreadable_image_in_a_folder_is_one_error_naming_it(tmp_path):
     """A file with an image's name that is no image (here: text) stops the run with a
     TrainerError naming that file, wherever the pipeline meets it."""

@@ -26,6 +26,7 @@ from trainers.common.errors import TrainerError
 LR_SCHEDULES = ("constant", "linear_decay", "cosine", "step")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+MAINTENANCE_EVENTS = ("auto", "on", "off")
 
 
 def option(default, help, *, minimum=None, above=None, below=None, choices=None,
@@ -120,6 +121,10 @@ class RunConfig(Config):
     mixed_precision: str = option("none", "Keras mixed-precision policy.",
                                   choices=MIXED_PRECISION)
     jit_compile: bool = option(True, "XLA-compile each replica's forward/backward pass.")
+    maintenance_events: str = option(
+        "auto", "Stop with a checkpoint, as on SIGTERM, when the cloud VM announces a "
+        "maintenance that stops it (Compute Engine metadata 'instance/maintenance-event', "
+        "polled every 5 s); auto: under a TPU strategy.", choices=MAINTENANCE_EVENTS)
 
 
 @dataclasses.dataclass(frozen=True)

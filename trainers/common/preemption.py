@@ -15,14 +15,25 @@ that checkpoint, bit-exactly under --deterministic. A second signal while stoppi
 the program at once with the default action. Grace period needed: one host loop
 (steps_per_loop x seconds per step) plus one checkpoint save.
 
+Cloud maintenance notices take the same path (`MaintenanceWatch`, --maintenance_events):
+a Compute Engine VM (Cloud TPU VMs included) announces a host maintenance that will stop
+it in its metadata, ``instance/maintenance-event`` = TERMINATE_ON_HOST_MAINTENANCE, about
+60 s ahead (the notice TensorFlow's own GCE watcher polls); a thread polls it every
+`MAINTENANCE_POLL_S` seconds and, on that value, stops the run as a signal would. The
+metadata server is ``metadata.google.internal`` or ``$GCE_METADATA_HOST``
+(google-auth's variable).
+
 A lost peer (a worker killed or crashed under MultiWorkerMirrored) makes the next
 collective fail within seconds (TensorFlow's heartbeats); `lost_worker` turns that error
 into one line naming the peer and the last checkpoint, with the same restart status.
 """
 
+import os
 import re
 import signal
 import threading
+import urllib.error
+import urllib.request
 
 import tensorflow as tf
 
@@ -30,6 +41,9 @@ from trainers.common.errors import TrainerError
 
 EXIT_CODE = 42
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+MAINTENANCE_PATH = "/computeMetadata/v1/instance/maintenance-event"
+MAINTENANCE_STOP = "TERMINATE_ON_HOST_MAINTENANCE"  # MIGRATE_ON_...: the VM keeps running
+MAINTENANCE_POLL_S = 5.0
 
 
 class Preempted(TrainerError):
@@ -38,27 +52,89 @@ class Preempted(TrainerError):
     exit_code = EXIT_CODE
 
 
-class PreemptionWatch:
-    """Records SIGTERM/SIGINT (main thread only) and tells the loop, all workers agreed,
-    whether to stop. A context manager: the previous handlers come back on exit."""
+def maintenance_event(host=None, timeout=2.0):
+    """The VM's pending maintenance event from the Compute Engine metadata server ("NONE",
+    MAINTENANCE_STOP, ...), or None when the server does not answer."""
+    host = host or os.environ.get("GCE_METADATA_HOST", "metadata.google.internal")
+    request = urllib.request.Request(f"http://{host}{MAINTENANCE_PATH}",
+                                     headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read().decode().strip()
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
-    def __init__(self, strategy):
+
+class MaintenanceWatch:
+    """A daemon thread that polls `maintenance_event` and calls `on_stop(event)` once
+    when the VM is about to be stopped for maintenance. A server that does not answer
+    the first poll is not a cloud VM's: the watch says so once and ends."""
+
+    def __init__(self, on_stop, interval=None):
+        self.on_stop = on_stop
+        self.interval = MAINTENANCE_POLL_S if interval is None else interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="maintenance-watch",
+                                        daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._done.set()
+
+    def _poll(self):
+        answered = False
+        while not self._done.is_set():
+            event = maintenance_event()
+            if event is None and not answered:
+                print("note: --maintenance_events: no Compute Engine metadata server "
+                      "answered; maintenance notices are not watched", flush=True)
+                return
+            answered = answered or event is not None
+            if event == MAINTENANCE_STOP:
+                self.on_stop(event)
+                return
+            self._done.wait(self.interval)
+
+
+class PreemptionWatch:
+    """Records SIGTERM/SIGINT (main thread only) and, with `maintenance` on, a cloud VM's
+    maintenance notice, and tells the loop, all workers agreed, whether to stop. A
+    context manager: the previous handlers come back on exit."""
+
+    def __init__(self, strategy, maintenance="off"):
+        # maintenance: config.MAINTENANCE_EVENTS (auto: on under a TPU strategy)
         self.strategy = strategy
         self.signal = None
         self._previous = {}
         self._agree = tf.function(self._agree_fn)
+        if maintenance == "auto":
+            maintenance = "on" if isinstance(strategy, tf.distribute.TPUStrategy) else "off"
+        self._maintenance = MaintenanceWatch(self._notice) if maintenance == "on" else None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        if self._maintenance is not None:
+            self._maintenance.start()
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        if self._maintenance is not None:
+            self._maintenance.stop()
         return False
+
+    def _notice(self, event):
+        if self.signal is None:
+            self.signal = f"a maintenance notice ({event})"
+            print(f"{event}: the VM stops soon: stopping after this loop with a checkpoint",
+                  flush=True)
 
     def _handle(self, signum, frame):
         if self.signal is not None:  # a second signal: stop now, the default way

@@ -419,7 +419,7 @@ def train(task_class, experiment, mode="train_and_eval", flag_values=None,
 def _train(task_class, experiment, mode, flag_values, on_evaluation):
     session = restore(build(task_class, experiment, mode, flag_values))
     session.on_evaluation = on_evaluation
-    with PreemptionWatch(session.strategy) as watch:
+    with PreemptionWatch(session.strategy, session.run.maintenance_events) as watch:
         try:
             progress = train_and_evaluate(session, watch)
         except tf.errors.OpError as e:
