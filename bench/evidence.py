@@ -344,6 +344,23 @@ def _figure3a(runs):
                   f"--import_results={source}")]
 
 
+# The ablation that separates ACClip(normalize)'s clipping from the rest of its step: the
+# Figure-3a cell's chosen ACClip(normalize) setting with tau_0 = 1 (its clipping never
+# acts on this LM's gradients, ~1e-3 and below) instead of 1e-6, 3 seeds; the same rule.
+def _figure3a_noclip(runs):
+    source = finished_sweep(runs, "lm_figure3a_b256")
+    chosen = chosen_dicts(source, ["acclip_norm"]) if source else None
+    if not chosen or not chosen["acclip_norm"]:
+        raise SystemExit("error: lm_figure3a_b256 has no ACClip(normalize) choice: run its "
+                         "stage first")
+    c = chosen["acclip_norm"]
+    options = dict(c.get("options") or {}, acclip_initial_tau=1)
+    return [sweep(os.path.join(runs, "lm_figure3a_b256_noclip"), "causal_lm", "acclip_norm",
+                  crossover_flags(FIGURE3A_BATCH), "--seeds=3", "--objective=fixed_train",
+                  f"--lr_grid=acclip_norm={c['learning_rate']:g}", "--option_grid=" + ",".join(
+                      f"acclip_norm:{k}={v:g}" for k, v in sorted(options.items())))]
+
+
 def _crossover_summary(runs):
     present = {os.path.basename(p).rpartition("_v")[2] if "_v" in os.path.basename(p) else "8192"
                for p in glob.glob(os.path.join(runs, "lm_crossover_b*"))
@@ -523,6 +540,9 @@ STAGES = (
     Stage("lm_figure3a_b256", "Figure 3a at 16k tokens/step, where Adam leads SGD: GClip, "
           "CClip, ACClip (Algorithm 1, normalize=True) retuned with clipping active beside "
           "b256's SGD and Adam, 3 seeds", 170, _figure3a, _sweep_outputs("lm_figure3a_b256")),
+    Stage("lm_figure3a_b256_noclip", "ablation: Figure 3a's ACClip(normalize) choice with "
+          "tau_0 = 1 (clipping off), 3 seeds", 20, _figure3a_noclip,
+          _sweep_outputs("lm_figure3a_b256_noclip")),
     Stage("lm_crossover_summary", "the crossover's table and gap-vs-batch plot from every "
           "finished cell (rerun each time)", 1, _crossover_summary,
           tuple((f"lm_crossover{s}.{e}", f"lm_crossover{s}.{e}") for s in ("", "_v32768")

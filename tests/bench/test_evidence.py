@@ -324,3 +324,22 @@ def test_the_demo_runs_the_1k_cell_at_its_tuned_settings(evidence, tmp_path):
     assert float(rates["acclip_norm"]) == float(rates["adam"])
     assert options["acclip_norm"] == {"acclip_initial_tau": 1e-6, "epsilon": 1e-6,
                                       "warmup_steps": options["adam"]["warmup_steps"]}
+
+
+def test_the_clipping_ablation_reruns_figure3a_s_choice_with_tau_0_one(evidence, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    runs = str(tmp_path)
+    with pytest.raises(SystemExit, match="lm_figure3a_b256 has no"):
+        evidence._figure3a_noclip(runs)
+    os.makedirs(tmp_path / "lm_figure3a_b256")
+    chosen = {"learning_rate": 0.004, "options": {"acclip_initial_tau": 1e-6, "epsilon": 1e-6,
+                                                  "warmup_steps": 50}}
+    with open(tmp_path / "lm_figure3a_b256" / "results.json", "w") as f:
+        json.dump({"selections": {"acclip_norm": {"chosen": chosen}}}, f)
+    (argv,) = evidence._figure3a_noclip(runs)
+    assert flag(argv, "optimizers") == "acclip_norm" and flag(argv, "seeds") == "3"
+    assert flag(argv, "lr_grid") == "acclip_norm=0.004"  # one point: no search, 3 seeds
+    assert flag(argv, "option_grid") == ("acclip_norm:acclip_initial_tau=1,"
+                                         "acclip_norm:epsilon=1e-06,acclip_norm:warmup_steps=50")
+    assert flag(argv, "trainer_flags") == evidence.crossover_flags(256)  # the 16k cell's
