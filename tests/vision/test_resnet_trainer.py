@@ -111,6 +111,43 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
 
 
+def test_sigterm_in_the_last_loop_completes_the_run_then_stops_the_process(tmp_path):
+    """A signal in the run's last loop (step 8 of 8) is not lost: the run completes
+    (final checkpoint, export, summary), then the signal's own handler acts (the default:
+    the process ends by SIGTERM), so a program that runs trials in process (a sweep)
+    does not go on to its next one."""
+    import signal
+
+    child = f"""
+import signal, sys
+sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
+from resnet_support import eagerly, parse_flags
+from trainers.common import runner
+from trainers.common.reporting import Reporter
+from trainers.vision import task as vision_task
+report = Reporter.loop
+def loop(self, step, total, *args, **kwargs):
+    report(self, step, total, *args, **kwargs)
+    if step == total:
+        signal.raise_signal(signal.SIGTERM)
+Reporter.loop = loop
+f = parse_flags("--model_dir={tmp_path}", "--dataset=digits", "--model=resnet8",
+                "--global_batch_size=16", "--steps_per_loop=2", "--eval_batches=1",
+                "--checkpoint_every=0", "--eval_every=0", "--train_steps=8")
+with eagerly():
+    runner.run(vision_task.ImageClassificationTask, f)
+print("the next trial would start here")
+"""
+    p = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == -signal.SIGTERM, p.stderr[-3000:]
+    assert "SIGTERM received during the last loop: the run is complete" in p.stdout
+    assert "the next trial would start here" not in p.stdout
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["final_step"] == 8 and "preempted" not in summary
+    assert (tmp_path / "export").is_dir()
+
+
 @pytest.fixture
 def metadata_server(monkeypatch):
     """A Compute Engine metadata server on 127.0.0.1 that answers the maintenance-event

@@ -108,6 +108,7 @@ class PreemptionWatch:
         # maintenance: config.MAINTENANCE_EVENTS (auto: on under a TPU strategy)
         self.strategy = strategy
         self.signal = None
+        self.signum = None  # the signal received, when it was one (not a notice)
         self._previous = {}
         self._agree = tf.function(self._agree_fn)
         if maintenance == "auto":
@@ -142,6 +143,7 @@ class PreemptionWatch:
             signal.raise_signal(signum)
             return
         self.signal = signal.Signals(signum).name
+        self.signum = signum
         print(f"{self.signal} received: stopping after this loop with a checkpoint",
               flush=True)
 

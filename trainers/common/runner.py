@@ -12,6 +12,7 @@ first one builds, so a new program can reuse them in another order.
 import dataclasses
 import hashlib
 import json
+import signal
 import sys
 import time
 
@@ -432,7 +433,15 @@ def _train(task_class, experiment, mode, flag_values, on_evaluation):
         except BaseException:
             session.close()
             raise
-    return finish(session, progress)
+    summary = finish(session, progress)
+    if watch.signum is not None and progress.preempted is None:
+        # The signal came during the last loop: the run is complete (checkpoint, export,
+        # summary), and the signal still means "stop this process" (an in-process sweep
+        # must not start its next trial): its own handler, restored, acts on it now.
+        print(f"{watch.signal} received during the last loop: the run is complete; "
+              "stopping", flush=True)
+        signal.raise_signal(watch.signum)
+    return summary
 
 
 def run(task_class, f=None, mode="train_and_eval"):
