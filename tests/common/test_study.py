@@ -105,9 +105,13 @@ def test_two_workers_share_a_grid_and_run_every_point_once(tmp_path):
     trials = S.open_study("grid", model_dir=tmp_path).get_trials()
     complete = [t.params["learning_rate"] for t in trials if t.state.name == "COMPLETE"]
     assert sorted(complete) == GRID
-    # Anything else is a duplicate enqueued by both workers at once, failed unrun when claimed.
+    # Anything else is a duplicate enqueued by both workers at once: failed unrun when
+    # claimed, or (seen under load: the search was decided before anyone claimed it) still
+    # waiting, at a point that is complete; it never runs (a later claim fails it unrun).
     others = [t for t in trials if t.state.name != "COMPLETE"]
-    assert all(t.state.name == "FAIL" and "duplicate_of" in t.user_attrs for t in others)
+    assert all((t.state.name == "FAIL" and "duplicate_of" in t.user_attrs)
+               or (t.state.name == "WAITING" and t.params.get("learning_rate") in complete)
+               for t in others), [(t.state.name, t.params, t.user_attrs) for t in others]
 
 
 def test_a_killed_workers_trial_is_retried_by_the_other(tmp_path):
