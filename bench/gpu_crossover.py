@@ -49,6 +49,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from trainers.common import sweep as sweep_lib  # noqa: E402 - no TensorFlow, no Optuna
+
 # The 16k-tokens/step cell's choices (docs/figures/evidence/lm_crossover_b256.md and
 # lm_figure3a_b256.md), the centre of each optimizer's grid at 256 windows.
 RATES_AT_256 = "sgd=0.1,adam=0.008,acclip_norm=0.004,acclip=2,gclip=3,cclip=3"
@@ -201,11 +203,9 @@ def score(record):
     return math.inf if record["diverged"] else record["fixed_train"]
 
 
-def mean_sd(values):
-    if not values:
-        return dict(mean=None, sd=None, n=0)
-    return dict(mean=float(np.mean(values)),
-                sd=float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, n=len(values))
+def aggregate(values):
+    mean, sd = sweep_lib.mean_sd(values)
+    return dict(mean=mean if values else None, sd=sd if values else None, n=len(values))
 
 
 class Runs:
@@ -246,29 +246,21 @@ class Runs:
 
 
 def cell(runs, data, shape, optimizer, centre, batch, steps, seeds):
-    """Rate search (factor 2, grown at an edge) at seed 0, then the seeds at the best."""
-    grid = [centre / 2, centre, centre * 2]
-    for _ in range(MAX_EXTENSIONS + 1):
-        scores = {lr: score(runs.get(data, shape, optimizer, lr, batch, steps, 0))
-                  for lr in grid}
-        best = min(grid, key=lambda lr: scores[lr])
-        if best == grid[0] and math.isfinite(scores[best]):
-            grid = [best / 2] + grid
-        elif best == grid[-1] and math.isfinite(scores[best]):
-            grid = grid + [best * 2]
-        else:
-            break
-    else:
-        best = min(grid, key=lambda lr: score(runs.get(data, shape, optimizer, lr, batch,
-                                                        steps, 0)))
-    at_edge = best in (min(grid), max(grid))  # still at an edge after the extensions
+    """The sweep's rate search (`search_grid`: factor 2, grown at an edge) at seed 0,
+    then the seeds at the best."""
+    def evaluate(lr):
+        record = runs.get(data, shape, optimizer, lr, batch, steps, 0)
+        return score(record), record
+
+    search = sweep_lib.search_grid(evaluate, [centre / 2, centre, centre * 2], MAX_EXTENSIONS)
+    best = search["best"]
     finals = [runs.get(data, shape, optimizer, best, batch, steps, s) for s in range(seeds)]
     kept = [r for r in finals if not r["diverged"]]
     return dict(batch=batch, tokens_per_step=batch * shape["seq_length"], optimizer=optimizer,
-                learning_rate=best, grid=sorted(grid), at_edge=at_edge,
+                learning_rate=best, grid=search["values"], at_edge=search["at_edge"],
                 diverged=len(finals) - len(kept),
-                fixed_train=mean_sd([r["fixed_train"] for r in kept]),
-                held_out=mean_sd([r["held_out"] for r in kept]))
+                fixed_train=aggregate([r["fixed_train"] for r in kept]),
+                held_out=aggregate([r["held_out"] for r in kept]))
 
 
 def table(cells, meta):
