@@ -54,11 +54,13 @@ def two_replicas():
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A tiny BERT and short sequences: the trainer tests are about the machinery.
+# A tiny BERT and short sequences: the trainer tests are about the machinery. No XLA
+# (the trainers' default): compiling the step costs more than these runs train; the
+# tests about XLA turn it back on (`--jit_compile`, the last flag given wins).
 TINY = [
     "--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_dim=64",
     "--seq_length=32", "--max_predictions_per_seq=5", "--dropout=0",
-    "--global_batch_size=8", "--steps_per_loop=5", "--eval_batches=4",
+    "--global_batch_size=8", "--steps_per_loop=5", "--eval_batches=4", "--nojit_compile",
 ]
 
 
@@ -108,9 +110,11 @@ def small_vocab(wiki_documents, tmp_path_factory):
 
 
 def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, check=True):
-    """Run a trainer in a fresh process; returns the CompletedProcess."""
+    """Run a trainer in a fresh process; returns the CompletedProcess. `module=None`:
+    `args` are the interpreter's own (e.g. ``-c CODE``)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+    program = ["-m", module] if module else []
+    proc = subprocess.run([sys.executable, *program, *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -181,6 +185,19 @@ def kill_at_first_checkpoint(victim, model_dir, timeout, not_written="ckpt-15"):
     victim.wait()
     with open(state) as f:
         assert not_written not in f.read()
+
+
+def sigterm_after_line(reader, prefix, target=None):
+    """SIGTERM to `target` (default: `reader`, a trainer started with stdout=PIPE, text)
+    once `reader` prints a line starting with `prefix` ("step 5/15 "): a preemption at a
+    step the test knows it has passed. Fails if `reader`'s output ends first."""
+    import signal
+
+    for line in reader.stdout:
+        if line.startswith(prefix):
+            (target or reader).send_signal(signal.SIGTERM)
+            return
+    raise AssertionError(f"the run ended without printing {prefix!r}")
 
 
 def parse_flags(program, *args):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import (REPO, TINY, assert_same_weights, free_ports, kill_at_first_checkpoint,
-                      model_weights, run_trainer)
+                      model_weights, run_trainer, sigterm_after_line)
 
 STEPS = 20
 
@@ -35,7 +35,8 @@ def digest(stdout):
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory, small_corpus, small_vocab):
     model_dir = tmp_path_factory.mktemp("one_device")
-    proc = run_trainer(base_args(model_dir, small_corpus, small_vocab, "--strategy=one_device"))
+    proc = run_trainer(base_args(model_dir, small_corpus, small_vocab, "--strategy=one_device",
+                                 "--jit_compile"))  # the trainer's default: XLA
     return model_dir, proc
 
 
@@ -123,8 +124,6 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(straight, t
     exit 42, the one-line message; the same command resumes and ends with the
     uninterrupted run's weights. (Signalled after step 10, the run could reach its last
     step first and finish normally: there is no stop to make after the last loop.)"""
-    import signal
-
     from trainers.common.preemption import EXIT_CODE
 
     args = base_args(tmp_path, small_corpus, small_vocab, *RESUME_ARGS, "--checkpoint_every=0")
@@ -132,10 +131,7 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(straight, t
     p = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args], cwd=REPO,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in p.stdout:
-        if line.startswith(f"step {after}/15 "):
-            p.send_signal(signal.SIGTERM)
-            break
+    sigterm_after_line(p, f"step {after}/15 ")
     _, err = p.communicate(timeout=300)
     assert p.returncode == EXIT_CODE, err[-3000:]
     stopped = json.load(open(tmp_path / "summary.json"))["preempted"]["step"]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, free_ports
+from conftest import REPO, free_ports, sigterm_after_line
 from shards_helpers import write_corpus
 
 from trainers.common.preemption import EXIT_CODE
@@ -76,10 +76,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_both_resume(tmp_path):
         return procs
 
     chief, other = start_workers()
-    for line in chief.stdout:
-        if line.startswith("step 10/40 "):
-            other.send_signal(signal.SIGTERM)
-            break
+    sigterm_after_line(chief, "step 10/40 ", target=other)
     outs = [p.communicate(timeout=120) for p in (chief, other)]
     assert [p.returncode for p in (chief, other)] == [EXIT_CODE, EXIT_CODE], outs[0][1][-2000:]
     lasts = [err.strip().splitlines()[-1] for _, err in outs]

@@ -13,14 +13,13 @@ import json
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import assert_same_weights, model_weights
+from conftest import assert_same_weights, model_weights, sigterm_after_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 16
@@ -268,10 +267,7 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(runs, tmp_p
     model_dir = tmp_path / "preempted"
     after = random.choice([4, 8])  # the signal comes once this step's line is printed
     p = start(model_dir, corpus, *RUN_ARGS)
-    for line in p.stdout:
-        if line.startswith(f"step {after}/{STEPS} "):
-            p.send_signal(signal.SIGTERM)
-            break
+    sigterm_after_line(p, f"step {after}/{STEPS} ")
     out, err = p.communicate(timeout=400)
     assert p.returncode == EXIT_CODE, err[-3000:]
     summary = json.load(open(model_dir / "summary.json"))
@@ -284,7 +280,7 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(runs, tmp_p
     assert "rerun the same command" in last
     assert not (model_dir / "export").exists()
     resumed = finish({"again": start(model_dir, corpus, *RUN_ARGS)})["again"]
-    assert f"resumed from" in resumed[1] and f"at step {stopped}" in resumed[1]
+    assert "resumed from" in resumed[1] and f"at step {stopped}" in resumed[1]
     final = json.load(open(model_dir / "summary.json"))
     assert final["final_step"] == STEPS and "preempted" not in final
     one = json.load(open(dirs["one"] / "summary.json"))

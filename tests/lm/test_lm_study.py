@@ -17,7 +17,7 @@ BASE = ["--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--intermediate_di
         "--seq_length=16", "--global_batch_size=8", "--steps_per_loop=4", "--eval_every=4",
         "--eval_batches=2", "--fixed_train_examples=16", "--vocab_size=200", "--dropout=0",
         "--checkpoint_every=0", "--noexport", "--strategy=one_device",
-        "--lr_schedule=linear_decay", "--deterministic", f"--train_steps={STEPS}"]
+        "--lr_schedule=linear_decay", "--deterministic", "--nojit_compile", f"--train_steps={STEPS}"]
 GRIDS = {"sgd": [0.25, 0.5], "adam": [2e-3, 4e-3]}
 
 

@@ -211,17 +211,43 @@ def test_select_checkpoints():
         select_checkpoints(available, "last", "a")
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUT = [
     (["--model=gpt"], "error: flag --model=gpt"),
     (["--model=bert", "--pretrain_dir=/nonexistent/run"], "error: --pretrain_dir=/nonexistent/run does not exist"),
     (["--model=bert", "--checkpoints=5"], "error: --checkpoints needs --pretrain_dir"),
     (["--model=resnet", "--dataset=folder:/nonexistent"], "error: "),
     (["--model=attention_ablation", "--checkpoints=5"], "error: --pretrain_dir and --checkpoints"),
     (["--model=bert", "--num_batches=4"], "error: --num_batches must be >= 16"),
-])
-def test_bad_input_is_one_line(tmp_path, args, message):
-    proc = run_noise([f"--output_dir={tmp_path}/out", *args], check=False)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith(message), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+]
+# The program's own entry (`cli.run(main)`, as `python -m` runs it) once per case, in one
+# process: each case's exit status and what it wrote to stderr.
+ENTRY_PER_CASE = """
+import contextlib, io, json, sys
+from absl import flags
+from trainers import gradient_noise
+from trainers.common import cli
+gradient_noise.define_flags()
+results = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            cli.run(gradient_noise.main, argv=["gradient_noise", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    flags.FLAGS.unparse_flags()
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def test_bad_input_is_one_line(tmp_path):
+    cases = [[f"--output_dir={tmp_path}/out{i}", *args] for i, (args, _) in enumerate(BAD_INPUT)]
+    proc = run_trainer(["-c", ENTRY_PER_CASE, json.dumps(cases)], module=None)
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (args, message), (code, stderr) in zip(BAD_INPUT, results, strict=True):
+        assert code not in (0, None), args
+        lines = stderr.strip().splitlines()
+        assert lines and lines[-1].startswith(message), (args, stderr[-2000:])
+        assert "Traceback" not in stderr, args
