@@ -16,6 +16,7 @@ the helper modules here (squad_helpers, resnet_support) import from any folder.
   own cache, so the suite never writes ~/.cache.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -119,6 +120,39 @@ def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, ch
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+# A program's own entry (`cli.run(main)`, what `python -m` runs) once per argument list,
+# all in one process: each case pays for the program, not for TensorFlow's start-up.
+_ENTRY_PER_CASE = """
+import contextlib, importlib, io, json, sys
+from absl import flags
+from trainers.common import cli
+program = importlib.import_module(sys.argv[1])
+if sys.argv[2] == "define":
+    program.define_flags()
+results = []
+for args in json.loads(sys.argv[3]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.run(program.main, argv=[sys.argv[1], *args])
+            code = 0
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code
+    flags.FLAGS.unparse_flags()
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def run_program_cases(module, cases, define_flags=False):
+    """[(exit status, stdout, stderr)] of `python -m module *args` for each `args` in
+    `cases`, run by the program's entry in one process (`define_flags`: the program
+    defines its flags in `define_flags()`, not at import)."""
+    proc = run_trainer(["-c", _ENTRY_PER_CASE, module, "define" if define_flags else "-",
+                        json.dumps([list(a) for a in cases])], module=None)
+    return [tuple(r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
 
 
 PORT_BLOCK = 400  # ports per pytest-xdist worker, below Linux's ephemeral range (32768-)

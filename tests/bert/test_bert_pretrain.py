@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import (REPO, TINY, assert_same_weights, free_ports, kill_at_first_checkpoint,
-                      model_weights, run_trainer, sigterm_after_line)
+                      model_weights, run_program_cases, run_trainer, sigterm_after_line)
 
 STEPS = 20
 
@@ -170,26 +170,20 @@ BAD_INPUTS = {
 
 @pytest.fixture(scope="module")
 def bad_input_runs(tmp_path_factory, small_vocab):
-    """All bad-input runs at once (each is mostly TF start-up, so run them side by side)."""
+    """All bad-input runs, by the program's entry in one process (each is mostly TF
+    start-up); the unreachable TPU last."""
     tmp = tmp_path_factory.mktemp("bad")
     tiny = tmp / "tiny.txt"
     tiny.write_text("One short document about nothing much.\n\nAnother short one.\n")
     (port,) = free_ports(1)  # closed again: nothing listens there
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    procs = {}
+    cases = []
     for name, (extra, _) in BAD_INPUTS.items():
         extra = [e.replace("TINY_CORPUS", f"files:{tiny}").replace("CLOSED_PORT", str(port))
                  for e in extra]
-        args = [f"--model_dir={tmp / name}", f"--vocab_file={small_vocab}", *TINY,
-                "--train_steps=2", *extra]
-        procs[name] = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
-                                       cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-    results = {}
-    for name, p in procs.items():
-        _, err = p.communicate(timeout=180)
-        results[name] = (p.returncode, err)
-    return results
+        cases.append([f"--model_dir={tmp / name}", f"--vocab_file={small_vocab}", *TINY,
+                      "--train_steps=2", *extra])
+    results = run_program_cases("trainers.bert_pretrain", cases)
+    return {name: (code, err) for name, (code, _, err) in zip(BAD_INPUTS, results, strict=True)}
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))

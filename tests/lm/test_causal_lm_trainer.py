@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import assert_same_weights, model_weights, sigterm_after_line
+from conftest import assert_same_weights, model_weights, run_program_cases, sigterm_after_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 16
@@ -237,24 +237,20 @@ def test_bad_model_size_is_a_trainer_error():
 def test_show_optimizer_settings_prints_the_family_values_and_trains_nothing(tmp_path):
     from trainers.lm.task import CausalLMTask
 
-    def show(*extra):
-        p = subprocess.run([sys.executable, "-m", "trainers.causal_lm",
-                            "--show_optimizer_settings", *extra], cwd=REPO,
-                           capture_output=True, text=True, timeout=120,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-        return p.returncode, p.stdout.strip().splitlines(), p.stderr
-
-    code, out, _ = show("--optimizer=cclip", f"--model_dir={tmp_path / 'run'}")
+    (code, out, _), (code2, out2, _), (code3, _, err) = [
+        (code, out.strip().splitlines(), err) for code, out, err in run_program_cases(
+            "trainers.causal_lm", [["--show_optimizer_settings", *extra] for extra in (
+                ["--optimizer=cclip", f"--model_dir={tmp_path / 'run'}"],
+                ["--optimizer=adam", "--learning_rate=0.5"],  # a flag given wins
+                ["--optimizer=sgd", "--epsilon=1e-3"])])]
     family = CausalLMTask.optimizer_settings["cclip"]
     assert code == 0 and len(out) == 1
     assert json.loads(out[0]) == {"optimizer": "cclip", "learning_rate": family["learning_rate"],
                                   "tau": family["tau"], "momentum": 0.9, "epsilon": 0.0,
                                   "weight_decay": 0.0}
     assert not (tmp_path / "run").exists()
-    code, out, _ = show("--optimizer=adam", "--learning_rate=0.5")  # a flag given wins
-    assert code == 0 and json.loads(out[-1])["learning_rate"] == 0.5
-    code, _, err = show("--optimizer=sgd", "--epsilon=1e-3")
-    assert code != 0 and err.strip().splitlines()[-1].startswith("error: --epsilon")
+    assert code2 == 0 and json.loads(out2[-1])["learning_rate"] == 0.5
+    assert code3 != 0 and err.strip().splitlines()[-1].startswith("error: --epsilon")
 
 
 def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(runs, tmp_path):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TINY, run_trainer
+from conftest import TINY, run_program_cases, run_trainer
 
 MODULE = "trainers.gradient_noise"
 NUM_BATCHES = 16
@@ -219,34 +219,10 @@ BAD_INPUT = [
     (["--model=attention_ablation", "--checkpoints=5"], "error: --pretrain_dir and --checkpoints"),
     (["--model=bert", "--num_batches=4"], "error: --num_batches must be >= 16"),
 ]
-# The program's own entry (`cli.run(main)`, as `python -m` runs it) once per case, in one
-# process: each case's exit status and what it wrote to stderr.
-ENTRY_PER_CASE = """
-import contextlib, io, json, sys
-from absl import flags
-from trainers import gradient_noise
-from trainers.common import cli
-gradient_noise.define_flags()
-results = []
-for args in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            cli.run(gradient_noise.main, argv=["gradient_noise", *args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    flags.FLAGS.unparse_flags()
-    results.append([code, err.getvalue()])
-print(json.dumps(results))
-"""
-
-
 def test_bad_input_is_one_line(tmp_path):
     cases = [[f"--output_dir={tmp_path}/out{i}", *args] for i, (args, _) in enumerate(BAD_INPUT)]
-    proc = run_trainer(["-c", ENTRY_PER_CASE, json.dumps(cases)], module=None)
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
-    for (args, message), (code, stderr) in zip(BAD_INPUT, results, strict=True):
+    results = run_program_cases(MODULE, cases, define_flags=True)
+    for (args, message), (code, _, stderr) in zip(BAD_INPUT, results, strict=True):
         assert code not in (0, None), args
         lines = stderr.strip().splitlines()
         assert lines and lines[-1].startswith(message), (args, stderr[-2000:])
