@@ -27,9 +27,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+
+from trainers.common.errors import RESTART_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join("docs", "figures", "evidence")
@@ -615,6 +618,18 @@ def with_committed_trials(argv, stage, runs):
     return argv
 
 
+def call_passing_sigterm(argv):
+    """`subprocess.call(argv)`, with a SIGTERM to this process passed on to the command (a
+    sweep then stops its trial with a checkpoint and exits 42; a terminal's Ctrl-C reaches
+    the whole process group by itself)."""
+    child = subprocess.Popen(argv, cwd=ROOT)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: child.send_signal(signum))
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_stage(stage, runs, log):
     commands = [with_committed_trials(argv, stage, runs) for argv in stage.commands(runs)]
     start = time.time()
@@ -622,7 +637,11 @@ def run_stage(stage, runs, log):
         print("  $ " + shlex.join(argv), flush=True)
         with open(log, "a") as f:
             f.write("$ " + shlex.join(argv) + "\n")
-        code = subprocess.call(argv, cwd=ROOT)
+        code = call_passing_sigterm(argv)
+        if code == RESTART_EXIT_CODE:  # stopped by a signal with its work saved
+            print(f"error: stage {stage.name} stopped before its end (exit {code}); rerun the "
+                  "same command to resume", file=sys.stderr, flush=True)
+            raise SystemExit(code)
         if code:
             raise SystemExit(f"error: stage {stage.name} failed (exit {code}) in: "
                              f"{shlex.join(argv)}")

@@ -343,3 +343,41 @@ def test_the_clipping_ablation_reruns_figure3a_s_choice_with_tau_0_one(evidence,
     assert flag(argv, "option_grid") == ("acclip_norm:acclip_initial_tau=1,"
                                          "acclip_norm:epsilon=1e-06,acclip_norm:warmup_steps=50")
     assert flag(argv, "trainer_flags") == evidence.crossover_flags(256)  # the 16k cell's
+
+
+# A command that stands for a sweep: on SIGTERM it "saves" and stops with the restart status.
+STOPPABLE = ("import signal, sys, time, pathlib\n"
+             "signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))\n"
+             "pathlib.Path(sys.argv[1]).touch()\n"
+             "time.sleep(60)\n")
+# evidence.py's stage runner in a process of its own, running that command.
+RUNNER = ("import importlib.util, sys\n"
+          "spec = importlib.util.spec_from_file_location('evidence_plan', sys.argv[1])\n"
+          "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+          "stage = m.Stage('s', 'a stage', 1, lambda runs: [[sys.executable, '-c', sys.argv[2],"
+          " sys.argv[3]]], ())\n"
+          "m.run_stage(stage, sys.argv[4], sys.argv[4] + '/log')\n")
+
+
+def test_sigterm_to_evidence_reaches_the_running_stage_and_stops_with_its_status(tmp_path):
+    """SIGTERM to `make evidence` is passed on to the stage's command (a sweep saves its
+    trial and exits 42); evidence.py then stops with 42 and one line, the stage not done."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-c", RUNNER, os.path.join(ROOT, "bench", "evidence.py"),
+                          STOPPABLE, str(ready), str(tmp_path)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not ready.exists():
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 42, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("error: stage s stopped before its end (exit 42); "
+                                            "rerun the same command to resume")
+    assert not (tmp_path / "s.done.json").exists()

@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO
 from trainers.common import study as S
 from trainers.common import sweep
-from trainers.common.errors import TrainerError
+from trainers.common.errors import Interrupted, TrainerError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -175,6 +175,27 @@ def test_a_trainer_error_stops_every_worker_and_a_lost_point_is_retried_at_most_
         S.run_grid(study, [1.0], broken, max_retry=1)
     result = S.run_grid(study, [1.0], lambda s, r: [[0, 6.0], [100, 1.0]], max_retry=2)
     assert result["best"] == 1.0
+
+
+def test_an_interrupted_trial_stops_the_worker_and_is_run_again_not_failed(tmp_path):
+    """A trainer that stops on a signal with its run saved (`Interrupted`, as an in-process
+    trial's Preempted) stops this worker; the next run of the search runs that point again
+    (the trainer resumes) instead of refusing it as failed or counting it as lost."""
+    calls = []
+
+    def train(settings, report):
+        calls.append(settings["learning_rate"])
+        if calls.count(1.0) == 1 and settings["learning_rate"] == 1.0:
+            raise Interrupted("stopped by SIGTERM at step 50 of 100")
+        return [[0, 6.0], [100, settings["learning_rate"]]]
+
+    study = S.open_study("i", model_dir=tmp_path)
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        S.run_grid(study, [0.5, 1.0, 2.0], train, max_extensions=0)
+    [stopped] = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert stopped.user_attrs["interrupted"].startswith("stopped by SIGTERM")
+    result = S.run_grid(study, [0.5, 1.0, 2.0], train, max_extensions=0, max_retry=0)
+    assert calls == [0.5, 1.0, 1.0, 2.0] and result["best"] == 0.5
 
 
 # --- pruning on the full schedule ------------------------------------------------------

@@ -8,6 +8,8 @@ import itertools
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -17,6 +19,7 @@ import optuna
 import pytest
 from absl import flags
 
+from conftest import REPO
 from trainers import sweep as sweep_program
 from trainers.common import cli
 from trainers.common import config as config_lib
@@ -326,8 +329,9 @@ def test_focus_limits_leave_out_only_a_far_initial_evaluation():
 # --- the subprocess path, against a fake trainer ------------------------------
 
 FAKE_TRAINER = textwrap.dedent('''
-    """A stand-in trainer: writes metrics.jsonl and summary.json as trainers do."""
-    import argparse, json, math, os, sys, time
+    """A stand-in trainer: writes metrics.jsonl and summary.json as trainers do; on
+    SIGTERM (or once at --preempt_once_at, per sweep) it stops with the restart status."""
+    import argparse, json, math, os, signal, sys, time
     p = argparse.ArgumentParser()
     for name in ("model_dir", "optimizer", "eval_split", "corpus"):
         p.add_argument("--" + name)
@@ -338,7 +342,15 @@ FAKE_TRAINER = textwrap.dedent('''
         p.add_argument("--" + name, type=int, default=0)
     p.add_argument("--eval_seconds", type=float, default=0.0)  # the time one evaluation takes
     p.add_argument("--noexport", dest="export", action="store_false")
+    p.add_argument("--preempt_once_at", type=int, default=-1)
     a = p.parse_args()
+
+    def preempted(*_):
+        with open(os.path.join(a.model_dir, "preempted.txt"), "a") as f:
+            f.write("x\\n")
+        sys.exit(42)
+
+    signal.signal(signal.SIGTERM, preempted)
     if a.corpus == "missing":
         print("error: no corpus", file=sys.stderr); sys.exit(1)
     os.makedirs(a.model_dir, exist_ok=True)
@@ -367,6 +379,10 @@ FAKE_TRAINER = textwrap.dedent('''
                 rec["clip_fraction"] = 0.25
             f.write(json.dumps(rec) + "\\n")
             f.flush()
+            once = os.path.join(a.model_dir, "..", "..", "preempted_once")
+            if step == a.preempt_once_at and not os.path.exists(once):
+                open(once, "w").close()
+                preempted()
             time.sleep(a.eval_seconds)
     with open(os.path.join(a.model_dir, "summary.json"), "w") as f:
         json.dump({"final_step": a.train_steps, "train": {"loss": loss},
@@ -435,7 +451,7 @@ def test_program_runs_trials_as_subprocesses_and_resumes(tmp_path, fake, capsys)
     other = tmp_path / "other"
     doc3 = sweep_program.run_sweep(sweep_flags(other, f"--import_results={model_dir}/"
                                                "results.json"), command=fake)
-    assert f"(0 trials run by this worker" in capsys.readouterr().out
+    assert "(0 trials run by this worker" in capsys.readouterr().out
     assert doc3["selections"] == doc["selections"] and doc3["finals"] == doc["finals"]
     # ... but not the trials of a sweep of other trainer flags (they are run).
     sweep_program.run_sweep(sweep_flags(tmp_path / "third", "--optimizers=sgd", "--seeds=1",
@@ -546,6 +562,60 @@ def test_a_pruned_subprocess_trial_is_stopped_while_it_runs(tmp_path, fake):
     steps = [json.loads(line)["step"] for line in
              (tmp_path / "sgd" / "t" / "metrics.jsonl").read_text().splitlines()]
     assert steps[:4] == [0, 10, 20, 30] and len(steps) <= 6
+    assert not (tmp_path / "sgd" / "t" / "summary.json").exists()
+
+
+def test_a_preempted_trial_stops_the_sweep_and_the_rerun_resumes_it(tmp_path, fake):
+    """A trainer that stops with the restart status (42: it saved its run) stops the sweep
+    with that status; the trial is not failed: the same command reruns it (the trainer
+    resumes) and the search ends as an uninterrupted one does."""
+    def sweep(model_dir, *extra):
+        return sweep_flags(model_dir, "--optimizers=sgd", "--lr_grid=sgd=0.01/0.1/1",
+                           "--seeds=1", "--max_extensions=0",
+                           "--trainer_flags=--train_steps=40 --eval_every=10", *extra)
+
+    plain = sweep_program.run_sweep(sweep(tmp_path / "plain"), command=fake)
+    args = ("--trainer_flags=--train_steps=40 --eval_every=10 --preempt_once_at=20",)
+    with pytest.raises(cli.TrainerError, match="stopped before its end \\(exit 42\\).*rerun "
+                       "the same command") as stopped:
+        sweep_program.run_sweep(sweep(tmp_path / "p", *args), command=fake)
+    assert stopped.value.exit_code == 42
+    [first] = [d for d in (tmp_path / "p" / "sgd").iterdir() if (d / "preempted.txt").exists()]
+    doc = sweep_program.run_sweep(sweep(tmp_path / "p", *args), command=fake)
+    assert len((first / "calls.txt").read_text().split()) == 2  # run again, not failed
+    assert doc["selections"] == plain["selections"]
+    assert len(doc["trials"]) == len(plain["trials"])
+
+
+SIGTERMED_SWEEP = textwrap.dedent("""
+    import sys
+    from trainers.common import trials as trials_lib
+    from trainers.common.errors import Interrupted
+    trials = trials_lib.SubprocessTrials(sys.argv[2:], sys.argv[1], [
+        "--train_steps=200", "--eval_every=10", "--eval_seconds=0.2"], poll_seconds=0.1)
+    try:
+        trials.run("sgd/t", dict(optimizer="sgd", learning_rate=0.1, seed=0))
+    except Interrupted as e:
+        print(e)
+        sys.exit(e.exit_code)
+""")
+
+
+def test_sigterm_to_a_sweep_is_passed_to_its_running_trainer(tmp_path, fake):
+    """SIGTERM to the sweep's process reaches its subprocess trial (which saves and stops
+    with 42, as the trainers do), and the sweep stops with the restart status too."""
+    p = subprocess.Popen([sys.executable, "-c", SIGTERMED_SWEEP, str(tmp_path), *fake], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "sgd" / "t" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 42, err[-2000:]
+    assert "trial sgd/t stopped before its end (signal SIGTERM)" in out
+    assert (tmp_path / "sgd" / "t" / "preempted.txt").exists()  # the trainer was told
     assert not (tmp_path / "sgd" / "t" / "summary.json").exists()
 
 

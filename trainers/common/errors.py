@@ -6,6 +6,18 @@ class TrainerError(Exception):
     """A problem with the user's input or environment, reported in one line."""
 
 
+# The status of a program that stopped before its end and resumes when rerun (TensorFlow's
+# preemption handling uses the same; schedulers read it as "restart me").
+RESTART_EXIT_CODE = 42
+
+
+class Interrupted(TrainerError):
+    """Stopped before the end (a signal, a lost peer) with the work saved: rerunning the
+    same command resumes. A sweep's trial that ends so is run again, not failed."""
+
+    exit_code = RESTART_EXIT_CODE
+
+
 def first_line(error):
     """The first line of an exception's message, or its type's name if it has none:
     what a one-line error shows of a failure deep inside a library."""

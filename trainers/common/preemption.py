@@ -37,19 +37,17 @@ import urllib.request
 
 import tensorflow as tf
 
-from trainers.common.errors import TrainerError
+from trainers.common.errors import RESTART_EXIT_CODE, Interrupted
 
-EXIT_CODE = 42
+EXIT_CODE = RESTART_EXIT_CODE
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 MAINTENANCE_PATH = "/computeMetadata/v1/instance/maintenance-event"
 MAINTENANCE_STOP = "TERMINATE_ON_HOST_MAINTENANCE"  # MIGRATE_ON_...: the VM keeps running
 MAINTENANCE_POLL_S = 5.0
 
 
-class Preempted(TrainerError):
+class Preempted(Interrupted):
     """The run stopped on a signal after saving a checkpoint (exit `EXIT_CODE`)."""
-
-    exit_code = EXIT_CODE
 
 
 def maintenance_event(host=None, timeout=2.0):
@@ -161,11 +159,9 @@ class PreemptionWatch:
         return agreed
 
 
-class WorkerLost(TrainerError):
+class WorkerLost(Interrupted):
     """A peer of a multi-worker run stopped (killed, preempted, crashed): this worker ends
     too, with one line and the restart status; rerunning every worker resumes."""
-
-    exit_code = EXIT_CODE
 
 
 # How TensorFlow's collectives name a task that stopped answering.

@@ -52,7 +52,7 @@ from optuna.trial import TrialState
 
 from trainers.common import files
 from trainers.common import sweep
-from trainers.common.errors import TrainerError, first_line
+from trainers.common.errors import Interrupted, TrainerError, first_line
 
 STUDY_FILE = "study.journal"  # the default storage, in the sweep's model_dir
 HEARTBEAT_SECONDS = 60  # a running trial's worker records a heartbeat this often
@@ -188,7 +188,9 @@ def record(trial, param):
 def _points(trials, param):
     """Each point's state from the trials: {value: record} of the finished ones (complete,
     pruned, diverged: the lowest-numbered), the values with a WAITING or RUNNING trial,
-    {value: n} of the lost ones (a dead worker), and the failed ones (the trainer raised)."""
+    {value: n} of the lost ones (a dead worker), and the failed ones (the trainer raised).
+    An interrupted trial (stopped by a signal with its run saved) is none of these: its
+    point is wanted again, and the trainer resumes its run."""
     done, alive, lost, failed = {}, set(), {}, {}
     for t in sorted(trials, key=lambda t: t.number):
         v = t.params.get(param)
@@ -198,6 +200,8 @@ def _points(trials, param):
             alive.add(v)
         elif t.state != TrialState.FAIL or "divergence_reason" in t.user_attrs:
             done.setdefault(v, record(t, param))
+        elif "interrupted" in t.user_attrs:
+            continue
         elif "error" in t.user_attrs:
             failed[v] = t
         else:
@@ -260,6 +264,9 @@ class _Objective:
         try:
             out = self.train({self.param: value}, report)
         except optuna.TrialPruned:
+            raise
+        except Interrupted as e:  # stops this worker; the next run of the sweep resumes it
+            trial.set_user_attr("interrupted", first_line(e))
             raise
         except Exception as e:
             trial.set_user_attr("error", first_line(e))

@@ -17,13 +17,14 @@ error.
 import contextlib
 import json
 import shlex
+import signal
 import subprocess
 import threading
 import time
 
 from trainers.common import files
 from trainers.common import sweep as sweep_lib
-from trainers.common.errors import TrainerError
+from trainers.common.errors import RESTART_EXIT_CODE, Interrupted, TrainerError
 from trainers.common.reporting import read_metrics
 
 CURVE_PREFIXES = {"held_out": "eval_", "fixed_train": "fixed_train_"}
@@ -165,9 +166,10 @@ class SubprocessTrials:
             copy = threading.Thread(target=_copy_lines, args=(proc.stdout, log))
             copy.start()
             try:
-                while _running(proc, self.poll_seconds):
-                    poll()
-                poll()  # the evaluations of its last moments
+                with _signals_passed_to(proc) as received:
+                    while _running(proc, self.poll_seconds):
+                        poll()
+                    poll()  # the evaluations of its last moments
             except BaseException:  # pruned (or interrupted): stop the trainer
                 proc.kill()
                 raise
@@ -176,6 +178,12 @@ class SubprocessTrials:
                 copy.join()
         code = proc.returncode
         message = ""
+        if received or code == RESTART_EXIT_CODE:
+            # The trainer saved its run and stopped: the sweep stops too, and its next run
+            # reruns this trial, which resumes (a trial that had just finished, ends).
+            what = f"signal {received[0]}" if received else f"exit {code}"
+            raise Interrupted(f"trial {name} stopped before its end ({what}); its log: "
+                              f"{log_path}; rerun the same command to resume")
         if code:
             tail = files.read_text(log_path, errors="replace")[-4000:]
             lines = [line for line in tail.splitlines() if line.strip()]
@@ -192,6 +200,29 @@ class SubprocessTrials:
         raw.update(exit_code=code, message=message.strip()[:300],
                    wall_seconds=time.time() - start, steps_trained=max(steps - start_step, 0))
         return raw
+
+
+@contextlib.contextmanager
+def _signals_passed_to(proc):
+    """SIGTERM and SIGINT to this process are passed on to the trainer `proc` (it saves a
+    checkpoint and stops; a terminal's Ctrl-C reaches it anyway); yields the list of the
+    signals received. Main thread only (elsewhere: nothing is installed)."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def forward(signum, frame):
+        received.append(signal.Signals(signum).name)
+        if proc.poll() is None and signum == signal.SIGTERM:
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _running(proc, seconds):
