@@ -155,7 +155,7 @@ def order(num_windows, batch, steps, seed):
     return np.concatenate(perms)[:need]
 
 
-def train_run(data, shape, optimizer, learning_rate, batch, steps, seed, curve_points=10):
+def train_run(data, shape, optimizer, learning_rate, batch, steps, seed, curve_points=20):
     """One run; returns its record (curves of the fixed-train and held-out loss)."""
     import keras
 
@@ -211,8 +211,8 @@ def aggregate(values):
 class Runs:
     """The runs so far, kept in `out` (JSON) after each one; a rerun reuses them."""
 
-    def __init__(self, out, meta, max_minutes):
-        self.out, self.meta = out, meta
+    def __init__(self, out, meta, max_minutes, curve_points=20):
+        self.out, self.meta, self.curve_points = out, meta, curve_points
         self.deadline = time.time() + 60 * max_minutes
         self.records = []
         if os.path.exists(out):
@@ -229,7 +229,7 @@ class Runs:
                 return r
         if time.time() > self.deadline:
             raise TimeoutError
-        r = train_run(data, shape, optimizer, lr, batch, steps, seed)
+        r = train_run(data, shape, optimizer, lr, batch, steps, seed, self.curve_points)
         print(f"b{batch} {optimizer} lr {lr:.3g} seed {seed}: fixed-train "
               f"{r['fixed_train']:.4f} held-out {r['held_out']:.4f}"
               f"{' DIVERGED' if r['diverged'] else ''} ({r['seconds']} s)", flush=True)
@@ -292,7 +292,8 @@ def table(cells, meta):
     return "\n".join(lines) + "\n"
 
 
-def run(data_path, out, batches, optimizers, rates, steps, seeds, max_minutes):
+def run(data_path, out, batches, optimizers, rates, steps, seeds, max_minutes,
+        curve_points=20):
     import keras
 
     loaded = np.load(data_path)
@@ -308,7 +309,7 @@ def run(data_path, out, batches, optimizers, rates, steps, seeds, max_minutes):
                 optimizers=optimizers, rates_at_256=rates, settings=SETTINGS,
                 backend=keras.backend.backend(), device=device,
                 seq_length=shape["seq_length"])
-    runs = Runs(out, meta, max_minutes)
+    runs = Runs(out, meta, max_minutes, curve_points)
     cells = []
     try:
         for batch in batches:
@@ -355,6 +356,8 @@ def main(argv=None):
     r.add_argument("--steps", type=int, default=200)
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--max_minutes", type=float, default=9.0)
+    r.add_argument("--curve_points", type=int, default=20,
+                   help="evaluations (fixed-train and held-out loss) per run after step 0")
     a = p.parse_args(argv)
     if a.command == "export":
         return export(a.out, a.trainer_flags)
@@ -364,7 +367,7 @@ def main(argv=None):
     if missing:
         raise SystemExit(f"error: --rates has no centre for {', '.join(missing)}")
     return run(a.data, a.out, [int(b) for b in a.batches.split(",")], optimizers, rates,
-               a.steps, a.seeds, a.max_minutes)
+               a.steps, a.seeds, a.max_minutes, a.curve_points)
 
 
 if __name__ == "__main__":
