@@ -592,7 +592,7 @@ SIGTERMED_SWEEP = textwrap.dedent("""
     from trainers.common import trials as trials_lib
     from trainers.common.errors import Interrupted
     trials = trials_lib.SubprocessTrials(sys.argv[2:], sys.argv[1], [
-        "--train_steps=200", "--eval_every=10", "--eval_seconds=0.2"], poll_seconds=0.1)
+        "--train_steps=200", "--eval_every=10", "--eval_seconds=0.5"], poll_seconds=0.1)
     try:
         trials.run("sgd/t", dict(optimizer="sgd", learning_rate=0.1, seed=0))
     except Interrupted as e:
