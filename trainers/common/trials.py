@@ -204,9 +204,10 @@ class SubprocessTrials:
 
 @contextlib.contextmanager
 def _signals_passed_to(proc):
-    """SIGTERM and SIGINT to this process are passed on to the trainer `proc` (it saves a
-    checkpoint and stops; a terminal's Ctrl-C reaches it anyway); yields the list of the
-    signals received. Main thread only (elsewhere: nothing is installed)."""
+    """While `proc` runs, SIGTERM to this process is passed on to it (the trainer saves a
+    checkpoint and stops) and SIGINT is only recorded (a terminal's Ctrl-C reaches the
+    trainer by itself; a second one would stop it at once); yields the list of the signals
+    received. Main thread only (elsewhere: nothing is installed)."""
     received = []
     if threading.current_thread() is not threading.main_thread():
         yield received
