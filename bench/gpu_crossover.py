@@ -54,6 +54,8 @@ from trainers.common import sweep as sweep_lib  # noqa: E402 - no TensorFlow, no
 # The 16k-tokens/step cell's choices (docs/figures/evidence/lm_crossover_b256.md and
 # lm_figure3a_b256.md), the centre of each optimizer's grid at 256 windows.
 RATES_AT_256 = "sgd=0.1,adam=0.008,acclip_norm=0.004,acclip=2,gclip=3,cclip=3"
+# Evaluations per run after step 0 (docs/evidence.md's plots want >= 20 points a curve).
+CURVE_POINTS = 20
 # Settings beside the rate: the CPU cells' chosen arms and Figure 3a's active clipping.
 SETTINGS = {
     "sgd": dict(momentum=0.9),
@@ -155,7 +157,8 @@ def order(num_windows, batch, steps, seed):
     return np.concatenate(perms)[:need]
 
 
-def train_run(data, shape, optimizer, learning_rate, batch, steps, seed, curve_points=20):
+def train_run(data, shape, optimizer, learning_rate, batch, steps, seed,
+              curve_points=CURVE_POINTS):
     """One run; returns its record (curves of the fixed-train and held-out loss)."""
     import keras
 
@@ -211,7 +214,7 @@ def aggregate(values):
 class Runs:
     """The runs so far, kept in `out` (JSON) after each one; a rerun reuses them."""
 
-    def __init__(self, out, meta, max_minutes, curve_points=20):
+    def __init__(self, out, meta, max_minutes, curve_points=CURVE_POINTS):
         self.out, self.meta, self.curve_points = out, meta, curve_points
         self.deadline = time.time() + 60 * max_minutes
         self.records = []
@@ -293,7 +296,7 @@ def table(cells, meta):
 
 
 def run(data_path, out, batches, optimizers, rates, steps, seeds, max_minutes,
-        curve_points=20):
+        curve_points=CURVE_POINTS):
     import keras
 
     loaded = np.load(data_path)
@@ -356,7 +359,7 @@ def main(argv=None):
     r.add_argument("--steps", type=int, default=200)
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--max_minutes", type=float, default=9.0)
-    r.add_argument("--curve_points", type=int, default=20,
+    r.add_argument("--curve_points", type=int, default=CURVE_POINTS,
                    help="evaluations (fixed-train and held-out loss) per run after step 0")
     a = p.parse_args(argv)
     if a.command == "export":
