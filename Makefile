@@ -29,7 +29,7 @@ install: $(STAMP)
 install-trainers: $(TRAINERS_STAMP)
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # `pip install .` (no extras) into a fresh venv, then a model.fit with ACClip
 # and the diagnostics callback, and a check that none of the extras' libraries

@@ -14,6 +14,10 @@ the helper modules here (squad_helpers, resnet_support) import from any folder.
   the dump shipped in tests/data (no network). The corpus cache is
   `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory under pytest's
   own cache, so the suite never writes ~/.cache.
+* TensorFlow runs one op at a time per thread pool of size 1 (intra-op) with two
+  inter-op threads (two replicas' collectives need two to meet), in this process
+  and every trainer it starts: `make test` runs two pytest workers on two cores,
+  and the tiny models gain nothing from threads they must then share.
 """
 
 import json
@@ -23,6 +27,9 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -36,6 +43,34 @@ try:
     )
 except RuntimeError as e:  # TF initialised its devices before this module: the
     _LOGICAL_DEVICES_ERROR = e  # two-replica tests fail (below), they are not skipped
+
+
+# The files that take longest (seconds summed over their tests, `--durations=0`, two
+# workers beside a sweep, 2026-12-03), longest first. `make test` runs pytest-xdist with
+# `--dist loadfile --no-loadscope-reorder`: a worker takes the next file when it runs
+# low, so starting with the long ones leaves short files, not a long trainer run, at
+# the end, where the other worker would wait. Every other file keeps its place after them.
+LONGEST_FILES = (
+    "bert/test_bert_pretrain.py",             # 257
+    "noise/test_gradient_noise_run_config.py",  # 173
+    "squad/test_squad_finetune.py",           # 160
+    "lm/test_causal_lm_trainer.py",           # 132
+    "noise/test_gradient_noise_trainer.py",   # 114
+    "vision/test_resnet_trainer.py",          # 108
+    "common/test_worker_loss.py",             # 106
+    "bert/test_bert_shards.py",               # 89
+    "lm/test_lm_study.py",                    # 87
+    "vision/test_sync_batch_norm.py",         # 72
+    "bench/test_gpu_crossover.py",            # 69
+    "common/test_remote_model_dir.py",        # 60
+    "acclip_tf/optimizers/test_distribute.py",  # 43
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    rank = {os.path.join(tests, name): i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(str(item.path), len(rank)))
 
 
 @pytest.fixture(scope="session")

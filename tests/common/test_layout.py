@@ -162,3 +162,12 @@ def test_every_program_imports_with_every_other_in_one_process(order):
                           text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("parsed ")
+
+
+def test_the_files_conftest_schedules_first_exist():
+    """A renamed or removed file would silently lose its place at the front."""
+    from conftest import LONGEST_FILES
+
+    missing = [name for name in LONGEST_FILES
+               if not os.path.isfile(os.path.join(REPO, "tests", name))]
+    assert not missing and len(LONGEST_FILES) == len(set(LONGEST_FILES))
