@@ -532,14 +532,19 @@ STAGES = (
           _sweep_outputs("lm_crossover_b64")),
     Stage("lm_crossover_b256", "batch-size crossover, 16k tokens/step (rates from b64)", 150,
           _crossover(256, base_batch=64), _sweep_outputs("lm_crossover_b256")),
-    # The larger vocabulary (every training word, ~27k) at the cheap end and the middle,
-    # rates retuned around the 8k choice of the same batch.
+    # The larger vocabulary (every training word, ~27k) at the three batches, rates
+    # retuned around the 8k choice of the same batch.
     Stage("lm_crossover_b16_v32768", "crossover, word vocabulary 32768, 1k tokens/step",
           60, _crossover(16, 32768, base_batch=16),
           _sweep_outputs("lm_crossover_b16_v32768")),
     Stage("lm_crossover_b64_v32768", "crossover, word vocabulary 32768, 4k tokens/step",
           90, _crossover(64, 32768, base_batch=64),
           _sweep_outputs("lm_crossover_b64_v32768")),
+    # Its third batch, 16x the first: ~13 min a run alone (the 27k-way softmax over 4x
+    # b64's tokens), ~3 h for the 12-14 runs.
+    Stage("lm_crossover_b256_v32768", "crossover, word vocabulary 32768, 16k tokens/step",
+          180, _crossover(256, 32768, base_batch=256),
+          _sweep_outputs("lm_crossover_b256_v32768")),
     Stage("lm_figure3a_b256", "Figure 3a at 16k tokens/step, where Adam leads SGD: GClip, "
           "CClip, ACClip (Algorithm 1, normalize=True) retuned with clipping active beside "
           "b256's SGD and Adam, 3 seeds", 170, _figure3a, _sweep_outputs("lm_figure3a_b256")),
