@@ -14,10 +14,11 @@ the helper modules here (squad_helpers, resnet_support) import from any folder.
   the dump shipped in tests/data (no network). The corpus cache is
   `$ACCLIP_TF_CACHE` when set (a shared cache), else a directory under pytest's
   own cache, so the suite never writes ~/.cache.
-* TensorFlow runs one op at a time per thread pool of size 1 (intra-op) with two
-  inter-op threads (two replicas' collectives need two to meet), in this process
-  and every trainer it starts: `make test` runs two pytest workers on two cores,
-  and the tiny models gain nothing from threads they must then share.
+* TensorFlow gets one intra-op thread and two inter-op threads (two replicas'
+  collectives need two to meet), in this process and in every trainer it starts:
+  `make test` runs two pytest workers on two cores, and the tiny models gain nothing
+  from threads that would then compete for them (measured: 4 % less CPU together
+  with the file order below, docs/benchmarks.md).
 """
 
 import json
