@@ -540,10 +540,10 @@ STAGES = (
     Stage("lm_crossover_b64_v32768", "crossover, word vocabulary 32768, 4k tokens/step",
           90, _crossover(64, 32768, base_batch=64),
           _sweep_outputs("lm_crossover_b64_v32768")),
-    # Its third batch, 16x the first: ~13 min a run alone (the 27k-way softmax over 4x
-    # b64's tokens), ~3 h for the 12-14 runs.
+    # Its third batch, 16x the first: ~16-18 min a run alone (the first run: its last 50
+    # steps took ~4.5 min), ~4 h for the 12-14 runs.
     Stage("lm_crossover_b256_v32768", "crossover, word vocabulary 32768, 16k tokens/step",
-          180, _crossover(256, 32768, base_batch=256),
+          240, _crossover(256, 32768, base_batch=256),
           _sweep_outputs("lm_crossover_b256_v32768")),
     Stage("lm_figure3a_b256", "Figure 3a at 16k tokens/step, where Adam leads SGD: GClip, "
           "CClip, ACClip (Algorithm 1, normalize=True) retuned with clipping active beside "
