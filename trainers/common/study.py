@@ -243,7 +243,9 @@ class _Objective:
 
     def __call__(self, trial):
         value = trial.params.get(self.param)
-        if value is None:  # another worker claimed the last WAITING trial first
+        if value is None:  # another worker claimed the last WAITING trial first, so
+            # Optuna made a fresh trial without a point: failed unrun, and marked as such
+            trial.set_user_attr("unclaimed", "another worker claimed the last waiting trial")
             return math.nan
         twins = [t.number for t in self.study.get_trials(deepcopy=False)
                  if t.params.get(self.param) == value and t.number < trial.number
