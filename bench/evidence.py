@@ -4,6 +4,7 @@
     python bench/evidence.py --quick      # the headline ladder at one seed (<= 20 min)
     python bench/evidence.py --list       # the stages, their commands and estimates
     python bench/evidence.py --only=lm_ladder,rates
+    python bench/evidence.py --only=STAGE --save_progress  # carry a stopped stage elsewhere
 
 Each stage is one or more commands of the project's own programs (the sweep, the
 trainers, the rate experiment, the tail-rule calibration); their outputs go under
@@ -11,7 +12,9 @@ trainers, the rate experiment, the tail-rule calibration); their outputs go unde
 shows are copied to docs/figures/evidence/. A finished stage leaves
 ``<runs>/<stage>.done.json`` (its commands, start, wall time) and is skipped on a
 rerun; inside a stage the sweep and the trainers resume themselves, so an
-interrupted run continues where it stopped. One progress line per stage gives the
+interrupted run continues where it stopped; on another machine too, once the stopped
+stage's sweep journals are saved with ``--save_progress`` and committed (a stage longer
+than one sitting). One progress line per stage gives the
 estimated time left for the whole run (the estimates below, replaced by measured
 wall times once a stage has run).
 
@@ -36,6 +39,10 @@ from trainers.common.errors import RESTART_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = os.path.join("docs", "figures", "evidence")
+# An unfinished stage's sweep storages (Optuna journals), committed so that another machine
+# resumes it: its finished trials are not run again (`--save_progress`, `restore_progress`).
+PROGRESS = os.path.join(FIGURES, "progress")
+STUDY_FILE = "study.journal"  # a sweep's default storage in its model_dir (trainers.common.study)
 
 # The causal LM of the ladder: the issue's probe (2 layers, width 128, word
 # vocabulary 8192, 64-token windows, batch 32) on the Wikipedia excerpt.
@@ -623,6 +630,45 @@ def with_committed_trials(argv, stage, runs):
     return argv
 
 
+def sweep_dirs(stage):
+    """The model_dirs (relative to --runs) of `stage`'s sweeps: where its results.json go."""
+    return [os.path.dirname(src) for src, _ in stage.outputs
+            if src.endswith("/results.json") and not os.path.isabs(src)]
+
+
+def progress_path(model_dir):
+    return os.path.join(PROGRESS, model_dir.replace("/", "__") + "." + STUDY_FILE)
+
+
+def save_progress(stage, runs):
+    """Copy the study journal of each of `stage`'s sweeps under `runs` into PROGRESS (to be
+    committed), for a stage stopped before its end (SIGTERM: the trial saves, exit 42).
+    Returns the paths written."""
+    saved = []
+    for model_dir in sweep_dirs(stage):
+        journal = os.path.join(runs, model_dir, STUDY_FILE)
+        if os.path.exists(journal):
+            os.makedirs(PROGRESS, exist_ok=True)
+            shutil.copyfile(journal, progress_path(model_dir))
+            saved.append(progress_path(model_dir))
+    return saved
+
+
+def restore_progress(stage, runs):
+    """Before `stage` runs: a sweep without a journal under `runs` starts from the committed
+    one (its finished trials count; one left running is failed when its heartbeat is stale
+    and rerun, from the start where its checkpoint stayed on the other machine). Returns
+    the journals restored."""
+    restored = []
+    for model_dir in sweep_dirs(stage):
+        journal = os.path.join(runs, model_dir, STUDY_FILE)
+        if os.path.exists(progress_path(model_dir)) and not os.path.exists(journal):
+            os.makedirs(os.path.dirname(journal), exist_ok=True)
+            shutil.copyfile(progress_path(model_dir), journal)
+            restored.append(journal)
+    return restored
+
+
 def call_passing_sigterm(argv):
     """`subprocess.call(argv)`, with a SIGTERM to this process passed on to the command (a
     sweep then stops its trial with a checkpoint and exits 42; a terminal's Ctrl-C reaches
@@ -636,6 +682,8 @@ def call_passing_sigterm(argv):
 
 
 def run_stage(stage, runs, log):
+    for journal in restore_progress(stage, runs):
+        print(f"  resumed from the committed progress: {journal}", flush=True)
     commands = [with_committed_trials(argv, stage, runs) for argv in stage.commands(runs)]
     start = time.time()
     for argv in commands:
@@ -655,6 +703,9 @@ def run_stage(stage, runs, log):
         path = src if os.path.isabs(src) else os.path.join(runs, src)
         if os.path.exists(path):
             shutil.copyfile(path, os.path.join(FIGURES, dst))
+    for model_dir in sweep_dirs(stage):  # the finished results supersede the progress
+        if os.path.exists(progress_path(model_dir)):
+            os.remove(progress_path(model_dir))
     record = dict(stage=stage.name, what=stage.what, commands=[shlex.join(c) for c in commands],
                   started=datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
                   .strftime("%Y-%m-%d %H:%M UTC"), wall_minutes=round((time.time() - start) / 60, 1))
@@ -670,6 +721,10 @@ def main(argv=None):
     p.add_argument("--runs", default=os.path.join("runs", "evidence"))
     p.add_argument("--only", default="", help="comma-separated stage names")
     p.add_argument("--list", action="store_true", help="print the stages and exit")
+    p.add_argument("--save_progress", action="store_true",
+                   help=f"copy the unfinished stages' sweep journals into {PROGRESS}/ (commit "
+                   "them; a run on another machine resumes from them) and exit; stop the "
+                   "stage first")
     a = p.parse_args(argv)
     os.chdir(ROOT)
     selected = [s for s in STAGES if (s.quick if a.quick else s.full)]
@@ -685,6 +740,12 @@ def main(argv=None):
             print(f"{s.name} (~{format_minutes(s.minutes)}): {s.what}")
             for c in s.commands(a.runs):
                 print("    " + shlex.join(c))
+        return
+    if a.save_progress:
+        for s in selected:
+            if not os.path.exists(done_path(a.runs, s)):
+                for path in save_progress(s, a.runs):
+                    print(f"{s.name}: progress saved in {path}")
         return
     os.makedirs(a.runs, exist_ok=True)
     log = os.path.join(a.runs, "commands.log")

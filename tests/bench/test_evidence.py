@@ -381,3 +381,48 @@ def test_sigterm_to_evidence_reaches_the_running_stage_and_stops_with_its_status
     assert err.strip().splitlines()[-1] == ("error: stage s stopped before its end (exit 42); "
                                             "rerun the same command to resume")
     assert not (tmp_path / "s.done.json").exists()
+
+
+def test_a_stopped_stage_carried_by_its_saved_progress_resumes_elsewhere(evidence, tmp_path,
+                                                                          monkeypatch):
+    """--save_progress copies a stopped stage's sweep journal under the figures' progress/;
+    on another machine (a fresh --runs) the stage starts from it and its finished trials
+    are not run again (Optuna's journal, read back); the finished stage drops the copy."""
+    from trainers.common import study as S
+
+    assert evidence.STUDY_FILE == S.STUDY_FILE
+    monkeypatch.setattr(evidence, "FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setattr(evidence, "PROGRESS", str(tmp_path / "figures" / "progress"))
+    here, there = tmp_path / "here", tmp_path / "there"
+    stage = evidence.Stage("s", "a stage", 1, lambda runs: [], (("sw/results.json", "s.json"),))
+    ran = []
+
+    def train(settings, report):
+        ran.append(settings["learning_rate"])
+        return [[0, 6.0], [100, 1.0 + settings["learning_rate"]]]
+
+    (here / "sw").mkdir(parents=True)  # made by the sweep
+    S.run_grid(S.open_study("g", model_dir=here / "sw"), [1.0, 2.0], train, budget=100,
+               max_extensions=0)
+    [saved] = evidence.save_progress(stage, str(here))
+    assert saved == str(tmp_path / "figures" / "progress" / "sw.study.journal")
+    assert evidence.restore_progress(stage, str(there)) == [str(there / "sw" / "study.journal")]
+    assert evidence.restore_progress(stage, str(there)) == []  # a journal there is kept
+    result = S.run_grid(S.open_study("g", model_dir=there / "sw"), [1.0, 2.0, 4.0], train,
+                        budget=100, max_extensions=0)
+    assert ran == [1.0, 2.0, 4.0] and result["best"] == 1.0  # 1 and 2 ran here only
+
+    (there / "sw" / "results.json").write_text("{}")
+    evidence.run_stage(stage, str(there), str(there / "log"))
+    assert (tmp_path / "figures" / "s.json").exists() and not os.path.exists(saved)
+
+    # The flag: the named stage's journal under --runs, copied; a finished stage's is not.
+    name = "lm_crossover_b256_v32768"
+    (here / name).mkdir()
+    (here / name / "study.journal").write_text("journal\n")
+    evidence.main([f"--only={name}", f"--runs={here}", "--save_progress"])
+    assert (tmp_path / "figures" / "progress" / f"{name}.study.journal").read_text() == "journal\n"
+    os.remove(tmp_path / "figures" / "progress" / f"{name}.study.journal")
+    (here / f"{name}.done.json").write_text("{}")
+    evidence.main([f"--only={name}", f"--runs={here}", "--save_progress"])
+    assert not (tmp_path / "figures" / "progress" / f"{name}.study.journal").exists()
