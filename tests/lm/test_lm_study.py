@@ -1,15 +1,15 @@
 """A real tiny causal-LM sweep on Optuna, its trials in this process (issue 21): two
-optimizers x two rates, each trial `runner.train` on the base experiment with its values,
-its evaluations reported to the study as they happen."""
+optimizers x two rates and the chosen rates' seeds, each trial `runner.train` on the base
+experiment with its values, its evaluations reported to the study as they happen."""
 
 import json
 import math
 
+import optuna
 import pytest
 
 from trainers.common import config
 from trainers.common import study
-from trainers.common.trials import InProcessTrials
 from trainers.lm.task import CausalLMTask
 
 STEPS = 8
@@ -19,51 +19,6 @@ BASE = ["--num_layers=1", "--hidden_dim=16", "--num_heads=2", "--intermediate_di
         "--checkpoint_every=0", "--noexport", "--strategy=one_device",
         "--lr_schedule=linear_decay", "--deterministic", "--nojit_compile", f"--train_steps={STEPS}"]
 GRIDS = {"sgd": [0.25, 0.5], "adam": [2e-3, 4e-3]}
-
-
-def test_a_tiny_lm_sweep_runs_in_process_on_a_study(tmp_path, small_corpus):
-    base = config.experiment_from_args(
-        "trainers.causal_lm", CausalLMTask,
-        [f"--model_dir={tmp_path}/base", f"--corpus={small_corpus}", *BASE])
-    assert base.task.hidden_dim == 16 and base.run.train_steps == STEPS
-    trials = InProcessTrials(CausalLMTask, base, str(tmp_path / "trials"), objective="fixed_train")
-    reported = []
-    for name, grid in GRIDS.items():
-        def train(settings, report, name=name):
-            def traced(step, value):
-                reported.append((name, settings["learning_rate"], step, value))
-                report(step, value)
-            return trials.run(f"{name}/lr{settings['learning_rate']:g}",
-                              dict(settings, optimizer=name), traced)
-
-        result = study.run_grid(study.open_study(name, model_dir=str(tmp_path)), grid, train,
-                                budget=STEPS, max_extensions=0)
-        records = result["records"]
-        assert [r["learning_rate"] for r in records] == grid
-        for r in records:
-            assert r["state"] == "COMPLETE" and not r["diverged"]
-            assert [s for s, _ in r["curve"]] == [0, 4, STEPS]
-            assert [s for s, _ in r["held_out_curve"]] == [0, 4, STEPS]
-            assert r["final_loss"] == r["curve"][-1][1] < r["curve"][0][1]  # it trained
-            # The run on disk is the trial: its settings and its fixed-train curve.
-            run_dir = tmp_path / "trials" / name / f"lr{r['learning_rate']:g}"
-            recorded = json.loads((run_dir / "config.json").read_text())
-            assert recorded["optimizer"]["optimizer"] == name
-            assert recorded["optimizer"]["learning_rate"] == r["learning_rate"]
-            assert recorded["task"]["hidden_dim"] == 16
-            metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text()
-                       .splitlines()]
-            assert [[m["step"], m["fixed_train_loss"]] for m in metrics] == r["curve"]
-        best = min(records, key=lambda r: r["score"])
-        assert result["best"] == best["learning_rate"]
-    # Every evaluation reached the study as it happened (what a pruner reads).
-    assert len(reported) == 4 * 3 and all(math.isfinite(v) for *_, v in reported)
-    assert trials.calls == 4
-    # --deterministic held for each trial only: the process is as before (Keras refuses
-    # jit_compile under op determinism, which broke a later test in the same process).
-    from tensorflow.python.framework import config as tf_config
-
-    assert not tf_config.is_op_determinism_enabled()
 
 
 def test_a_bad_trainer_setting_is_one_line():
@@ -117,4 +72,21 @@ def test_the_sweep_program_runs_a_tiny_lm_sweep_in_process(tmp_path, small_corpu
             assert recorded["task"]["eval_split"] == t["split"]
             assert "step" in (run_dir / "trainer.log").read_text()  # the trainer's lines
         assert doc["finals"][name]["n"] == 1
+        for t in screens:
+            assert not t["diverged"] and not t["pruned"] and t["score"] == t["final_loss"]
+            assert [s for s, _ in t["held_out_curve"]] == [0, 4, STEPS]
+            assert t["final_loss"] == t["curve"][-1][1] < t["curve"][0][1]  # it trained
     assert (tmp_path / "results.md").exists() and (tmp_path / "results.png").exists()
+    # Every evaluation reached the study as it happened (what a pruner reads): 6 trials
+    # of 3 evaluations, in the sweep's studies.
+    storage = study.make_storage(model_dir=str(tmp_path))
+    reported = [t.intermediate_values for name in optuna.get_all_study_names(storage)
+                for t in optuna.load_study(study_name=name, storage=storage).get_trials()
+                if t.intermediate_values]
+    assert len(reported) == 6 and all(sorted(r) == [0, 4, STEPS] for r in reported)
+    assert all(math.isfinite(v) for r in reported for v in r.values())
+    # --deterministic held for each trial only: the process is as before (Keras refuses
+    # jit_compile under op determinism, which broke a later test in the same process).
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
