@@ -1,5 +1,5 @@
 """Where the test suite's CPU goes, by process: with this folder on PYTHONPATH, every Python
-process (pytest's workers and each trainer they start) appends one line to
+process (pytest's workers and each trainer they start) writes one line to
 ``$PROCESS_CPU_LOG/<pid>.tsv`` at exit: its own CPU seconds (user + sys), wall seconds,
 the xdist worker, the test that was running (PYTEST_CURRENT_TEST, inherited) and argv.
 A process killed by a signal writes nothing.

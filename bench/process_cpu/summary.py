@@ -8,7 +8,7 @@ import sys
 
 
 def main(folder):
-    by_file, count, total = collections.Counter(), collections.Counter(), 0.0
+    by_file, count = collections.Counter(), collections.Counter()
     for path in glob.glob(os.path.join(folder, "*.tsv")):
         with open(path) as f:
             cpu, _, worker, test = f.readline().split("\t", 4)[:4]
@@ -16,8 +16,7 @@ def main(folder):
                                         else "(outside a test)")
         by_file[where] += float(cpu)
         count[where] += 1
-        total += float(cpu)
-    print(f"{sum(count.values())} processes, {total:.0f} s CPU")
+    print(f"{sum(count.values())} processes, {sum(by_file.values()):.0f} s CPU")
     for where, cpu in by_file.most_common():
         print(f"{cpu:8.1f} s  {count[where]:3d}  {where}")
 
