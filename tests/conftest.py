@@ -19,12 +19,16 @@ the helper modules here (squad_helpers, resnet_support) import from any folder.
   `make test` runs two pytest workers on two cores, and the tiny models gain nothing
   from threads that would then compete for them (measured: 4 % less CPU together
   with the file order below, docs/benchmarks.md).
+* Trainer processes (`run_trainer`, and the tests that start `python -m trainers...`
+  side by side) are forks of a process that imported TensorFlow, Keras and the
+  trainers' libraries once per pytest worker (tests/preloaded.py): the command runs as
+  the interpreter would run it, without paying ~5 s of CPU for the imports each time.
+  `ACCLIP_TF_FRESH_PROCESSES=1` starts fresh interpreters instead.
 """
 
 import json
 import os
 import socket
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,6 +38,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+import preloaded  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
 _LOGICAL_DEVICES_ERROR = None
@@ -147,12 +153,13 @@ def small_vocab(wiki_documents, tmp_path_factory):
 
 
 def run_trainer(args, module="trainers.bert_pretrain", env=None, timeout=300, check=True):
-    """Run a trainer in a fresh process; returns the CompletedProcess. `module=None`:
-    `args` are the interpreter's own (e.g. ``-c CODE``)."""
+    """Run a trainer as `python -m module *args` would (forked from the preloaded process,
+    tests/preloaded.py); returns the CompletedProcess. `module=None`: `args` are the
+    interpreter's own (e.g. ``-c CODE``)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     program = ["-m", module] if module else []
-    proc = subprocess.run([sys.executable, *program, *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = preloaded.run([sys.executable, *program, *args], cwd=REPO, env=full_env,
+                         capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc

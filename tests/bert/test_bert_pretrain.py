@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+import preloaded
 from conftest import (REPO, TINY, assert_same_weights, free_ports, kill_at_first_checkpoint,
                       model_weights, run_program_cases, run_trainer, sigterm_after_line)
 
@@ -91,9 +92,9 @@ def test_multi_worker_equals_one_process(one_device, tmp_path, small_corpus, sma
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
         args = base_args(tmp_path, small_corpus, small_vocab, "--strategy=multi_worker_mirrored")
-        procs.append(subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
-                                      cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(preloaded.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args],
+                                     cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True))
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -128,9 +129,9 @@ def test_sigterm_saves_at_the_step_and_the_rerun_resumes_bit_exactly(straight, t
 
     args = base_args(tmp_path, small_corpus, small_vocab, *RESUME_ARGS, "--checkpoint_every=0")
     after = 5
-    p = subprocess.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args], cwd=REPO,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = preloaded.Popen([sys.executable, "-m", "trainers.bert_pretrain", *args], cwd=REPO,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sigterm_after_line(p, f"step {after}/15 ")
     _, err = p.communicate(timeout=300)
     assert p.returncode == EXIT_CODE, err[-3000:]
@@ -150,8 +151,8 @@ def test_kill_and_resume_equals_uninterrupted(straight, tmp_path, small_corpus, 
     cmd = [sys.executable, "-m", "trainers.bert_pretrain",
            *base_args(resumed, small_corpus, small_vocab, *args)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    victim = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    victim = preloaded.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     kill_at_first_checkpoint(victim, resumed, timeout=240)
 
     proc = run_trainer(base_args(resumed, small_corpus, small_vocab, *args))

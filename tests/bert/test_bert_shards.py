@@ -16,6 +16,7 @@ import threading
 import numpy as np
 import pytest
 
+import preloaded
 from conftest import (REPO, TINY, free_ports, kill_at_first_checkpoint, model_weights,
                       run_program_cases)
 from shards_helpers import mlm_settings, write_corpus
@@ -30,7 +31,7 @@ def start(model_dir, data_dir, *extra, quiet=False, tf_config=None):
     if tf_config:
         env["TF_CONFIG"] = json.dumps(tf_config)
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
-    return subprocess.Popen(
+    return preloaded.Popen(
         [sys.executable, "-m", "trainers.bert_pretrain", f"--model_dir={model_dir}",
          f"--data_dir={data_dir}", *ARGS, *extra],
         cwd=REPO, env=env, stdout=out, stderr=out, text=True)

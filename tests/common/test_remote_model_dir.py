@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import preloaded
 from conftest import TINY
 from shards_helpers import write_corpus
 from squad_helpers import HANDWRITTEN
@@ -45,7 +46,7 @@ def test_every_trainer_leaves_the_working_directory_empty(tmp_path, small_vocab)
         if name == "gradient_noise":
             cmd = [sys.executable, "-c", MEASURE_A_RAM_RUN, "--model_dir=ram://runs/lm",
                    *COMMON, *args]
-        procs[name] = (cwd, subprocess.Popen(
+        procs[name] = (cwd, preloaded.Popen(
             cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")))
     for name, (cwd, p) in procs.items():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import preloaded
 from conftest import REPO, free_ports, sigterm_after_line
 from shards_helpers import write_corpus
 
@@ -29,7 +30,7 @@ def test_a_killed_peer_ends_the_survivor_in_one_line(tmp_path):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-        procs.append(subprocess.Popen(
+        procs.append(preloaded.Popen(
             [sys.executable, "-m", "trainers.causal_lm", f"--model_dir={model_dir}",
              f"--corpus={corpus}", *LM], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True))
@@ -70,7 +71,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_both_resume(tmp_path):
             tf_config = {"cluster": {"worker": workers},
                          "task": {"type": "worker", "index": index}}
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
-            procs.append(subprocess.Popen(
+            procs.append(preloaded.Popen(
                 [sys.executable, "-m", "trainers.causal_lm", *args], cwd=REPO, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         return procs

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import preloaded
 from shards_helpers import lm_settings, write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,7 +18,7 @@ TINY = ["--num_layers=1", "--hidden_dim=32", "--num_heads=2", "--intermediate_di
 
 def start(model_dir, data_dir, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen(
+    return preloaded.Popen(
         [sys.executable, "-m", "trainers.causal_lm", f"--model_dir={model_dir}",
          f"--data_dir={data_dir}", *TINY, *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

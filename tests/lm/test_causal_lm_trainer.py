@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+import preloaded
 from conftest import assert_same_weights, model_weights, run_program_cases, sigterm_after_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,8 +48,8 @@ def write_corpus(directory, documents=12, seed=0):
 def start(model_dir, corpus, *extra):
     args = [f"--model_dir={model_dir}", f"--corpus={corpus}", *TINY, *extra]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, "-m", "trainers.causal_lm", *args], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return preloaded.Popen([sys.executable, "-m", "trainers.causal_lm", *args], cwd=REPO,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(procs, check=True):
@@ -171,7 +172,7 @@ def test_a_run_repeats_from_its_config_json(runs, tmp_path):
     both --deterministic). A config.json that is not one is one error line."""
     dirs, _, _ = runs
     again = tmp_path / "again"
-    proc = subprocess.run(
+    proc = preloaded.run(
         [sys.executable, "-m", "trainers.causal_lm", f"--config={dirs['one']}/config.json",
          f"--model_dir={again}", "--noexport"], cwd=REPO, capture_output=True, text=True,
         timeout=400, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -212,7 +213,7 @@ def test_a_run_repeats_as_a_python_call_without_flags(runs, tmp_path):
     parsing, no flags.txt), is the recorded run: the same weights (sha256)."""
     dirs, _, _ = runs
     again = tmp_path / "python"
-    proc = subprocess.run(
+    proc = preloaded.run(
         [sys.executable, "-c", TRAIN_FROM_PYTHON, str(dirs["one"] / "config.json"), str(again)],
         cwd=REPO, capture_output=True, text=True, timeout=400,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import preloaded
 from conftest import REPO
 from resnet_support import experiment, eagerly, parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
@@ -138,8 +139,8 @@ with eagerly():
     runner.run(vision_task.ImageClassificationTask, f)
 print("the next trial would start here")
 """
-    p = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True,
-                       text=True, timeout=600)
+    p = preloaded.run([sys.executable, "-c", child], cwd=REPO, capture_output=True,
+                      text=True, timeout=600)
     assert p.returncode == -signal.SIGTERM, p.stderr[-3000:]
     assert "SIGTERM received during the last loop: the run is complete" in p.stdout
     assert "the next trial would start here" not in p.stdout
@@ -314,7 +315,7 @@ def test_cifar_resnet_depths():
 
 
 def test_cli_reports_missing_imagenet_in_one_line(tmp_path):
-    result = subprocess.run(
+    result = preloaded.run(
         [sys.executable, "-m", "trainers.resnet_imagenet", f"--model_dir={tmp_path / 'run'}",
          f"--tfds_data_dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=120)

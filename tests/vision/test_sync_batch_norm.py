@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import preloaded
 from resnet_support import experiment, parse_flags, plan_and_optimizer, restore_flag_defaults
 from trainers import resnet_imagenet  # noqa: F401 - defines the flags
 from trainers.common.loop import StepLoop
@@ -99,9 +100,9 @@ def test_multi_worker_with_sync_batch_norm_equals_one_process(tmp_path):
             env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers},
                                            "task": {"type": "worker", "index": index}})
             run_args.append("--strategy=multi_worker_mirrored")
-        procs[name] = subprocess.Popen([sys.executable, "-m", "trainers.resnet_imagenet",
-                                        *run_args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+        procs[name] = preloaded.Popen([sys.executable, "-m", "trainers.resnet_imagenet",
+                                       *run_args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
     for name, p in procs.items():
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, (name, err[-3000:])

@@ -18,6 +18,8 @@ import textwrap
 import numpy as np
 import pytest
 
+import preloaded
+
 NUM, DIM, BATCH = 96, 3, 8
 
 
@@ -125,7 +127,7 @@ _MIRRORED = textwrap.dedent(
 def test_mirrored_strategy_uses_the_aggregated_gradient():
     x, y, w = _data()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
+    proc = preloaded.run(
         [sys.executable, "-c", _MIRRORED, json.dumps(x.tolist()), json.dumps(y.tolist()),
          json.dumps(w.tolist()), str(BATCH)],
         capture_output=True, text=True, timeout=240, env=env,

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+import preloaded
 import multi_worker_problem as problem
 from conftest import free_ports
 
@@ -25,7 +26,7 @@ def test_two_workers_equal_one_process(tmp_path):
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
                    TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                          "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
+        processes.append(preloaded.Popen(
             [sys.executable, os.path.join(HERE, "multi_worker_check.py"),
              str(tmp_path / f"w{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
