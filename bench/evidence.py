@@ -30,11 +30,11 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
+from trainers.common import child_signals
 from trainers.common.errors import RESTART_EXIT_CODE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -674,11 +674,8 @@ def call_passing_sigterm(argv):
     sweep then stops its trial with a checkpoint and exits 42; a terminal's Ctrl-C reaches
     the whole process group by itself)."""
     child = subprocess.Popen(argv, cwd=ROOT)
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: child.send_signal(signum))
-    try:
+    with child_signals.signals_passed_to(child):
         return child.wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_stage(stage, runs, log):

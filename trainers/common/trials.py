@@ -17,11 +17,11 @@ error.
 import contextlib
 import json
 import shlex
-import signal
 import subprocess
 import threading
 import time
 
+from trainers.common import child_signals
 from trainers.common import files
 from trainers.common import sweep as sweep_lib
 from trainers.common.errors import RESTART_EXIT_CODE, Interrupted, TrainerError
@@ -166,7 +166,7 @@ class SubprocessTrials:
             copy = threading.Thread(target=_copy_lines, args=(proc.stdout, log))
             copy.start()
             try:
-                with _signals_passed_to(proc) as received:
+                with child_signals.signals_passed_to(proc) as received:
                     while _running(proc, self.poll_seconds):
                         poll()
                     poll()  # the evaluations of its last moments
@@ -200,30 +200,6 @@ class SubprocessTrials:
         raw.update(exit_code=code, message=message.strip()[:300],
                    wall_seconds=time.time() - start, steps_trained=max(steps - start_step, 0))
         return raw
-
-
-@contextlib.contextmanager
-def _signals_passed_to(proc):
-    """While `proc` runs, SIGTERM to this process is passed on to it (the trainer saves a
-    checkpoint and stops) and SIGINT is only recorded (a terminal's Ctrl-C reaches the
-    trainer by itself; a second one would stop it at once); yields the list of the signals
-    received. Main thread only (elsewhere: nothing is installed)."""
-    received = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def forward(signum, frame):
-        received.append(signal.Signals(signum).name)
-        if proc.poll() is None and signum == signal.SIGTERM:
-            proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _running(proc, seconds):
