@@ -4,8 +4,10 @@ function of tokens per step, and the verdict of the rule written before the runs
 
     python bench/crossover.py --runs=runs/evidence [--vocab_size=8192]
 
-Reads ``<runs>/lm_crossover_b<B>[_v<V>]/results.json`` (the stages lm_crossover_b*),
-writes ``<runs>/lm_crossover[_v<V>].{md,png,json}``.
+Reads ``<runs>/lm_crossover_b<B>[_v<V>]/results.json`` (the stages lm_crossover_b*) and,
+for a stage that has none there (it ran on another machine), its committed copy
+``docs/figures/evidence/lm_crossover_b<B>[_v<V>].json``; writes
+``<runs>/lm_crossover[_v<V>].{md,png,json}``.
 
 The rule: "Adam is ahead at batch B" when its mean fixed-train loss is lower than SGD's by
 >= 0.1 nats and by >= 3 seed sds (the larger of the two sample sds); "SGD is ahead" the
@@ -22,6 +24,8 @@ import re
 LEAD = 0.1  # nats
 SDS = 3.0
 TOKENS_PER_WINDOW = 64
+COMMITTED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                         "figures", "evidence")
 
 
 def verdict(sgd, adam, lead=LEAD, sds=SDS):
@@ -119,15 +123,27 @@ def plot(rows, path, vocab_size):
     plt.close(fig)
 
 
+def cell_paths(runs, committed, suffix):
+    """{stage: results file} of every lm_crossover_b<B><suffix> stage: the sweep's own
+    results.json under `runs`, else the stage's committed copy under `committed`."""
+    found = {}
+    for path in glob.glob(os.path.join(committed, "lm_crossover_b*.json")):
+        found[os.path.basename(path)[:-len(".json")]] = path
+    for path in glob.glob(os.path.join(runs, "lm_crossover_b*", "results.json")):
+        found[os.path.basename(os.path.dirname(path))] = path
+    return [path for stage, path in sorted(found.items())
+            if re.fullmatch(rf"lm_crossover_b\d+{suffix}", stage)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default=os.path.join("runs", "evidence"))
     p.add_argument("--vocab_size", type=int, default=8192)
+    p.add_argument("--committed", default=COMMITTED,
+                   help="the stages' committed results (used where --runs has none)")
     a = p.parse_args(argv)
     suffix = "" if a.vocab_size == 8192 else f"_v{a.vocab_size}"
-    paths = [path for path in glob.glob(os.path.join(a.runs, "lm_crossover_b*", "results.json"))
-             if re.fullmatch(rf"lm_crossover_b\d+{suffix}",
-                             os.path.basename(os.path.dirname(path)))]
+    paths = cell_paths(a.runs, a.committed, suffix)
     rows = sorted((cell(path) for path in paths), key=lambda r: r["batch"])
     if not rows:
         raise SystemExit(f"error: no lm_crossover_b*{suffix}/results.json under {a.runs}")

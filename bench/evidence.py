@@ -285,16 +285,18 @@ def base_settings(runs, batch):
     return base
 
 
-def _crossover(batch, vocab_size=8192, base_batch=None):
+def _crossover(batch, vocab_size=8192, base_batch=None, buckets=False):
+    """The cell's sweep (and, `buckets`: its loss per frequency decile over steps)."""
     def commands(runs):
         common = ["--seeds=3", "--objective=fixed_train", "--lr_factor=2"]
         if base_batch is None:
             search = [f"--lr_grid={CROSSOVER_SMALL_GRID}", f"--option_grid={CROSSOVER_ARMS}"]
         else:
             search = scaled_search(base_settings(runs, base_batch), batch / base_batch)
-        return [sweep(crossover_dir(runs, batch, vocab_size), "causal_lm",
-                      ",".join(AXIS_OPTIMIZERS), crossover_flags(batch, vocab_size),
-                      *common, *search)]
+        out = crossover_dir(runs, batch, vocab_size)
+        return [sweep(out, "causal_lm", ",".join(AXIS_OPTIMIZERS),
+                      crossover_flags(batch, vocab_size), *common, *search)] + (
+            [python("bench/frequency_buckets.py", f"--sweep={out}")] if buckets else [])
     return commands
 
 
@@ -518,9 +520,11 @@ def _rare_token_outputs(name):
     return tuple((f"{name}/rare_tokens.{ext}", f"{name}.{ext}") for ext in ("md", "png", "json"))
 
 
-def _sweep_outputs(name):
+def _sweep_outputs(name, buckets=False):
     return ((f"{name}/results.md", f"{name}.md"), (f"{name}/results.png", f"{name}.png"),
-            (f"{name}/results.json", f"{name}.json"))
+            (f"{name}/results.json", f"{name}.json")) + (
+        ((f"{name}/frequency_buckets.png", f"{name}_buckets.png"),
+         (f"{name}/frequency_buckets.md", f"{name}_buckets.md")) if buckets else ())
 
 
 STAGES = (
@@ -530,10 +534,7 @@ STAGES = (
           _sweep_outputs("lm_crossover_b16")),
     Stage("lm_full_batch", "noise-free cell: full-batch momentum GD vs Adam on 128 fixed "
           "windows, loss per frequency decile", 80, _full_batch,
-          _sweep_outputs("lm_full_batch") + (("lm_full_batch/frequency_buckets.png",
-                                              "lm_full_batch_buckets.png"),
-                                             ("lm_full_batch/frequency_buckets.md",
-                                              "lm_full_batch_buckets.md"))),
+          _sweep_outputs("lm_full_batch", buckets=True)),
     Stage("lm_crossover_b64", "batch-size crossover, 4k tokens/step (rates from b16, "
           "sqrt-scaled grid)", 45, _crossover(64, base_batch=16),
           _sweep_outputs("lm_crossover_b64")),
@@ -547,11 +548,11 @@ STAGES = (
     Stage("lm_crossover_b64_v32768", "crossover, word vocabulary 32768, 4k tokens/step",
           90, _crossover(64, 32768, base_batch=64),
           _sweep_outputs("lm_crossover_b64_v32768")),
-    # Its third batch, 16x the first: ~16-18 min a run alone (the first run: its last 50
-    # steps took ~4.5 min), ~4 h for the 12-14 runs.
+    # Its third batch, 16x the first: 11-13 min a run alone, 14 runs (3 h 45 min here,
+    # 2026-12-07, partly beside `make test`); with the loss per frequency decile.
     Stage("lm_crossover_b256_v32768", "crossover, word vocabulary 32768, 16k tokens/step",
-          240, _crossover(256, 32768, base_batch=256),
-          _sweep_outputs("lm_crossover_b256_v32768")),
+          240, _crossover(256, 32768, base_batch=256, buckets=True),
+          _sweep_outputs("lm_crossover_b256_v32768", buckets=True)),
     Stage("lm_figure3a_b256", "Figure 3a at 16k tokens/step, where Adam leads SGD: GClip, "
           "CClip, ACClip (Algorithm 1, normalize=True) retuned with clipping active beside "
           "b256's SGD and Adam, 3 seeds", 170, _figure3a, _sweep_outputs("lm_figure3a_b256")),

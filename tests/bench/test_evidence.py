@@ -149,8 +149,9 @@ def test_the_crossover_rule(sgd, adam, expected):
     assert crossover.verdict(None, agg(*adam)) == "no difference"
 
 
-def fake_crossover_results(path, batch, sgd, adam):
-    os.makedirs(path)
+def fake_crossover_results(path, batch, sgd, adam, committed_as=None):
+    """A stage's results.json under `path`, or (`committed_as`) its committed copy there."""
+    os.makedirs(path, exist_ok=True)
     finals = {name: {"fixed_train": dict(mean=m, sd=sd, n=3), "held_out": dict(mean=m + 0.3,
                                                                           sd=sd, n=3),
                      "diverged": 0} for name, (m, sd) in (("sgd", sgd), ("adam", adam))}
@@ -159,18 +160,26 @@ def fake_crossover_results(path, batch, sgd, adam):
            "finals": finals,
            "selections": {n: {"chosen": {"learning_rate": 0.1, "options": {"beta_2": 0.95}}}
                           for n in finals}}
-    with open(os.path.join(path, "results.json"), "w") as f:
+    with open(os.path.join(path, f"{committed_as}.json" if committed_as else "results.json"),
+              "w") as f:
         json.dump(doc, f)
 
 
 def test_crossover_summary_tables_every_finished_cell(tmp_path):
     crossover = load_bench("crossover")
+    committed = tmp_path / "committed"
     fake_crossover_results(tmp_path / "lm_crossover_b16", 16, (5.6, 0.01), (5.65, 0.02))
     fake_crossover_results(tmp_path / "lm_crossover_b256", 256, (5.6, 0.01), (5.4, 0.02))
     fake_crossover_results(tmp_path / "lm_crossover_b16_v32768", 16, (6.0, 0.01), (5.0, 0.01))
-    crossover.main([f"--runs={tmp_path}"])
+    # Committed copies: b64 ran on another machine (used); b16's is older than the run here
+    # (the run wins).
+    fake_crossover_results(committed, 64, (5.9, 0.01), (5.5, 0.01), "lm_crossover_b64")
+    fake_crossover_results(committed, 16, (9.0, 0.01), (9.0, 0.01), "lm_crossover_b16")
+    crossover.main([f"--runs={tmp_path}", f"--committed={committed}"])
     rows = json.load(open(tmp_path / "lm_crossover.json"))
-    assert [r["batch"] for r in rows] == [16, 256]  # the other vocabulary stays out
+    assert [r["batch"] for r in rows] == [16, 64, 256]  # the other vocabulary stays out
+    assert [r["sgd"]["fixed_train"]["mean"] for r in rows] == [5.6, 5.9, 5.6]
+    rows = [rows[0], rows[2]]
     assert [r["verdict"] for r in rows] == ["no difference", "adam ahead"]
     assert rows[1]["gap_fixed_train"]["gap"] == pytest.approx(0.2)
     assert rows[1]["tokens_per_step"] == 256 * 64
