@@ -8,7 +8,16 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 import preloaded
+
+
+@pytest.fixture(autouse=True)
+def forking(monkeypatch):
+    """These tests are about the fork, also in a run that compares with fresh processes."""
+    monkeypatch.delenv("ACCLIP_TF_FRESH_PROCESSES", raising=False)
+
 
 PROGRAM = r"""
 import os, sys
