@@ -55,16 +55,17 @@ def _check_runtime_not_started():
 
 
 _context = None
+_server_env = None  # the environment the forkserver starts with (its imports saw it)
 _lock = threading.Lock()
 
 
 def _forkserver():
-    global _context
+    global _context, _server_env
     with _lock:
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload([*PRELOAD, __name__])
-            _context = ctx
+            _context, _server_env = ctx, dict(os.environ)
     return _context
 
 
@@ -126,7 +127,8 @@ def _forkable(argv, env):
     parsed = _parse(argv)
     if parsed is None or os.environ.get("ACCLIP_TF_FRESH_PROCESSES"):
         return None
-    changed = {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}
+    server = os.environ if _server_env is None else _server_env
+    changed = {k for k in set(env) | set(server) if env.get(k) != server.get(k)}
     return None if changed & IMPORT_TIME_ENV else parsed
 
 
